@@ -1,0 +1,479 @@
+"""NATS JetStream backend: a WorkQueue stream and one shared durable pull consumer.
+
+Unlike the Go original this backend
+- returns from `publish` only after the PubAck (the message is in the stream),
+- sets `Nats-Msg-Id`, so a retried publish inside the duplicate window is
+  stored once,
+- hands out deliveries that are acked only after the work is done,
+- reports the real depth (consumer pending + ack pending), never -1,
+- fails with `BackendUnavailable` in bounded time instead of hanging while the
+  broker is away, and reconnects by itself forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable
+from dataclasses import dataclass
+
+import httpx
+import nats
+import nats.errors
+import nats.js.errors
+import orjson
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+
+from backends.contract import (
+    AlreadySettled,
+    BackendMisconfigured,
+    BackendUnavailable,
+    Delivery,
+    Message,
+    PublishAck,
+    QueueFull,
+    QueueStats,
+)
+
+log = logging.getLogger(__name__)
+
+MSG_ID_HEADER = "Nats-Msg-Id"
+# JetStream API error codes that mean "the stream is at its limits".
+_FULL_ERR_CODES = {10047, 10077}
+
+
+@dataclass(frozen=True, slots=True)
+class NatsConfig:
+    """Connection, stream and consumer settings; defaults follow the spec."""
+
+    url: str = "nats://nats:4222"
+    stream: str = "DIPLOM_STREAM"
+    subject: str = "diplom.messages"
+    durable: str = "diplom-processor"
+    ack_wait: float = 30.0
+    max_deliver: int = 5
+    max_ack_pending: int = 10_000
+    max_age: float = 24 * 3600.0
+    duplicate_window: float = 120.0
+    max_msgs: int = -1
+    max_bytes: int = -1
+    publish_timeout: float = 2.0
+    connect_timeout: float = 5.0
+    reconnect_wait: float = 0.5
+    fetch_linger: float = 0.002
+    sync_always: bool = False
+    monitor_url: str | None = None
+
+
+class NatsDelivery:
+    """A JetStream message handed to a worker; settling maps to JetStream acks."""
+
+    __slots__ = ("_backend", "_count", "_done", "_message", "_msg")
+
+    def __init__(self, backend: NatsJetStreamBackend, msg: Msg, message: Message, count: int) -> None:
+        self._backend = backend
+        self._msg = msg
+        self._message = message
+        self._count = count
+        self._done = False
+
+    @property
+    def message(self) -> Message:
+        return self._message
+
+    @property
+    def delivery_count(self) -> int:
+        return self._count
+
+    def _settle_once(self) -> None:
+        if self._done:
+            raise AlreadySettled(f"delivery of {self._message.id} already settled")
+        self._done = True
+
+    async def ack(self) -> None:
+        self._settle_once()
+        await self._backend._settle(self._msg.ack(), "acked")
+
+    async def nak(self, delay: float | None = None) -> None:
+        self._settle_once()
+        await self._backend._settle(self._msg.nak(delay=delay), "naked")
+
+    async def term(self) -> None:
+        self._settle_once()
+        await self._backend._settle(self._msg.term(), "termed")
+
+    async def in_progress(self) -> None:
+        if self._done:
+            raise AlreadySettled(f"delivery of {self._message.id} already settled")
+        await self._backend._settle(self._msg.in_progress(), None)
+
+
+class NatsJetStreamBackend:
+    """`QueueBackend` on NATS JetStream (nats-py)."""
+
+    name = "nats"
+
+    def __init__(self, config: NatsConfig | None = None) -> None:
+        self.config = config or NatsConfig()
+        self._nc: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+        self._psub: JetStreamContext.PullSubscription | None = None
+        self._advisories: Subscription | None = None
+        self._connected = asyncio.Event()
+        self._ensure_lock = asyncio.Lock()
+        self._needs_ensure = False
+        self._closing = False
+        self.server_version = ""
+        self._last_size = 0
+        self._enqueued = 0
+        self._dequeued = 0
+        self._settled = {"acked": 0, "naked": 0, "termed": 0}
+        self._redelivered = 0
+        self._duplicates = 0
+        self._exhausted = 0
+        self._last_in_flight = 0
+        # Stream sequences that hit max_deliver, for dead-letter handling.
+        self.exhausted_sequences: deque[int] = deque(maxlen=10_000)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Connect, create stream and consumer; `BackendUnavailable` if NATS is away.
+
+        nats-py retries the first connect forever when reconnects are
+        unlimited, so the whole attempt is bounded by `connect_timeout`.
+        """
+        cfg = self.config
+        self._closing = False
+        nc = NatsClient()
+        try:
+            async with asyncio.timeout(cfg.connect_timeout):
+                await nc.connect(
+                    servers=[cfg.url],
+                    name="queue-lab",
+                    connect_timeout=max(1, int(cfg.connect_timeout)),
+                    reconnect_time_wait=cfg.reconnect_wait,  # type: ignore[arg-type]
+                    max_reconnect_attempts=-1,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                )
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            await nc.close()
+            raise BackendUnavailable(
+                f"cannot connect to NATS at {_redact(cfg.url)} within {cfg.connect_timeout}s: {exc!r}"
+            ) from exc
+        self._nc = nc
+        self._js = nc.jetstream(timeout=cfg.publish_timeout)
+        self._connected.set()
+        v = nc.connected_server_version
+        self.server_version = f"{v.major}.{v.minor}.{v.patch}"
+        try:
+            await self._ensure_topology()
+            self._advisories = await nc.subscribe(
+                f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{cfg.stream}.{cfg.durable}",
+                cb=self._on_max_deliveries,
+            )
+            await self._check_sync_policy()
+        except BaseException:
+            await self.close()
+            raise
+        log.info(
+            "connected to NATS %s at %s; stream %s, consumer %s, sync_always=%s",
+            self.server_version,
+            _redact(cfg.url),
+            cfg.stream,
+            cfg.durable,
+            cfg.sync_always,
+        )
+
+    async def close(self) -> None:
+        self._closing = True
+        nc, self._nc = self._nc, None
+        self._js = None
+        self._psub = None
+        self._advisories = None
+        self._connected.clear()
+        if nc is not None and not nc.is_closed:
+            await nc.close()
+
+    async def _ensure_topology(self) -> None:
+        """Create or update the stream and the durable consumer; idempotent."""
+        cfg = self.config
+        js = self._require_js()
+        stream_cfg = js_api.StreamConfig(
+            name=cfg.stream,
+            subjects=[cfg.subject],
+            retention=js_api.RetentionPolicy.WORK_QUEUE,
+            storage=js_api.StorageType.FILE,
+            max_age=cfg.max_age,
+            duplicate_window=cfg.duplicate_window,
+            max_msgs=cfg.max_msgs,
+            max_bytes=cfg.max_bytes,
+            discard=js_api.DiscardPolicy.NEW,
+        )
+        try:
+            await js.add_stream(stream_cfg)
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != 10058:  # stream name in use with another configuration
+                raise
+            await js.update_stream(stream_cfg)
+        await js.add_consumer(
+            cfg.stream,
+            js_api.ConsumerConfig(
+                durable_name=cfg.durable,
+                ack_policy=js_api.AckPolicy.EXPLICIT,
+                ack_wait=cfg.ack_wait,
+                max_deliver=cfg.max_deliver,
+                max_ack_pending=cfg.max_ack_pending,
+                filter_subject=cfg.subject,
+                deliver_policy=js_api.DeliverPolicy.ALL,
+            ),
+        )
+        if self._psub is None:
+            self._psub = await js.pull_subscribe_bind(durable=cfg.durable, stream=cfg.stream)
+        self._needs_ensure = False
+
+    async def _check_sync_policy(self) -> None:
+        """Verify the fsync promise the settings make, where the server lets us."""
+        cfg = self.config
+        if not cfg.monitor_url:
+            if cfg.sync_always:
+                log.warning("sync_always requested but no monitor URL to verify it on the server")
+            return
+        try:
+            async with httpx.AsyncClient(timeout=cfg.connect_timeout, trust_env=False) as client:
+                varz = (await client.get(f"{cfg.monitor_url.rstrip('/')}/varz")).json()
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("cannot read %s/varz to check the fsync policy: %r", cfg.monitor_url, exc)
+            return
+        server_sync = bool(varz.get("jetstream", {}).get("config", {}).get("sync_always", False))
+        if cfg.sync_always and not server_sync:
+            raise BackendMisconfigured(
+                "NATS_SYNC_ALWAYS=true but the server is not started with jetstream { sync_interval: always }"
+            )
+        if not server_sync:
+            log.warning(
+                "NATS %s syncs to disk periodically: acknowledged messages survive a "
+                "process crash but not a power loss",
+                varz.get("version", "?"),
+            )
+
+    # -- connection callbacks -------------------------------------------------
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.debug("nats error: %r", exc)
+
+    async def _on_disconnected(self) -> None:
+        self._connected.clear()
+        if not self._closing:
+            log.warning("disconnected from NATS at %s; reconnecting", _redact(self.config.url))
+
+    async def _on_reconnected(self) -> None:
+        # A broker restarted with an empty store has no stream: re-create lazily.
+        self._needs_ensure = True
+        self._connected.set()
+        log.info("reconnected to NATS at %s", _redact(self.config.url))
+
+    async def _on_max_deliveries(self, msg: Msg) -> None:
+        self._exhausted += 1
+        try:
+            self.exhausted_sequences.append(int(orjson.loads(msg.data)["stream_seq"]))
+        except (ValueError, KeyError, TypeError):
+            log.warning("unreadable max-deliveries advisory: %r", msg.data[:200])
+
+    # -- helpers --------------------------------------------------------------
+
+    def _require_js(self) -> JetStreamContext:
+        if self._js is None:
+            raise BackendUnavailable("NATS backend is not connected (call connect())")
+        return self._js
+
+    async def _ready(self, budget: float) -> JetStreamContext:
+        """Wait, bounded, for a live connection and a topology that exists."""
+        js = self._require_js()
+        if not self._connected.is_set():
+            try:
+                async with asyncio.timeout(budget):
+                    await self._connected.wait()
+            except TimeoutError:
+                raise BackendUnavailable(f"NATS at {_redact(self.config.url)} unreachable for {budget}s") from None
+        if self._needs_ensure:
+            async with self._ensure_lock:
+                if self._needs_ensure:
+                    try:
+                        await self._ensure_topology()
+                    except (nats.errors.Error, TimeoutError) as exc:
+                        raise BackendUnavailable(f"cannot re-create stream/consumer: {exc!r}") from exc
+        return js
+
+    def _publish_error(self, exc: BaseException, what: str) -> Exception:
+        if isinstance(exc, nats.js.errors.APIError):
+            if exc.err_code in _FULL_ERR_CODES or "maximum" in (exc.description or ""):
+                return QueueFull(f"JetStream stream {self.config.stream} is full: {exc.description}")
+            return BackendUnavailable(f"JetStream refused {what}: {exc.description} (code {exc.err_code})")
+        if isinstance(exc, nats.js.errors.NoStreamResponseError):
+            self._needs_ensure = True
+            return BackendUnavailable(f"no JetStream stream answers on {self.config.subject}")
+        if isinstance(exc, TimeoutError):
+            return BackendUnavailable(f"no PubAck from NATS within {self.config.publish_timeout}s for {what}")
+        return BackendUnavailable(f"publishing {what} to NATS failed: {exc!r}")
+
+    # -- publish --------------------------------------------------------------
+
+    async def publish(self, message: Message) -> PublishAck:
+        js = await self._ready(self.config.publish_timeout)
+        try:
+            ack = await js.publish(
+                self.config.subject,
+                message.to_json(),
+                timeout=self.config.publish_timeout,
+                headers={MSG_ID_HEADER: message.id},
+            )
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise self._publish_error(exc, f"message {message.id}") from exc
+        return self._count_ack(message.id, ack)
+
+    def _count_ack(self, message_id: str, ack: js_api.PubAck) -> PublishAck:
+        if ack.duplicate:
+            self._duplicates += 1
+        else:
+            self._enqueued += 1
+        return PublishAck(message_id, ack.seq, duplicate=bool(ack.duplicate))
+
+    async def publish_many(self, messages: list[Message]) -> list[PublishAck]:
+        """Pipelines with `publish_async`; raises if any message is not confirmed.
+
+        On error some messages may be stored; retrying the same batch is safe
+        (dedup by id) and is what callers should do.
+        """
+        if not messages:
+            return []
+        cfg = self.config
+        js = await self._ready(cfg.publish_timeout)
+        futures: list[asyncio.Future[js_api.PubAck]] = []
+        try:
+            async with asyncio.timeout(cfg.publish_timeout + len(messages) * 0.001):
+                for m in messages:
+                    futures.append(
+                        await js.publish_async(
+                            cfg.subject, m.to_json(), wait_stall=cfg.publish_timeout, headers={MSG_ID_HEADER: m.id}
+                        )
+                    )
+                results = await asyncio.gather(*futures, return_exceptions=True)
+        except (nats.errors.Error, TimeoutError) as exc:
+            for f in futures:
+                f.cancel()
+            stored = sum(1 for f in futures if f.done() and not f.cancelled() and f.exception() is None)
+            raise self._publish_error(exc, f"batch ({stored}/{len(messages)} confirmed)") from exc
+        acks: list[PublishAck] = []
+        failure: BaseException | None = None
+        for m, r in zip(messages, results, strict=True):
+            if isinstance(r, BaseException):
+                failure = failure or r
+            else:
+                acks.append(self._count_ack(m.id, r))
+        if failure is not None:
+            raise self._publish_error(failure, f"batch ({len(acks)}/{len(messages)} confirmed)") from failure
+        return acks
+
+    # -- consume --------------------------------------------------------------
+
+    async def fetch(self, batch: int, timeout: float) -> list[Delivery]:
+        """Up to `batch` deliveries, returning as soon as any are there.
+
+        nats-py's `fetch(n)` waits for all n or the timeout once the stream
+        runs dry, which adds up to `timeout` of latency at low rates. So: a
+        batch pull with a short linger first (instant under backlog), then a
+        single-message pull for the rest of the budget (instant on arrival).
+        """
+        if batch < 1:
+            raise ValueError("batch must be >= 1")
+        await self._ready(timeout)
+        psub = self._psub
+        if psub is None:
+            raise BackendUnavailable("NATS consumer is not bound")
+        linger = min(self.config.fetch_linger, timeout)
+        msgs: list[Msg] = []
+        try:
+            try:
+                msgs = await psub.fetch(batch, timeout=linger)
+            except TimeoutError:
+                if timeout > linger:
+                    msgs = await psub.fetch(1, timeout=timeout - linger)
+        except TimeoutError:
+            return []
+        except nats.errors.Error as exc:
+            raise BackendUnavailable(f"fetching from NATS failed: {exc!r}") from exc
+        out: list[Delivery] = []
+        for msg in msgs:
+            try:
+                message = Message.from_json(msg.data)
+            except ValueError:
+                log.warning("terminating an unreadable message on %s", msg.subject)
+                await self._settle(msg.term(), "termed")
+                continue
+            count = msg.metadata.num_delivered
+            if count > 1:
+                self._redelivered += 1
+            out.append(NatsDelivery(self, msg, message, count))
+        self._dequeued += len(out)
+        return out
+
+    async def _settle(self, ack: Awaitable[None], counter: str | None) -> None:
+        """Send an ack-kind reply; JetStream redelivers if it never arrives."""
+        try:
+            await ack
+        except nats.errors.MsgAlreadyAckdError as exc:
+            raise AlreadySettled(str(exc)) from exc
+        except nats.errors.Error as exc:
+            raise BackendUnavailable(f"settling a delivery failed: {exc!r}") from exc
+        if counter is not None:
+            self._settled[counter] += 1
+
+    # -- stats ----------------------------------------------------------------
+
+    async def stats(self) -> QueueStats:
+        """Counters of this process and the consumer's real depth.
+
+        Acks are asynchronous in JetStream (no reply), so the depth lags the
+        `acked` counter by the time the server takes to apply them. While NATS
+        is unreachable the last known depth is reported with `connected=False`,
+        never a made-up -1.
+        """
+        connected = self._connected.is_set()
+        if connected and self._psub is not None and self._nc is not None:
+            try:
+                await self._nc.flush(timeout=max(1, int(self.config.publish_timeout)))  # our acks first
+                info = await self._psub.consumer_info()
+                self._last_in_flight = int(info.num_ack_pending or 0)
+                self._last_size = int(info.num_pending or 0) + self._last_in_flight
+            except (nats.errors.Error, TimeoutError):
+                connected = False
+        return QueueStats(
+            backend=self.name,
+            total_enqueued=self._enqueued,
+            total_dequeued=self._dequeued,
+            current_size=self._last_size,
+            in_flight=self._last_in_flight,
+            acked=self._settled["acked"],
+            naked=self._settled["naked"],
+            termed=self._settled["termed"],
+            redelivered=self._redelivered,
+            duplicates=self._duplicates,
+            exhausted=self._exhausted,
+            connected=connected,
+        )
+
+
+def _redact(url: str) -> str:
+    """The URL without credentials, for logs and errors."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
