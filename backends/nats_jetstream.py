@@ -70,6 +70,34 @@ class NatsConfig:
     monitor_url: str | None = None
 
 
+def stream_config(cfg: NatsConfig) -> js_api.StreamConfig:
+    """The spec's stream: WorkQueue retention, file storage, 24 h max age."""
+    return js_api.StreamConfig(
+        name=cfg.stream,
+        subjects=[cfg.subject],
+        retention=js_api.RetentionPolicy.WORK_QUEUE,
+        storage=js_api.StorageType.FILE,
+        max_age=cfg.max_age,
+        duplicate_window=cfg.duplicate_window,
+        max_msgs=cfg.max_msgs,
+        max_bytes=cfg.max_bytes,
+        discard=js_api.DiscardPolicy.NEW,
+    )
+
+
+def consumer_config(cfg: NatsConfig) -> js_api.ConsumerConfig:
+    """One durable pull consumer with explicit acks, shared by every processor."""
+    return js_api.ConsumerConfig(
+        durable_name=cfg.durable,
+        ack_policy=js_api.AckPolicy.EXPLICIT,
+        ack_wait=cfg.ack_wait,
+        max_deliver=cfg.max_deliver,
+        max_ack_pending=cfg.max_ack_pending,
+        filter_subject=cfg.subject,
+        deliver_policy=js_api.DeliverPolicy.ALL,
+    )
+
+
 class NatsDelivery:
     """A JetStream message handed to a worker; settling maps to JetStream acks."""
 
@@ -206,35 +234,14 @@ class NatsJetStreamBackend:
         """Create or update the stream and the durable consumer; idempotent."""
         cfg = self.config
         js = self._require_js()
-        stream_cfg = js_api.StreamConfig(
-            name=cfg.stream,
-            subjects=[cfg.subject],
-            retention=js_api.RetentionPolicy.WORK_QUEUE,
-            storage=js_api.StorageType.FILE,
-            max_age=cfg.max_age,
-            duplicate_window=cfg.duplicate_window,
-            max_msgs=cfg.max_msgs,
-            max_bytes=cfg.max_bytes,
-            discard=js_api.DiscardPolicy.NEW,
-        )
+        stream_cfg = stream_config(cfg)
         try:
             await js.add_stream(stream_cfg)
         except nats.js.errors.BadRequestError as exc:
             if exc.err_code != 10058:  # stream name in use with another configuration
                 raise
             await js.update_stream(stream_cfg)
-        await js.add_consumer(
-            cfg.stream,
-            js_api.ConsumerConfig(
-                durable_name=cfg.durable,
-                ack_policy=js_api.AckPolicy.EXPLICIT,
-                ack_wait=cfg.ack_wait,
-                max_deliver=cfg.max_deliver,
-                max_ack_pending=cfg.max_ack_pending,
-                filter_subject=cfg.subject,
-                deliver_policy=js_api.DeliverPolicy.ALL,
-            ),
-        )
+        await js.add_consumer(cfg.stream, consumer_config(cfg))
         if self._psub is None:
             self._psub = await js.pull_subscribe_bind(durable=cfg.durable, stream=cfg.stream)
         self._needs_ensure = False
@@ -360,11 +367,9 @@ class NatsJetStreamBackend:
         try:
             async with asyncio.timeout(cfg.publish_timeout + len(messages) * 0.001):
                 for m in messages:
-                    futures.append(
-                        await js.publish_async(
-                            cfg.subject, m.to_json(), wait_stall=cfg.publish_timeout, headers={MSG_ID_HEADER: m.id}
-                        )
-                    )
+                    # wait_stall stays None: a per-call timeout costs a task each;
+                    # the enclosing timeout bounds the whole batch instead.
+                    futures.append(await js.publish_async(cfg.subject, m.to_json(), headers={MSG_ID_HEADER: m.id}))
                 results = await asyncio.gather(*futures, return_exceptions=True)
         except (nats.errors.Error, TimeoutError) as exc:
             for f in futures:

@@ -412,3 +412,32 @@ async def test_sync_always_accepted_by_a_syncing_server(tmp_path: Any) -> None:
             assert (await backend.stats()).current_size == 1
         finally:
             await backend.close()
+
+
+async def test_dedup_forgets_ids_after_the_window(make_backend: MakeBackend) -> None:
+    b = await make_backend(dedup_window=1.0, ack_wait=0.4)
+    first = await b.publish(msg("w"))
+    assert (await b.publish(msg("w"))).duplicate
+    await asyncio.sleep(1.8)
+    later = await b.publish(msg("w"))  # outside the window: a new message
+    assert not later.duplicate
+    assert later.sequence > first.sequence
+    got = await drain(b, 2)
+    assert [d.message.id for d in got] == ["m-w", "m-w"]
+
+
+async def test_late_ack_still_completes_the_message(make_backend: MakeBackend) -> None:
+    """An ack after ack_wait counts (as in JetStream): the message is done."""
+    b = await make_backend(ack_wait=0.4)
+    await b.publish_many([msg("queued"), msg("refetched")])
+    first = await drain(b, 2)
+    await asyncio.sleep(0.7)  # both outlive ack_wait and are due again
+    (again,) = await drain(b, 1)  # one is redelivered, the other waits
+    late = next(d for d in first if d.message.id == again.message.id)
+    other = next(d for d in first if d.message.id != again.message.id)
+    await late.ack()  # completes the message a newer delivery holds
+    await other.ack()  # completes the message waiting for redelivery
+    await again.ack()  # harmless: already complete
+    await asyncio.sleep(0.6)
+    assert await b.fetch(5, timeout=0.3) == []
+    await settles_to(b, 0)

