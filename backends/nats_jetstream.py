@@ -156,6 +156,7 @@ class NatsJetStreamBackend:
         self._ensure_lock = asyncio.Lock()
         self._needs_ensure = False
         self._closing = False
+        self._last_error: Exception | None = None
         self.server_version = ""
         self._last_size = 0
         self._enqueued = 0
@@ -178,6 +179,7 @@ class NatsJetStreamBackend:
         """
         cfg = self.config
         self._closing = False
+        self._last_error = None
         nc = NatsClient()
         try:
             async with asyncio.timeout(cfg.connect_timeout):
@@ -192,9 +194,11 @@ class NatsJetStreamBackend:
                     reconnected_cb=self._on_reconnected,
                 )
         except (TimeoutError, OSError, nats.errors.Error) as exc:
+            self._closing = True
             await nc.close()
+            cause = self._last_error or exc
             raise BackendUnavailable(
-                f"cannot connect to NATS at {_redact(cfg.url)} within {cfg.connect_timeout}s: {exc!r}"
+                f"cannot connect to NATS at {_redact(cfg.url)} within {cfg.connect_timeout}s: {cause!r}"
             ) from exc
         self._nc = nc
         self._js = nc.jetstream(timeout=cfg.publish_timeout)
@@ -274,6 +278,7 @@ class NatsJetStreamBackend:
     # -- connection callbacks -------------------------------------------------
 
     async def _on_error(self, exc: Exception) -> None:
+        self._last_error = exc
         log.debug("nats error: %r", exc)
 
     async def _on_disconnected(self) -> None:

@@ -1,0 +1,1 @@
+"""The gateway, ingest and processor FastAPI services (they depend on `backends` only)."""
