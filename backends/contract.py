@@ -116,6 +116,8 @@ class QueueStats:
     (duplicates excluded) and fetched (redeliveries included).
     `current_size` is what is stored and not yet acknowledged: for NATS the
     durable consumer's pending plus ack-pending, across every process.
+    `dead_lettered` is what sits in the dead-letter place (NATS: the DLQ
+    stream's message count; memory: messages parked since start).
     """
 
     backend: str
@@ -129,6 +131,7 @@ class QueueStats:
     redelivered: int
     duplicates: int
     exhausted: int
+    dead_lettered: int
     connected: bool
 
     def as_dict(self) -> dict[str, int | str | bool]:
@@ -144,6 +147,7 @@ class QueueStats:
             "redelivered": self.redelivered,
             "duplicates": self.duplicates,
             "exhausted": self.exhausted,
+            "dead_lettered": self.dead_lettered,
             "connected": self.connected,
         }
 
@@ -193,6 +197,13 @@ class QueueBackend(Protocol):
     async def fetch(self, batch: int, timeout: float) -> list[Delivery]:
         """Up to `batch` deliveries; waits at most `timeout` s for the first."""
         ...
+
+    async def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Park a message that will not succeed, then settle its delivery for good.
+
+        Stored before the delivery is termed, so a crash in between leaves a
+        redelivery (and perhaps a DLQ duplicate), never a lost message.
+        """
 
     async def stats(self) -> QueueStats:
         """Counters and real depth; never -1."""

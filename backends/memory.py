@@ -52,6 +52,15 @@ class MemoryConfig:
     dead_letter_size: int = 1000
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message parked for good, and why."""
+
+    message: Message
+    reason: str
+    deliveries: int
+
+
 class MemoryDelivery:
     """One delivery of a message; it is also the backend's record of it.
 
@@ -153,7 +162,9 @@ class MemoryBackend:
         self._redelivered = 0
         self._duplicates = 0
         self._exhausted = 0
-        self.dead_letters: deque[Message] = deque(maxlen=self.config.dead_letter_size)
+        self._dead_lettered = 0
+        # The dead-letter place: bounded, the newest kept.
+        self.dead_letters: deque[DeadLetter] = deque(maxlen=self.config.dead_letter_size)
         self._sweeper: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -318,7 +329,8 @@ class MemoryBackend:
             return
         if d._count >= self.config.max_deliver:
             self._exhausted += 1
-            self.dead_letters.append(d._message)
+            self._dead_lettered += 1
+            self.dead_letters.append(DeadLetter(d._message, "max_deliver exhausted", d._count))
             self._dropped()
             return
         self._retry.append(d)
@@ -387,6 +399,18 @@ class MemoryBackend:
                 break
             del recent[oldest]
 
+    async def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        if not isinstance(delivery, MemoryDelivery) or delivery._backend is not self:
+            raise TypeError("not a delivery of this backend")
+        delivery._settle_once()
+        self._dead_lettered += 1
+        self.dead_letters.append(DeadLetter(delivery._message, reason, delivery._count))
+        if self._in_flight.get(delivery._seq) is delivery:
+            del self._in_flight[delivery._seq]
+            self._dropped()
+        else:
+            self._complete_stale(delivery)
+
     # -- stats ---------------------------------------------------------------
 
     async def stats(self) -> QueueStats:
@@ -402,5 +426,6 @@ class MemoryBackend:
             redelivered=self._redelivered,
             duplicates=self._duplicates,
             exhausted=self._exhausted,
+            dead_lettered=self._dead_lettered,
             connected=not self._closed,
         )

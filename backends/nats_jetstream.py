@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
@@ -66,6 +65,9 @@ class NatsConfig:
     connect_timeout: float = 5.0
     reconnect_wait: float = 0.5
     fetch_linger: float = 0.002
+    dlq_stream: str = "DIPLOM_DLQ"
+    dlq_subject: str = "diplom.dlq"
+    dlq_max_age: float = 7 * 24 * 3600.0
     sync_always: bool = False
     monitor_url: str | None = None
 
@@ -82,6 +84,18 @@ def stream_config(cfg: NatsConfig) -> js_api.StreamConfig:
         max_msgs=cfg.max_msgs,
         max_bytes=cfg.max_bytes,
         discard=js_api.DiscardPolicy.NEW,
+    )
+
+
+def dlq_stream_config(cfg: NatsConfig) -> js_api.StreamConfig:
+    """Where messages that will not succeed are parked: kept, never consumed."""
+    return js_api.StreamConfig(
+        name=cfg.dlq_stream,
+        subjects=[cfg.dlq_subject],
+        retention=js_api.RetentionPolicy.LIMITS,
+        storage=js_api.StorageType.FILE,
+        max_age=cfg.dlq_max_age,
+        duplicate_window=cfg.duplicate_window,
     )
 
 
@@ -166,8 +180,8 @@ class NatsJetStreamBackend:
         self._duplicates = 0
         self._exhausted = 0
         self._last_in_flight = 0
-        # Stream sequences that hit max_deliver, for dead-letter handling.
-        self.exhausted_sequences: deque[int] = deque(maxlen=10_000)
+        self._last_dead = 0
+        self._moving: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -226,6 +240,10 @@ class NatsJetStreamBackend:
 
     async def close(self) -> None:
         self._closing = True
+        for task in list(self._moving):
+            task.cancel()
+        if self._moving:
+            await asyncio.gather(*self._moving, return_exceptions=True)
         nc, self._nc = self._nc, None
         self._js = None
         self._psub = None
@@ -238,13 +256,13 @@ class NatsJetStreamBackend:
         """Create or update the stream and the durable consumer; idempotent."""
         cfg = self.config
         js = self._require_js()
-        stream_cfg = stream_config(cfg)
-        try:
-            await js.add_stream(stream_cfg)
-        except nats.js.errors.BadRequestError as exc:
-            if exc.err_code != 10058:  # stream name in use with another configuration
-                raise
-            await js.update_stream(stream_cfg)
+        for stream_cfg in (stream_config(cfg), dlq_stream_config(cfg)):
+            try:
+                await js.add_stream(stream_cfg)
+            except nats.js.errors.BadRequestError as exc:
+                if exc.err_code != 10058:  # stream name in use with another configuration
+                    raise
+                await js.update_stream(stream_cfg)
         await js.add_consumer(cfg.stream, consumer_config(cfg))
         if self._psub is None:
             self._psub = await js.pull_subscribe_bind(durable=cfg.durable, stream=cfg.stream)
@@ -293,11 +311,57 @@ class NatsJetStreamBackend:
         log.info("reconnected to NATS at %s", _redact(self.config.url))
 
     async def _on_max_deliveries(self, msg: Msg) -> None:
+        """A message ran out of deliveries without a verdict (workers died or timed out).
+
+        JetStream leaves it in the work queue, invisible to the consumer: move it
+        to the DLQ so it is neither lost nor stuck. Every processor instance
+        hears the advisory; the DLQ dedups by id and a second delete is harmless.
+        """
         self._exhausted += 1
         try:
-            self.exhausted_sequences.append(int(orjson.loads(msg.data)["stream_seq"]))
+            seq = int(orjson.loads(msg.data)["stream_seq"])
         except (ValueError, KeyError, TypeError):
             log.warning("unreadable max-deliveries advisory: %r", msg.data[:200])
+            return
+        task = asyncio.create_task(self._move_to_dlq(seq), name=f"dlq-move-{seq}")
+        self._moving.add(task)
+        task.add_done_callback(self._moving.discard)
+
+    async def _move_to_dlq(self, seq: int) -> None:
+        cfg = self.config
+        js = self._js
+        if js is None:
+            return
+        try:
+            raw = await js.get_msg(cfg.stream, seq)
+            if raw.data is None:
+                return
+            message = Message.from_json(raw.data)
+            await self._park(js, message, "max_deliver exhausted", cfg.max_deliver)
+            await js.delete_msg(cfg.stream, seq)
+        except nats.js.errors.NotFoundError:
+            return  # another processor moved it first
+        except (nats.errors.Error, TimeoutError, ValueError) as exc:
+            log.warning("could not move exhausted message seq %d to %s: %r", seq, cfg.dlq_stream, exc)
+
+    async def _park(self, js: JetStreamContext, message: Message, reason: str, deliveries: int) -> None:
+        await js.publish(
+            self.config.dlq_subject,
+            message.to_json(),
+            timeout=self.config.publish_timeout,
+            headers={MSG_ID_HEADER: message.id, "Dlq-Reason": reason[:200], "Dlq-Deliveries": str(deliveries)},
+        )
+
+    async def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        if not isinstance(delivery, NatsDelivery) or delivery._backend is not self:
+            raise TypeError("not a delivery of this backend")
+        js = await self._ready(self.config.publish_timeout)
+        try:
+            await self._park(js, delivery.message, reason, delivery.delivery_count)
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise self._publish_error(exc, f"dead letter {delivery.message.id}") from exc
+        delivery._settle_once()
+        await self._settle(delivery._msg.term(), None)
 
     # -- helpers --------------------------------------------------------------
 
@@ -463,6 +527,9 @@ class NatsJetStreamBackend:
                 info = await self._psub.consumer_info()
                 self._last_in_flight = int(info.num_ack_pending or 0)
                 self._last_size = int(info.num_pending or 0) + self._last_in_flight
+                if self._js is not None:
+                    dlq = await self._js.stream_info(self.config.dlq_stream)
+                    self._last_dead = int(dlq.state.messages)
             except (nats.errors.Error, TimeoutError):
                 connected = False
         return QueueStats(
@@ -477,6 +544,7 @@ class NatsJetStreamBackend:
             redelivered=self._redelivered,
             duplicates=self._duplicates,
             exhausted=self._exhausted,
+            dead_lettered=self._last_dead,
             connected=connected,
         )
 

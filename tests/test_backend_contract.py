@@ -156,10 +156,27 @@ async def test_max_deliver_exhausted_is_not_redelivered(make_backend: MakeBacken
     await asyncio.sleep(0.7)  # past ack_wait too
     assert await b.fetch(1, timeout=0.5) == []
 
-    async def counted() -> bool:
-        return (await b.stats()).exhausted == 1
+    async def parked() -> bool:
+        s = await b.stats()
+        return (s.exhausted, s.dead_lettered) == (1, 1)
 
-    await eventually(counted)
+    await eventually(parked)  # neither lost nor stuck: in the dead-letter place
+    await settles_to(b, 0)
+
+
+async def test_dead_letter_parks_and_settles(make_backend: MakeBackend) -> None:
+    b = await make_backend(ack_wait=0.5)
+    await b.publish_many([msg("bad"), msg("good")])
+    bad, good = await drain(b, 2)
+    await b.dead_letter(bad, "payload rejected")
+    await good.ack()
+    with pytest.raises(AlreadySettled):
+        await bad.ack()
+    await asyncio.sleep(0.7)
+    assert await b.fetch(1, timeout=0.3) == []
+    await settles_to(b, 0)
+    s = await b.stats()
+    assert (s.dead_lettered, s.acked, s.exhausted) == (1, 1, 0)
 
 
 async def test_term_drops_the_message(make_backend: MakeBackend) -> None:

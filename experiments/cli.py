@@ -1,0 +1,93 @@
+"""`diplom`: run the stack locally and the benchmarks.
+
+    diplom up --queue memory|nats      # NATS (if chosen) + processor + ingest + gateway, Ctrl-C stops all
+    diplom bench-backends [--quick]    # backend throughput vs raw asyncio.Queue / nats-py
+    diplom bench-services [--quick]    # the HTTP chain vs a bare 3-hop chain
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from experiments.nats_server import ProcessNats
+
+
+def up(args: argparse.Namespace) -> int:
+    from experiments.stack import Stack, StackConfig
+
+    workdir = Path(args.workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    nats = None
+    if args.queue == "nats":
+        nats = ProcessNats(workdir / "nats", port=args.nats_port, monitor_port=args.nats_monitor_port)
+    env = {"QUEUE_SIZE": str(args.queue_size)} if args.queue_size else {}
+    cfg = StackConfig(
+        queue=args.queue,
+        workers=args.workers,
+        gateway_port=args.gateway_port,
+        ingest_port=args.ingest_port,
+        processor_ports=[args.processor_port],
+        env=env,
+        gateway_env={"API_KEY": args.api_key} if args.api_key else {},
+    )
+    stack = Stack(cfg, workdir, nats=nats)
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    try:
+        stack.start()
+        print(f"queue: {args.queue} (workdir {workdir}, logs and ledger there)")
+        if nats is not None:
+            print(f"nats:      {nats.url}   monitoring {nats.monitor_url}")
+        print(f"gateway:   {stack.gateway_url}   POST /api/v1/ingest, GET /api/v1/status, /docs")
+        print(f"ingest:    {stack.ingest.url}")
+        print(f"processor: {stack.processor_url}   GET /stats")
+        print("Ctrl-C stops everything.", flush=True)
+        stopping.wait()
+    finally:
+        print("stopping ...", flush=True)
+        stack.stop()
+        if nats is not None:
+            nats.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="diplom", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_up = sub.add_parser("up", help="start the stack on 127.0.0.1 until Ctrl-C")
+    p_up.add_argument("--queue", choices=["memory", "nats"], default="memory")
+    p_up.add_argument("--workers", type=int, default=4)
+    p_up.add_argument("--queue-size", type=int, default=0, help="memory queue capacity (default: QUEUE_SIZE or 1000)")
+    p_up.add_argument("--api-key", default="", help="require this key at the gateway")
+    p_up.add_argument("--gateway-port", type=int, default=8080)
+    p_up.add_argument("--ingest-port", type=int, default=8081)
+    p_up.add_argument("--processor-port", type=int, default=8082)
+    p_up.add_argument("--nats-port", type=int, default=4222)
+    p_up.add_argument("--nats-monitor-port", type=int, default=8222)
+    p_up.add_argument("--workdir", default="run", help="where logs, the ledger and the NATS store go")
+
+    sub.add_parser("bench-backends", help="backend throughput vs the raw libraries", add_help=False)
+    sub.add_parser("bench-services", help="the HTTP chain vs a bare chain", add_help=False)
+
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench-backends":
+        from experiments import bench_backends
+
+        return bench_backends.main(rest)
+    if args.command == "bench-services":
+        from experiments import bench_services
+
+        return bench_services.main(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return up(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

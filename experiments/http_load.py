@@ -1,0 +1,159 @@
+"""HTTP load generators: closed loop (find the max) and open loop (measure latency).
+
+Both are bounded in requests and time and stop by themselves. The open-loop
+generator sends on a fixed schedule and measures each request from its
+*scheduled* start, so a slow server shows up as latency instead of silently
+lowering the offered rate (no coordinated omission).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+
+BodyFactory = Callable[[int], bytes]
+
+
+@dataclass
+class RequestRecord:
+    """One request: when it was due, how long it took from then, and what came back."""
+
+    seq: int
+    scheduled: float  # perf_counter seconds
+    latency: float  # seconds, from scheduled start to response
+    status: int  # HTTP status, 0 for a transport error
+    ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoadResult:
+    records: list[RequestRecord]
+    duration: float  # seconds the generator ran
+    offered_rate: float | None = None  # requests/s on the schedule (open loop)
+
+    @property
+    def ok(self) -> list[RequestRecord]:
+        return [r for r in self.records if 200 <= r.status < 300]
+
+    @property
+    def achieved_rate(self) -> float:
+        return len(self.ok) / self.duration if self.duration > 0 else 0.0
+
+    def latency_ms(self, q: float) -> float:
+        """Percentile of successful requests' latency in ms (nearest rank)."""
+        lat = sorted(r.latency for r in self.ok)
+        if not lat:
+            return float("nan")
+        return 1000 * lat[min(len(lat) - 1, max(0, round(q * len(lat)) - 1))]
+
+
+def _session(connections: int, timeout: float) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=connections),
+        timeout=aiohttp.ClientTimeout(total=timeout),
+        trust_env=False,
+    )
+
+
+async def _send(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    try:
+        async with session.post(url, data=body, headers=headers) as resp:
+            return resp.status, await resp.read()
+    except (aiohttp.ClientError, TimeoutError):
+        return 0, b""
+
+
+def _ids(status: int, payload: bytes) -> list[str]:
+    if not 200 <= status < 300:
+        return []
+    import orjson
+
+    try:
+        return list(orjson.loads(payload).get("ids", []))
+    except (orjson.JSONDecodeError, AttributeError):
+        return []
+
+
+async def closed_loop(
+    url: str,
+    make_body: BodyFactory,
+    *,
+    concurrency: int,
+    duration: float,
+    max_requests: int = 10_000_000,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
+    keep_ids: bool = False,
+) -> LoadResult:
+    """`concurrency` clients each sending back to back, for `duration` s at most."""
+    hdrs = {"Content-Type": "application/json", **(headers or {})}
+    records: list[RequestRecord] = []
+    counter = iter(range(max_requests))
+    started = time.perf_counter()
+    stop_at = started + duration
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        for seq in counter:
+            t0 = time.perf_counter()
+            if t0 >= stop_at:
+                return
+            status, payload = await _send(session, url, make_body(seq), hdrs)
+            records.append(
+                RequestRecord(seq, t0, time.perf_counter() - t0, status, _ids(status, payload) if keep_ids else [])
+            )
+
+    async with _session(concurrency, timeout) as session:
+        await asyncio.gather(*(client(session) for _ in range(concurrency)))
+    return LoadResult(records, time.perf_counter() - started)
+
+
+async def open_loop(
+    url: str,
+    make_body: BodyFactory,
+    *,
+    rate: float,
+    duration: float,
+    max_in_flight: int = 512,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
+    keep_ids: bool = True,
+) -> LoadResult:
+    """Send `rate` requests/s on a fixed schedule for `duration` s.
+
+    Latency runs from each request's scheduled time. If `max_in_flight`
+    requests are outstanding the next ones wait (their latency grows), so
+    memory stays bounded; none is skipped.
+    """
+    if rate <= 0 or duration <= 0:
+        raise ValueError("rate and duration must be > 0")
+    hdrs = {"Content-Type": "application/json", **(headers or {})}
+    total = max(1, int(rate * duration))
+    interval = 1.0 / rate
+    records: list[RequestRecord] = []
+    gate = asyncio.Semaphore(max_in_flight)
+
+    async def one(session: aiohttp.ClientSession, seq: int, scheduled: float) -> None:
+        try:
+            status, payload = await _send(session, url, make_body(seq), hdrs)
+        finally:
+            gate.release()
+        ids = _ids(status, payload) if keep_ids else []
+        records.append(RequestRecord(seq, scheduled, time.perf_counter() - scheduled, status, ids))
+
+    async with _session(max_in_flight, timeout) as session:
+        started = time.perf_counter()
+        tasks = []
+        for seq in range(total):
+            scheduled = started + seq * interval
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await gate.acquire()
+            tasks.append(asyncio.create_task(one(session, seq, scheduled)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - started
+    return LoadResult(records, elapsed, offered_rate=rate)

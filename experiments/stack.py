@@ -1,0 +1,218 @@
+"""The deployment as real processes: NATS (optional), processor(s), ingest, gateway.
+
+Each service is its own uvicorn process on 127.0.0.1 (uvloop + httptools),
+started with its environment, waited for on `/health`, and stopped by pid:
+SIGTERM first (the processor drains in-flight work), SIGKILL if it hangs.
+Used by `diplom up`, the benchmarks and the end-to-end tests alike.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from experiments.nats_server import ProcessNats, free_port
+
+
+class ServiceNotReady(RuntimeError):
+    """A service process did not answer HTTP in time (its log tail is attached)."""
+
+
+@dataclass
+class ServiceProcess:
+    """One uvicorn process serving one app factory."""
+
+    name: str
+    app: str
+    port: int
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+    def start(self, ready_timeout: float = 20.0) -> None:
+        if self.pid is not None:
+            raise RuntimeError(f"{self.name} already running as pid {self.pid}")
+        cmd = [
+            sys.executable, "-m", "uvicorn", "--factory", self.app,
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--loop", "uvloop", "--http", "httptools",
+            "--no-access-log", "--log-level", "warning",
+            "--timeout-graceful-shutdown", "15",
+        ]  # fmt: skip
+        env = {**os.environ, **self.env}
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.wait_ready(ready_timeout)
+
+    def wait_ready(self, timeout: float) -> None:
+        """Until /health answers at all (a processor whose backend is down answers 503)."""
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=1.0, trust_env=False) as client:
+            while time.monotonic() < deadline:
+                if self.proc is None or self.proc.poll() is not None:
+                    break
+                try:
+                    client.get(f"{self.url}/health")
+                    return
+                except httpx.HTTPError:
+                    time.sleep(0.05)
+        tail = self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
+        self.kill()
+        raise ServiceNotReady(f"{self.name} on {self.url} not ready within {timeout}s\n--- log ---\n{tail}")
+
+    def _signal(self, sig: signal.Signals, timeout: float) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            self.proc = None
+            return
+        os.kill(proc.pid, sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+        self.proc = None
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM: uvicorn finishes requests, the processor drains its workers."""
+        self._signal(signal.SIGTERM, timeout)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL, 5.0)
+
+
+@dataclass
+class StackConfig:
+    queue: str = "memory"
+    workers: int = 4
+    processors: int = 1
+    gateway_port: int = 0
+    ingest_port: int = 0
+    processor_ports: list[int] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # for every service
+    processor_env: dict[str, str] = field(default_factory=dict)
+    gateway_env: dict[str, str] = field(default_factory=dict)
+
+
+class Stack:
+    """gateway -> ingest -> processor(s) [-> NATS], all on 127.0.0.1."""
+
+    def __init__(self, config: StackConfig, workdir: str | Path | None = None, nats: ProcessNats | None = None) -> None:
+        self.config = config
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="queue-lab-stack-")
+            workdir = self._tmp.name
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._own_nats = nats is None and config.queue == "nats"
+        self.nats = nats or (ProcessNats(self.workdir / "nats") if config.queue == "nats" else None)
+        ports = config.processor_ports or [free_port() for _ in range(config.processors)]
+        self.processors = [
+            ServiceProcess(
+                f"processor-{i}",
+                "services.processor:create_app",
+                port,
+                {},
+                self.workdir / f"processor-{i}.log",
+            )
+            for i, port in enumerate(ports)
+        ]
+        self.ingest = ServiceProcess(
+            "ingest", "services.ingest:create_app", config.ingest_port or free_port(), {}, self.workdir / "ingest.log"
+        )
+        self.gateway = ServiceProcess(
+            "gateway",
+            "services.gateway:create_app",
+            config.gateway_port or free_port(),
+            {},
+            self.workdir / "gateway.log",
+        )
+        self._wire()
+
+    def _wire(self) -> None:
+        cfg = self.config
+        common = {"QUEUE_TYPE": cfg.queue, **cfg.env}
+        if self.nats is not None:
+            common["NATS_URL"] = self.nats.url
+            common["NATS_MONITOR_URL"] = self.nats.monitor_url
+        for i, p in enumerate(self.processors):
+            p.env = {
+                **common,
+                "WORKERS": str(cfg.workers),
+                "LEDGER_PATH": str(self.ledger_paths[i]),
+                "INSTANCE": p.name,
+                **cfg.processor_env,
+            }
+        self.ingest.env = {**common, "PROCESSOR_URL": self.processors[0].url}
+        self.gateway.env = {
+            **common,
+            "INGEST_URL": self.ingest.url,
+            "PROCESSOR_URL": self.processors[0].url,
+            **cfg.gateway_env,
+        }
+
+    @property
+    def ledger_paths(self) -> list[Path]:
+        return [self.workdir / f"ledger-{p.name}.sqlite" for p in self.processors]
+
+    @property
+    def services(self) -> list[ServiceProcess]:
+        return [*self.processors, self.ingest, self.gateway]
+
+    @property
+    def gateway_url(self) -> str:
+        return self.gateway.url
+
+    @property
+    def processor_url(self) -> str:
+        return self.processors[0].url
+
+    def start(self) -> None:
+        try:
+            if self.nats is not None and self.nats.pid is None:
+                self.nats.start()
+            for s in self.services:
+                s.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop in reverse data-flow order so nothing accepted is left unanswered."""
+        for s in reversed(self.services):
+            s.stop()
+        if self.nats is not None and self._own_nats:
+            self.nats.close()
+
+    def close(self) -> None:
+        self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

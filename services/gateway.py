@@ -1,0 +1,163 @@
+"""API gateway (:8080): the public door. Auth, size limits, validation, idempotency.
+
+    uvicorn --factory services.gateway:create_app --port 8080
+
+`POST /api/v1/ingest` answers 202 with the message ids only after the
+processor's backend stored every message; any outage downstream is a 503,
+a full queue a 429, never a 2xx for a message that was not stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from services.http import (
+    ERROR_RESPONSES,
+    ApiError,
+    Downstream,
+    install_common,
+    json_response,
+    passthrough,
+    read_json,
+)
+from services.models import ID_PATTERN, Accepted, IngestItem, parse_items
+from services.openapi import document_body
+from services.settings import GatewaySettings, load
+
+log = logging.getLogger("services.gateway")
+_ID = re.compile(ID_PATTERN)
+
+
+class ApiKeyCheck:
+    """Constant-time check of `X-API-Key` or `Authorization: Bearer`, when a key is set."""
+
+    def __init__(self, key: str | None) -> None:
+        self._key = key.encode() if key else None
+
+    @property
+    def enabled(self) -> bool:
+        return self._key is not None
+
+    def __call__(self, request: Request) -> None:
+        if self._key is None:
+            return
+        given = request.headers.get("x-api-key")
+        if given is None:
+            auth = request.headers.get("authorization", "")
+            scheme, _, token = auth.partition(" ")
+            given = token.strip() if scheme.lower() == "bearer" else None
+        if given is None or not hmac.compare_digest(given.encode(), self._key):
+            raise ApiError(
+                401,
+                "missing or wrong API key (X-API-Key or Authorization: Bearer)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+
+def with_ids(items: list[IngestItem], idempotency_key: str | None) -> list[dict[str, Any]]:
+    """Items for ingest; an Idempotency-Key becomes the id (`KEY`, or `KEY-i` in a list)."""
+    out = []
+    for i, item in enumerate(items):
+        mid = item.id
+        if mid is None and idempotency_key is not None:
+            mid = idempotency_key if len(items) == 1 else f"{idempotency_key}-{i}"
+        d: dict[str, Any] = {"source": item.source, "payload": item.payload}
+        if mid is not None:
+            d["id"] = mid
+        out.append(d)
+    return out
+
+
+def create_app() -> FastAPI:
+    """Composition root: every setting is read here, once."""
+    settings = load(GatewaySettings)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ingest = Downstream("ingest", settings.ingest_url, settings.http_timeout, settings.http_connections)
+    processor = Downstream("processor", settings.processor_url, settings.status_timeout, 4)
+    check_key = ApiKeyCheck(settings.api_key.get_secret_value() if settings.api_key else None)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await ingest.start()
+        await processor.start()
+        log.info("gateway forwarding to %s; API key %s", settings.ingest_url, "on" if check_key.enabled else "off")
+        try:
+            yield
+        finally:
+            await ingest.close()
+            await processor.close()
+
+    app = FastAPI(title="queue-lab gateway", version="0.1.0", lifespan=lifespan)
+
+    async def health() -> tuple[bool, dict[str, Any]]:
+        return True, {}
+
+    install_common(app, "gateway", health)
+
+    @app.post(
+        "/api/v1/ingest",
+        status_code=202,
+        response_model=Accepted,
+        responses=ERROR_RESPONSES,
+        tags=["ingest"],
+        openapi_extra={
+            **document_body(IngestItem, settings.max_batch),
+            "parameters": [
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "pattern": ID_PATTERN},
+                    "description": "becomes the message id (KEY-i for item i of a list): a retry is stored once",
+                }
+            ],
+        },
+    )
+    async def ingest_route(request: Request) -> Response:
+        """Submit one message or a list; 202 with the ids once all are stored."""
+        check_key(request)
+        key = request.headers.get("idempotency-key")
+        if key is not None and not _ID.match(key):
+            raise ApiError(422, f"Idempotency-Key must match {ID_PATTERN}")
+        items = parse_items(await read_json(request, settings.max_body_bytes), settings.max_batch)
+        status, answer = await ingest.post_json("/api/v1/ingest", orjson.dumps(with_ids(items, key)))
+        return passthrough(status, answer)
+
+    @app.get("/api/v1/status", tags=["ops"], responses={503: {"description": "a component is down"}})
+    async def status() -> Response:
+        """Health of gateway, ingest, processor and the queue backend, in bounded time."""
+
+        async def probe(client: Downstream) -> dict[str, Any]:
+            try:
+                code, body = await client.get_json("/health", settings.status_timeout)
+            except TimeoutError:
+                return {"status": "down", "reason": f"no answer within {settings.status_timeout}s"}
+            except Exception as exc:  # any failure to reach it is "down", with the reason
+                return {"status": "down", "reason": f"{type(exc).__name__}: {exc}"}
+            return {"status": "ok" if code == 200 else "unavailable", "http": code, **_strip(body)}
+
+        ing, proc = await asyncio.gather(probe(ingest), probe(processor))
+        backend = proc.pop("backend", {"status": "unknown", "reason": "processor unreachable"})
+        if "status" not in backend:
+            backend["status"] = "ok" if backend.get("connected") else "down"
+        components = {"gateway": {"status": "ok"}, "ingest": ing, "processor": proc, "backend": backend}
+        ok = all(c["status"] == "ok" for c in components.values())
+        return json_response({"status": "ok" if ok else "degraded", "components": components}, 200 if ok else 503)
+
+    return app
+
+
+def _strip(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        return {}
+    return {k: v for k, v in body.items() if k not in ("service", "status")}

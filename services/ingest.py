@@ -1,0 +1,81 @@
+"""Ingest service (:8081): validates, stamps id and created_at, forwards to the processor.
+
+    uvicorn --factory services.ingest:create_app --port 8081
+
+`created_at` (ns since the epoch) is stamped here, once, so end-to-end latency
+is measured from ingest to the worker that processed the message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from services.http import ERROR_RESPONSES, Downstream, install_common, passthrough, read_json
+from services.models import Accepted, IngestItem, parse_items
+from services.openapi import document_body
+from services.settings import IngestSettings, load
+
+log = logging.getLogger("services.ingest")
+
+
+def stamp(items: list[IngestItem], now_ns: int) -> list[dict[str, Any]]:
+    """Wire messages for the processor: the client's id or a new one, and one timestamp."""
+    return [
+        {
+            "id": item.id or uuid.uuid4().hex,
+            "source": item.source,
+            "payload": item.payload,
+            "created_at": now_ns,
+            "attributes": {},
+        }
+        for item in items
+    ]
+
+
+def create_app() -> FastAPI:
+    """Composition root: every setting is read here, once."""
+    settings = load(IngestSettings)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    processor = Downstream("processor", settings.processor_url, settings.http_timeout, settings.http_connections)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await processor.start()
+        log.info("ingest forwarding to %s", settings.processor_url)
+        try:
+            yield
+        finally:
+            await processor.close()
+
+    app = FastAPI(title="queue-lab ingest", version="0.1.0", lifespan=lifespan)
+
+    async def health() -> tuple[bool, dict[str, Any]]:
+        return True, {}
+
+    install_common(app, "ingest", health)
+
+    @app.post(
+        "/api/v1/ingest",
+        status_code=202,
+        response_model=Accepted,
+        responses=ERROR_RESPONSES,
+        tags=["ingest"],
+        openapi_extra=document_body(IngestItem, settings.max_batch),
+    )
+    async def ingest(request: Request) -> Response:
+        """Stamp and forward; 202 once the processor's backend stored every message."""
+        items = parse_items(await read_json(request, settings.max_body_bytes), settings.max_batch)
+        body = orjson.dumps(stamp(items, time.time_ns()))
+        status, answer = await processor.post_json("/api/v1/messages", body)
+        return passthrough(status, answer)
+
+    return app

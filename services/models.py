@@ -1,0 +1,114 @@
+"""Request and response shapes shared by the services, and their validation.
+
+The public shape (`IngestItem`) is validated strictly with pydantic so every
+error names its field; the internal hop ingest -> processor carries full
+messages (`WireMessage`) and is checked by a fast hand-written function,
+since it runs for every message at full rate and its input comes from ingest.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from backends.contract import Message
+
+ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
+
+
+class IngestItem(BaseModel):
+    """One message as a client sends it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    source: str = Field(min_length=1, max_length=256, description="who sent it; non-empty")
+    payload: Any = Field(description="any JSON value (required, may be null)")
+    id: str | None = Field(
+        None,
+        pattern=ID_PATTERN,
+        description="optional client-given id: the dedup key, so a retried request is stored once",
+    )
+
+
+class WireMessage(BaseModel):
+    """A message on the internal hop ingest -> processor (documentation shape)."""
+
+    id: str
+    source: str
+    payload: Any
+    created_at: int = Field(description="ns since the Unix epoch, stamped by ingest")
+    attributes: dict[str, str] = Field(default_factory=dict)
+
+
+class Accepted(BaseModel):
+    """202: every message is stored in the queue backend."""
+
+    ids: list[str]
+    count: int
+    duplicates: int = Field(description="ids that were already stored (a retry); stored once")
+
+
+class ErrorBody(BaseModel):
+    error: str
+    details: list[dict[str, Any]] | None = None
+
+
+_items = TypeAdapter(list[IngestItem])
+
+
+class InvalidInput(ValueError):
+    """Input that is well-formed JSON but not what the API takes; becomes a 4xx."""
+
+    def __init__(self, status: int, error: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.details = details
+
+
+def parse_items(data: Any, max_batch: int) -> list[IngestItem]:
+    """One object or a list of them -> validated items, or `InvalidInput` naming the field."""
+    single = isinstance(data, dict)
+    raw = [data] if single else data
+    if not isinstance(raw, list):
+        raise InvalidInput(422, "body must be a JSON object or a list of objects")
+    if not raw:
+        raise InvalidInput(422, "empty list: send at least one message")
+    if len(raw) > max_batch:
+        raise InvalidInput(422, f"too many messages: {len(raw)} > MAX_BATCH={max_batch}")
+    try:
+        return _items.validate_python(raw)
+    except ValidationError as exc:
+        details = []
+        for err in exc.errors(include_url=False, include_input=False):
+            loc = list(err["loc"])
+            field = ".".join(str(p) for p in (loc[1:] if single else loc))
+            details.append({"field": f"body.{field}" if field else "body", "problem": err["msg"]})
+        first = details[0]
+        raise InvalidInput(422, f"invalid message: {first['field']}: {first['problem']}", details) from None
+
+
+def wire_to_message(d: Any) -> Message:
+    """Fast check of one internal message; `InvalidInput` on anything off."""
+    if type(d) is not dict:
+        raise InvalidInput(422, "message must be an object")
+    try:
+        mid, source, created_at = d["id"], d["source"], d["created_at"]
+        payload = d["payload"]
+    except KeyError as exc:
+        raise InvalidInput(422, f"message field missing: {exc.args[0]}") from None
+    attributes = d.get("attributes") or {}
+    if type(mid) is not str or type(source) is not str or type(created_at) is not int or type(attributes) is not dict:
+        raise InvalidInput(422, "message fields have wrong types")
+    return Message(id=mid, source=source, payload=payload, created_at=created_at, attributes=attributes)
+
+
+def message_to_wire(m: Message) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "source": m.source,
+        "payload": m.payload,
+        "created_at": m.created_at,
+        "attributes": m.attributes,
+    }

@@ -1,0 +1,234 @@
+"""Processor service (:8082): stores messages in the queue backend and works them off.
+
+    uvicorn --factory services.processor:create_app --port 8082
+
+`POST /api/v1/messages` answers 202 only once the backend stored every
+message (NATS: after the PubAck). The worker pool fetches, works, records in
+the ledger, then acks. If the backend is down at start the service still
+starts, reports unhealthy and connects as soon as the backend is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import statistics
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import CollectorRegistry, Gauge
+
+from backends.contract import BackendUnavailable, Message, PublishAck, QueueBackend, QueueFull
+from backends.factory import BackendSettings, create_backend, load_settings
+from services.http import ERROR_RESPONSES, ApiError, install_common, json_response, read_json
+from services.ledger import Ledger
+from services.models import Accepted, InvalidInput, WireMessage, wire_to_message
+from services.openapi import document_body
+from services.settings import ProcessorSettings, load
+from services.worker_pool import PoolConfig, WorkerPool, go_duration
+
+log = logging.getLogger("services.processor")
+
+
+class Processor:
+    """Composition of backend, ledger and worker pool, with their lifecycle."""
+
+    def __init__(self, settings: ProcessorSettings, backend_settings: BackendSettings) -> None:
+        self.settings = settings
+        self.backend_settings = backend_settings
+        self.backend: QueueBackend = create_backend(backend_settings)
+        self.ledger = Ledger(settings.ledger_path)
+        self.pool = WorkerPool(
+            self.backend,
+            self.ledger,
+            PoolConfig(
+                workers=settings.workers,
+                processing_ms=settings.processing_ms,
+                failure_rate=settings.failure_rate,
+                failure_id_prefix=settings.failure_id_prefix,
+                fetch_batch=settings.fetch_batch,
+                fetch_timeout=settings.fetch_timeout,
+                nak_delay=settings.nak_delay,
+                max_deliver=backend_settings.max_deliver,
+                instance=settings.instance,
+            ),
+        )
+        self.connected = False
+        self.last_error = ""
+        self._connector: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.ledger.start()
+        self._connector = asyncio.create_task(self._connect_until_done(), name="backend-connect")
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._connector), self.backend_settings.nats_connect_timeout + 1)
+        self.pool.start()
+        log.info(
+            "processor %s: queue=%s workers=%d ledger=%s",
+            self.settings.instance,
+            self.backend_settings.queue_type,
+            self.settings.workers,
+            self.settings.ledger_path,
+        )
+
+    async def _connect_until_done(self) -> None:
+        while True:
+            try:
+                await self.backend.connect()
+            except BackendUnavailable as exc:
+                self.last_error = str(exc)
+                log.warning("backend not reachable, retrying in %ss: %s", self.settings.connect_retry, exc)
+                await asyncio.sleep(self.settings.connect_retry)
+                continue
+            self.connected = True
+            self.last_error = ""
+            return
+
+    async def stop(self) -> None:
+        """Drain: finish in-flight work (bounded), flush the ledger, close the backend."""
+        if self._connector is not None and not self._connector.done():
+            self._connector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connector
+        await self.pool.stop(self.settings.drain_timeout)
+        await self.ledger.close()
+        await self.backend.close()
+        log.info("processor %s stopped: %d processed", self.settings.instance, self.pool.processed_count)
+
+    async def publish(self, messages: list[Message]) -> list[PublishAck]:
+        if not self.connected:
+            raise ApiError(503, f"queue backend not connected: {self.last_error or 'connecting'}")
+        try:
+            if len(messages) == 1:
+                return [await self.backend.publish(messages[0])]
+            return await self.backend.publish_many(messages)
+        except QueueFull as exc:
+            raise ApiError(429, str(exc), headers={"Retry-After": "1"}) from None
+        except BackendUnavailable as exc:
+            raise ApiError(503, str(exc)) from None
+
+    async def stats(self) -> dict[str, Any]:
+        """The seed's /stats shape, plus extras."""
+        q = await self.backend.stats()
+        pool = self.pool
+        lat = sorted(pool.latencies_ms)
+        return {
+            "queue": {
+                "total_enqueued": q.total_enqueued,
+                "total_dequeued": q.total_dequeued,
+                "current_size": q.current_size,
+                "type": q.backend,
+                "connected": q.connected and self.connected,
+                "in_flight": q.in_flight,
+                "redelivered": q.redelivered,
+                "duplicates": q.duplicates,
+                "dead_lettered": q.dead_lettered,
+            },
+            "pool": {
+                "processed_count": pool.processed_count,
+                "error_count": pool.error_count,
+                "total_duration": go_duration(pool.total_duration),
+                "workers": self.settings.workers,
+                "in_flight": pool.in_flight,
+                "dead_lettered": pool.dead_lettered,
+                "redelivered": pool.redelivered,
+                "e2e_latency_ms": _percentiles(lat),
+            },
+        }
+
+
+def _percentiles(sorted_ms: list[float]) -> dict[str, float] | None:
+    if not sorted_ms:
+        return None
+    n = len(sorted_ms)
+
+    def pick(q: float) -> float:
+        return round(sorted_ms[min(n - 1, int(q * n))], 3)
+
+    return {
+        "p50": pick(0.5),
+        "p99": pick(0.99),
+        "max": round(sorted_ms[-1], 3),
+        "mean": round(statistics.fmean(sorted_ms), 3),
+        "window": n,
+    }
+
+
+def create_app() -> FastAPI:
+    """Composition root: every setting is read here, once."""
+    settings = load(ProcessorSettings)
+    backend_settings = load_settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    processor = Processor(settings, backend_settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await processor.start()
+        try:
+            yield
+        finally:
+            await processor.stop()
+
+    app = FastAPI(title="queue-lab processor", version="0.1.0", lifespan=lifespan)
+    app.state.processor = processor
+    registry = CollectorRegistry()
+    depth = Gauge("queue_current_size", "messages stored and not yet acknowledged", registry=registry)
+    processed = Gauge("pool_processed_count", "deliveries processed and acked", registry=registry)
+    errors = Gauge("pool_error_count", "deliveries whose work failed", registry=registry)
+    dead = Gauge("queue_dead_lettered", "messages in the dead-letter place", registry=registry)
+
+    async def refresh_gauges() -> None:
+        with contextlib.suppress(BackendUnavailable, TimeoutError):
+            q = await asyncio.wait_for(processor.backend.stats(), 1.0)
+            depth.set(q.current_size)
+            dead.set(q.dead_lettered)
+        processed.set(processor.pool.processed_count)
+        errors.set(processor.pool.error_count)
+
+    install_common(app, "processor", lambda: _health(processor), registry=registry, before_scrape=refresh_gauges)
+
+    @app.post(
+        "/api/v1/messages",
+        status_code=202,
+        response_model=Accepted,
+        responses=ERROR_RESPONSES,
+        tags=["internal"],
+        openapi_extra=document_body(WireMessage),
+    )
+    async def publish(request: Request) -> Response:
+        """Store stamped messages (from ingest); 202 after the backend confirmed each."""
+        data = await read_json(request, settings.max_body_bytes)
+        raw = data if isinstance(data, list) else [data]
+        if not raw:
+            raise InvalidInput(422, "empty list: send at least one message")
+        if len(raw) > settings.max_batch:
+            raise InvalidInput(422, f"too many messages: {len(raw)} > MAX_BATCH={settings.max_batch}")
+        messages = [wire_to_message(d) for d in raw]
+        acks = await processor.publish(messages)
+        return json_response(
+            {"ids": [a.message_id for a in acks], "count": len(acks), "duplicates": sum(a.duplicate for a in acks)},
+            202,
+        )
+
+    @app.get("/stats", tags=["ops"])
+    async def stats() -> Response:
+        """Queue and pool statistics in the seed's shape (plus extra keys)."""
+        return json_response(await processor.stats())
+
+    return app
+
+
+async def _health(processor: Processor) -> tuple[bool, dict[str, Any]]:
+    if not processor.connected:
+        return False, {"backend": {"type": processor.backend.name, "connected": False, "reason": processor.last_error}}
+    try:
+        s = await asyncio.wait_for(processor.backend.stats(), 1.0)
+    except (TimeoutError, BackendUnavailable) as exc:
+        return False, {"backend": {"type": processor.backend.name, "connected": False, "reason": repr(exc)}}
+    body = {"backend": {"type": s.backend, "connected": s.connected, "current_size": s.current_size}}
+    if not s.connected:
+        body["backend"]["reason"] = "broker unreachable; reconnecting"
+    return s.connected, body
