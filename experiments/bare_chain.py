@@ -20,6 +20,8 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from services.http import NO_OTEL
+
 
 def create_forwarder() -> FastAPI:
     """Forwards each POST body to BARE_NEXT_URL and relays the answer."""
@@ -34,7 +36,7 @@ def create_forwarder() -> FastAPI:
         finally:
             await holder["s"].close()
 
-    app = FastAPI(lifespan=lifespan)
+    app = FastAPI(lifespan=lifespan, telemetry=NO_OTEL)  # type: ignore[arg-type]
 
     @app.post("/api/v1/ingest")
     async def forward(request: Request) -> Response:
@@ -51,7 +53,7 @@ def create_forwarder() -> FastAPI:
 
 def create_sink() -> FastAPI:
     """Answers 202 with one id per item; stores nothing."""
-    app = FastAPI()
+    app = FastAPI(telemetry=NO_OTEL)  # type: ignore[arg-type]
 
     @app.post("/api/v1/ingest")
     async def sink(request: Request) -> Response:

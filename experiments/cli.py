@@ -1,8 +1,8 @@
 """`diplom`: run the stack locally and the benchmarks.
 
-    diplom up --queue memory|nats      # NATS (if chosen) + processor + ingest + gateway, Ctrl-C stops all
-    diplom bench-backends [--quick]    # backend throughput vs raw asyncio.Queue / nats-py
-    diplom bench-services [--quick]    # the HTTP chain vs a bare 3-hop chain
+diplom up --queue memory|nats      # NATS (if chosen) + processor + ingest + gateway, Ctrl-C stops all
+diplom bench-backends [--quick]    # backend throughput vs raw asyncio.Queue / nats-py
+diplom bench-services [--quick]    # the HTTP chain vs a bare 3-hop chain
 """
 
 from __future__ import annotations
@@ -57,7 +57,9 @@ def up(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="diplom", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="diplom", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_up = sub.add_parser("up", help="start the stack on 127.0.0.1 until Ctrl-C")

@@ -27,6 +27,7 @@ from services.http import (
     Downstream,
     install_common,
     json_response,
+    new_app,
     passthrough,
     read_json,
 )
@@ -97,7 +98,7 @@ def create_app() -> FastAPI:
             await ingest.close()
             await processor.close()
 
-    app = FastAPI(title="queue-lab gateway", version="0.1.0", lifespan=lifespan)
+    app = new_app("queue-lab gateway", lifespan)
 
     async def health() -> tuple[bool, dict[str, Any]]:
         return True, {}

@@ -19,7 +19,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from services.http import ERROR_RESPONSES, Downstream, install_common, passthrough, read_json
+from services.http import ERROR_RESPONSES, Downstream, install_common, new_app, passthrough, read_json
 from services.models import Accepted, IngestItem, parse_items
 from services.openapi import document_body
 from services.settings import IngestSettings, load
@@ -56,7 +56,7 @@ def create_app() -> FastAPI:
         finally:
             await processor.close()
 
-    app = FastAPI(title="queue-lab ingest", version="0.1.0", lifespan=lifespan)
+    app = new_app("queue-lab ingest", lifespan)
 
     async def health() -> tuple[bool, dict[str, Any]]:
         return True, {}

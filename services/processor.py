@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from backends.contract import BackendUnavailable, Message, PublishAck, QueueBackend, QueueFull
 from backends.factory import BackendSettings, create_backend, load_settings
-from services.http import ERROR_RESPONSES, ApiError, install_common, json_response, read_json
+from services.http import ERROR_RESPONSES, ApiError, install_common, json_response, new_app, read_json
 from services.ledger import Ledger
 from services.models import Accepted, InvalidInput, WireMessage, wire_to_message
 from services.openapi import document_body
@@ -172,7 +172,7 @@ def create_app() -> FastAPI:
         finally:
             await processor.stop()
 
-    app = FastAPI(title="queue-lab processor", version="0.1.0", lifespan=lifespan)
+    app = new_app("queue-lab processor", lifespan)
     app.state.processor = processor
     registry = CollectorRegistry()
     depth = Gauge("queue_current_size", "messages stored and not yet acknowledged", registry=registry)
