@@ -39,6 +39,8 @@ def up(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
     try:
+        if nats is not None:
+            nats.start()
         stack.start()
         print(f"queue: {args.queue} (workdir {workdir}, logs and ledger there)")
         if nats is not None:

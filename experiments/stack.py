@@ -20,6 +20,7 @@ from types import TracebackType
 
 import httpx
 
+from experiments.nats_provider import NatsServer
 from experiments.nats_server import ProcessNats, free_port
 
 
@@ -114,7 +115,8 @@ class StackConfig:
 class Stack:
     """gateway -> ingest -> processor(s) [-> NATS], all on 127.0.0.1."""
 
-    def __init__(self, config: StackConfig, workdir: str | Path | None = None, nats: ProcessNats | None = None) -> None:
+    def __init__(self, config: StackConfig, workdir: str | Path | None = None, nats: NatsServer | None = None) -> None:
+        """`nats`: a broker the caller started and stops (any provider); else one is made here."""
         self.config = config
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if workdir is None:
@@ -123,7 +125,9 @@ class Stack:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._own_nats = nats is None and config.queue == "nats"
-        self.nats = nats or (ProcessNats(self.workdir / "nats") if config.queue == "nats" else None)
+        self.nats: NatsServer | None = nats
+        if nats is None and config.queue == "nats":
+            self.nats = ProcessNats(self.workdir / "nats")
         ports = config.processor_ports or [free_port() for _ in range(config.processors)]
         self.processors = [
             ServiceProcess(
@@ -187,7 +191,7 @@ class Stack:
 
     def start(self) -> None:
         try:
-            if self.nats is not None and self.nats.pid is None:
+            if self.nats is not None and self._own_nats:
                 self.nats.start()
             for s in self.services:
                 s.start()

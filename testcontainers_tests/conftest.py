@@ -134,3 +134,19 @@ def process_nats(tmp_path: Path) -> Iterator[ProcessNats]:
     finally:
         server.close()
     assert server.pid is None
+
+
+_DURABILITY_LINES: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def durability_report() -> list[str]:
+    """Durability tests append one line each (A, G, P, lost, duplicated); printed at the end."""
+    return _DURABILITY_LINES
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _DURABILITY_LINES:
+        terminalreporter.section("durability by message id")
+        for line in _DURABILITY_LINES:
+            terminalreporter.write_line(line)
