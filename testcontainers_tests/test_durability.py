@@ -72,7 +72,8 @@ async def test_nothing_acknowledged_is_lost_across_a_nats_fault(
     assert acc.invented == set()
     assert len(acked) > 0.5 * len(sent), f"too few acknowledged to prove anything (statuses {statuses})"
     assert set(statuses) <= {202, 503}, statuses  # refused while the broker was away, never a silent 2xx
-    stats = httpx.get(f"{nats_stack.processor_url}/stats", trust_env=False, timeout=5).json()
+    async with httpx.AsyncClient(trust_env=False, timeout=5) as client:
+        stats = (await client.get(f"{nats_stack.processor_url}/stats")).json()
     assert stats["queue"]["current_size"] == 0
 
 
@@ -99,7 +100,8 @@ async def test_memory_queue_loses_its_backlog_when_the_processor_is_killed(
         processor.start()
         await asyncio.sleep(1.5)  # a restarted processor would have worked off anything that survived
         after = processed_counts(stack.ledger_paths)
-        stats = httpx.get(f"{stack.processor_url}/stats", trust_env=False).json()
+        async with httpx.AsyncClient(trust_env=False, timeout=5) as client:
+            stats = (await client.get(f"{stack.processor_url}/stats")).json()
     acc = Accounting(acked, acked, after)
     durability_report.append(acc.summary("memory processor SIGKILL with backlog"))
     assert 0 < len(before_kill) < len(acked), "the kill must hit a backlog for the test to mean anything"
