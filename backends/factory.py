@@ -41,7 +41,7 @@ class BackendSettings(BaseSettings):
     nats_max_ack_pending: int = Field(10_000, ge=1)
     nats_max_msgs: int = Field(-1, ge=-1)
     nats_max_bytes: int = Field(-1, ge=-1)
-    nats_fetch_linger: float = Field(0.002, ge=0)
+    nats_pull_expires: float = Field(1.0, gt=0)
     nats_sync_always: bool = False
     nats_monitor_url: str | None = None
 
@@ -86,7 +86,7 @@ def create_backend(settings: BackendSettings | None = None) -> QueueBackend:
             publish_timeout=s.publish_timeout,
             connect_timeout=s.nats_connect_timeout,
             reconnect_wait=s.nats_reconnect_wait,
-            fetch_linger=s.nats_fetch_linger,
+            pull_expires=s.nats_pull_expires,
             sync_always=s.nats_sync_always,
             monitor_url=s.nats_monitor_url,
         )

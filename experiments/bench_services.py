@@ -1,15 +1,21 @@
 """End-to-end throughput and latency of the three services, beside a bare chain.
 
-    python -m experiments.bench_services [--quick] [--duration S] [--backends memory,nats]
+    python -m experiments.bench_services [--quick] [--duration S] [--rounds N]
+                                         [--configs memory,nats,nats:2]
 
-For the bare 3-hop chain (same HTTP stack, no queue, no validation) and for
-the real stack on each backend, measured in the same run:
-- single messages, closed loop (64 connections): accepted and *processed*
-  msg/s (processed = the processor's `processed_count` growth during the
-  window, i.e. worked off and acked, not just accepted);
-- batches of 100, closed loop (8 connections): the same in messages/s;
+Each round measures the bare 3-hop chain (same HTTP stack, no queue, no
+validation) and then each configuration of the real stack (`BACKEND[:N]`, N
+processor instances, default 1), all on fresh processes, back to back, so a
+slow moment of the machine hits neighbours alike. Per configuration:
+- single messages, closed loop (64 connections): accepted msg/s, and
+  processed msg/s = every accepted message worked off and acked, divided by
+  the time from the start of the load until the last one was (the drain
+  counts: a queue that only grows is not throughput);
+- batches of 100, closed loop (8 connections): the same, in messages;
 - client latency p50/p99 at half the max single-message rate, open loop
-  (measured from each request's scheduled time).
+  (from each request's scheduled time: no coordinated omission).
+Figures are medians over the rounds; the single-message ratio to the bare
+chain is the median of per-round ratios, with min..max.
 Every process runs on 127.0.0.1 and is stopped by pid at the end.
 """
 
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -44,6 +51,8 @@ def batch_body(seq: int) -> bytes:
 
 @dataclass
 class ChainFigures:
+    """One configuration in one round."""
+
     name: str
     single_accepted: float
     single_processed: float
@@ -59,6 +68,7 @@ class BareChain:
     """sink <- forwarder <- forwarder, as uvicorn processes."""
 
     def __init__(self, workdir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
         sink = ServiceProcess("bare-sink", "experiments.bare_chain:create_sink", free_port(), {}, workdir / "sink.log")
         mid = ServiceProcess(
             "bare-mid", "experiments.bare_chain:create_forwarder", free_port(), {"BARE_NEXT_URL": sink.url},
@@ -80,112 +90,180 @@ class BareChain:
             s.stop()
 
 
-def processed_count(stats_url: str | None) -> int:
-    if stats_url is None:
-        return 0
-    return int(httpx.get(stats_url, trust_env=False, timeout=5).json()["pool"]["processed_count"])
+class Processed:
+    """The processors' `processed_count`, summed (one or several instances)."""
+
+    def __init__(self, stats_urls: list[str]) -> None:
+        self.stats_urls = stats_urls
+
+    async def count(self, client: httpx.AsyncClient) -> int:
+        answers = await asyncio.gather(*(client.get(u) for u in self.stats_urls))
+        return sum(int(a.json()["pool"]["processed_count"]) for a in answers)
+
+    async def queued(self, client: httpx.AsyncClient) -> int:
+        answers = await asyncio.gather(*(client.get(u) for u in self.stats_urls))
+        return max(int(a.json()["queue"]["current_size"]) for a in answers)
+
+    async def wait_for(self, client: httpx.AsyncClient, target: int, timeout: float) -> int:
+        """Poll until `target` are processed (bounded); the stats API has no push."""
+        deadline = time.monotonic() + timeout
+        n = await self.count(client)
+        while n < target and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            n = await self.count(client)
+        return n
 
 
-async def measure(name: str, url: str, stats_url: str | None, duration: float) -> ChainFigures:
+async def measure(name: str, url: str, processed: Processed | None, duration: float) -> ChainFigures:
     ingest = f"{url}/api/v1/ingest"
     errors = 0
+    client = httpx.AsyncClient(trust_env=False, timeout=5)
 
     async def window(body, concurrency: int, per_request: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
         nonlocal errors
-        before = processed_count(stats_url)
+        before = await processed.count(client) if processed else 0
+        started = time.monotonic()
         res = await closed_loop(ingest, body, concurrency=concurrency, duration=duration)
-        after = processed_count(stats_url)
         errors += len(res.records) - len(res.ok)
-        accepted = res.achieved_rate * per_request
-        processed = (after - before) / res.duration if stats_url else accepted
-        return accepted, processed
+        accepted_msgs = len(res.ok) * per_request
+        accepted = accepted_msgs / res.duration
+        if processed is None:
+            return accepted, accepted
+        done = await processed.wait_for(client, before + accepted_msgs, timeout=120) - before
+        return accepted, done / (time.monotonic() - started)
 
-    await closed_loop(ingest, single_body, concurrency=16, duration=1.0)  # warm up connections and JIT-less caches
-    single_acc, single_proc = await window(single_body, 64, 1)
-    batch_acc, batch_proc = await window(batch_body, 8, 100)
-    await drain(stats_url)
-    half = max(1.0, single_acc / 2)
-    res = await open_loop(ingest, single_body, rate=half, duration=duration, keep_ids=False)
-    errors += len(res.records) - len(res.ok)
+    try:
+        await closed_loop(ingest, single_body, concurrency=16, duration=1.0)  # warm up connections
+        single_acc, single_proc = await window(single_body, 64, 1)
+        batch_acc, batch_proc = await window(batch_body, 8, 100)
+        half = max(1.0, single_acc / 2)
+        res = await open_loop(ingest, single_body, rate=half, duration=duration, keep_ids=False)
+        errors += len(res.records) - len(res.ok)
+    finally:
+        await client.aclose()
     return ChainFigures(
         name, single_acc, single_proc, batch_acc, batch_proc, half, res.latency_ms(0.50), res.latency_ms(0.99), errors
     )
 
 
-async def drain(stats_url: str | None, timeout: float = 60.0) -> None:
-    """Wait until the processor's queue is empty, so windows do not overlap."""
-    if stats_url is None:
-        return
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(trust_env=False, timeout=5) as client:
-        while time.monotonic() < deadline:
-            if (await client.get(stats_url)).json()["queue"]["current_size"] == 0:
-                return
-            await asyncio.sleep(0.2)
+def parse_config(text: str) -> tuple[str, int]:
+    backend, _, n = text.partition(":")
+    if backend not in ("memory", "nats"):
+        raise argparse.ArgumentTypeError(f"unknown backend {backend!r} in {text!r}")
+    return backend, int(n or 1)
 
 
-def render(rows: list[ChainFigures], bare: ChainFigures) -> str:
+def label(backend: str, processors: int) -> str:
+    return backend if processors == 1 else f"{backend}x{processors}"
+
+
+def run_round(work: Path, configs: list[tuple[str, int]], duration: float, workers: int) -> list[ChainFigures]:
+    out = []
+    bare_chain = BareChain(work / "bare")
+    bare_chain.start()
+    try:
+        out.append(asyncio.run(measure("bare", bare_chain.url, None, duration)))
+    finally:
+        bare_chain.stop()
+    for backend, processors in configs:
+        name = label(backend, processors)
+        cfg = StackConfig(
+            queue=backend,
+            workers=workers,
+            processors=processors,
+            env={"QUEUE_SIZE": "200000", "NATS_MAX_ACK_PENDING": "20000"},
+        )
+        with Stack(cfg, work / name) as stack:
+            counter = Processed([f"{p.url}/stats" for p in stack.processors])
+            out.append(asyncio.run(measure(name, stack.gateway_url, counter, duration)))
+    return out
+
+
+def median_of(rounds: list[list[ChainFigures]], name: str) -> ChainFigures:
+    rows = [r for rnd in rounds for r in rnd if r.name == name]
+
+    def med(attr: str) -> float:
+        return float(statistics.median(float(getattr(r, attr)) for r in rows))
+
+    return ChainFigures(
+        name,
+        med("single_accepted"),
+        med("single_processed"),
+        med("batch_accepted"),
+        med("batch_processed"),
+        med("half_rate"),
+        med("p50_ms"),
+        med("p99_ms"),
+        sum(r.errors for r in rows),
+    )
+
+
+def single_ratios(rounds: list[list[ChainFigures]], name: str) -> list[float]:
+    out = []
+    for rnd in rounds:
+        bare = next(r for r in rnd if r.name == "bare")
+        row = next(r for r in rnd if r.name == name)
+        out.append(row.single_processed / bare.single_processed if bare.single_processed else 0.0)
+    return out
+
+
+def render(rounds: list[list[ChainFigures]], names: list[str]) -> str:
     head = (
-        f"{'chain':<8} {'single acc/s':>12} {'single proc/s':>13} {'vs bare':>8} {'batch100 acc/s':>14}"
+        f"{'chain':<9} {'single acc/s':>12} {'single proc/s':>13} {'vs bare (min..max)':>19} {'batch100 acc/s':>14}"
         f" {'batch100 proc/s':>15} {'half rate':>9} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}"
     )
     lines = [head, "-" * len(head)]
-    for r in [bare, *rows]:
-        ratio = r.single_processed / bare.single_processed if bare.single_processed else 0.0
+    for name in ["bare", *names]:
+        r = median_of(rounds, name)
+        ratios = single_ratios(rounds, name)
+        vs = f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}..{max(ratios):.2f})"
         lines.append(
-            f"{r.name:<8} {r.single_accepted:>12,.0f} {r.single_processed:>13,.0f} {ratio:>7.2f}x"
+            f"{r.name:<9} {r.single_accepted:>12,.0f} {r.single_processed:>13,.0f} {vs:>19}"
             f" {r.batch_accepted:>14,.0f} {r.batch_processed:>15,.0f} {r.half_rate:>9,.0f}"
             f" {r.p50_ms:>7.1f} {r.p99_ms:>7.1f} {r.errors:>6}"
         )
     return "\n".join(lines)
 
 
-def verdicts(rows: list[ChainFigures], bare: ChainFigures) -> str:
+def verdicts(rounds: list[list[ChainFigures]], names: list[str]) -> str:
     out = []
-    for r in rows:
-        batch_target = 15_000 if r.name == "nats" else 30_000
+    for name in names:
+        r = median_of(rounds, name)
+        ratio = statistics.median(single_ratios(rounds, name))
+        batch_target = 15_000 if name.startswith("nats") else 30_000
         checks = [
-            ("single processed >= 0.8x bare", r.single_processed >= 0.8 * bare.single_processed),
+            ("single processed >= 0.8x bare", ratio >= 0.8),
             ("single processed >= 1,000 msg/s", r.single_processed >= 1000),
             (f"batch processed >= {batch_target:,} msg/s", r.batch_processed >= batch_target),
-            ("p99 <= 50 ms at half max", r.p99_ms <= 50),
+            ("client p99 <= 50 ms at half max", r.p99_ms <= 50),
         ]
-        out.append(f"{r.name}: " + "; ".join(f"{name}: {'ok' if ok else 'MISSED'}" for name, ok in checks))
+        out.append(f"{name}: " + "; ".join(f"{text}: {'ok' if ok else 'MISSED'}" for text, ok in checks))
     return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement window")
-    parser.add_argument("--quick", action="store_true", help="3 s windows")
-    parser.add_argument("--backends", default="memory,nats")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement window")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are shown")
+    parser.add_argument("--quick", action="store_true", help="one round of 2 s windows")
+    parser.add_argument("--configs", default="memory,nats,nats:2", help="BACKEND[:PROCESSORS],...")
     parser.add_argument("--workers", type=int, default=4)
     args = parser.parse_args(argv)
-    duration = 3.0 if args.quick else args.duration
+    duration, rounds_n = (2.0, 1) if args.quick else (args.duration, args.rounds)
+    configs = [parse_config(c) for c in args.configs.split(",")]
+    names = [label(b, n) for b, n in configs]
     print(
         f"python {sys.version.split()[0]}, nats-server {nats_server_version()}, {platform.machine()}, "
-        f"{duration:.0f} s windows, workers={args.workers}",
+        f"{duration:.0f} s windows, {rounds_n} round(s), workers={args.workers} per processor",
         flush=True,
     )
+    rounds = []
     with tempfile.TemporaryDirectory(prefix="bench-services-") as tmp:
-        work = Path(tmp)
-        bare_chain = BareChain(work)
-        bare_chain.start()
-        try:
-            bare = asyncio.run(measure("bare", bare_chain.url, None, duration))
-        finally:
-            bare_chain.stop()
-        rows = []
-        for backend in args.backends.split(","):
-            cfg = StackConfig(
-                queue=backend,
-                workers=args.workers,
-                env={"QUEUE_SIZE": "200000", "NATS_MAX_ACK_PENDING": "20000"},
-            )
-            with Stack(cfg, work / backend) as stack:
-                rows.append(asyncio.run(measure(backend, stack.gateway_url, f"{stack.processor_url}/stats", duration)))
-    print(render(rows, bare))
-    print(verdicts(rows, bare))
+        for i in range(rounds_n):
+            rounds.append(run_round(Path(tmp) / f"round-{i}", configs, duration, args.workers))
+            print(f"round {i + 1}/{rounds_n} done", flush=True)
+    print(render(rounds, names))
+    print(verdicts(rounds, names))
     return 0
 
 

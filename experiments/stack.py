@@ -165,7 +165,7 @@ class Stack:
                 "INSTANCE": p.name,
                 **cfg.processor_env,
             }
-        self.ingest.env = {**common, "PROCESSOR_URL": self.processors[0].url}
+        self.ingest.env = {**common, "PROCESSOR_URL": ",".join(p.url for p in self.processors)}
         self.gateway.env = {
             **common,
             "INGEST_URL": self.ingest.url,

@@ -150,6 +150,7 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: _Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -168,10 +169,17 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            m = self.metrics
-            m.requests.labels(m.service, scope["method"], path, str(status)).inc()
-            m.latency.labels(m.service, path).observe(time.perf_counter() - started)
+            key = (scope["method"], getattr(route, "path", "unmatched"), status)
+            children = self._children.get(key)
+            if children is None:  # labels() takes a lock and builds a tuple: once per key
+                m = self.metrics
+                children = (
+                    m.requests.labels(m.service, key[0], key[1], str(status)),
+                    m.latency.labels(m.service, key[1]),
+                )
+                self._children[key] = children
+            children[0].inc()
+            children[1].observe(time.perf_counter() - started)
 
 
 HealthCheck = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]

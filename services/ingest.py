@@ -9,6 +9,7 @@ is measured from ingest to the worker that processed the message.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import time
 import uuid
@@ -45,16 +46,23 @@ def create_app() -> FastAPI:
     """Composition root: every setting is read here, once."""
     settings = load(IngestSettings)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    processor = Downstream("processor", settings.processor_url, settings.http_timeout, settings.http_connections)
+    # One or more processors (comma-separated PROCESSOR_URL): requests go round
+    # robin, so publishing spreads over every processor's event loop, while the
+    # shared durable consumer (NATS) spreads the work.
+    urls = [u.strip() for u in settings.processor_url.split(",") if u.strip()]
+    processors = [Downstream(f"processor {u}", u, settings.http_timeout, settings.http_connections) for u in urls]
+    next_processor = itertools.cycle(processors).__next__
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await processor.start()
-        log.info("ingest forwarding to %s", settings.processor_url)
+        for p in processors:
+            await p.start()
+        log.info("ingest forwarding to %s", ", ".join(urls))
         try:
             yield
         finally:
-            await processor.close()
+            for p in processors:
+                await p.close()
 
     app = new_app("queue-lab ingest", lifespan)
 
@@ -75,7 +83,7 @@ def create_app() -> FastAPI:
         """Stamp and forward; 202 once the processor's backend stored every message."""
         items = parse_items(await read_json(request, settings.max_body_bytes), settings.max_batch)
         body = orjson.dumps(stamp(items, time.time_ns()))
-        status, answer = await processor.post_json("/api/v1/messages", body)
+        status, answer = await next_processor().post_json("/api/v1/messages", body)
         return passthrough(status, answer)
 
     return app

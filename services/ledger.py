@@ -28,6 +28,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
 """  # no index: it would tax every insert; readers load the table whole
 
 Row = tuple[str, str, int, int, int, str, str, str]
+GATHER_ROWS = 64  # a commit with fewer pending rows waits GATHER_SECONDS for more
+GATHER_SECONDS = 0.002
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +61,11 @@ class Ledger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")  # survives a process crash; WAL keeps it fast
+        # OFF: no fsync, so no multi-millisecond stall of the event loop at WAL
+        # checkpoints. Committed rows are in the OS as soon as COMMIT returns,
+        # so they survive a crash of the process (what the experiments do to
+        # it); only a power loss could cost the newest rows.
+        conn.execute("PRAGMA synchronous=OFF")
         conn.executescript(SCHEMA)
         self._conn = conn
 
@@ -93,6 +99,10 @@ class Ledger:
     async def _write_loop(self) -> None:
         while True:
             await self._wake.wait()
+            if len(self._pending) < GATHER_ROWS and not self._closing:
+                # At low rates each commit would carry one row: wait a moment so
+                # concurrent workers share it (their acks wait; clients do not).
+                await asyncio.sleep(GATHER_SECONDS)
             self._wake.clear()
             rows, self._pending = self._pending, []
             waiters, self._waiters = self._waiters, []

@@ -40,7 +40,7 @@ class GatewaySettings(HttpSettings):
 
 
 class IngestSettings(HttpSettings):
-    processor_url: str = "http://127.0.0.1:8082"
+    processor_url: str = Field("http://127.0.0.1:8082", description="one URL, or several comma-separated")
 
 
 def _default_instance() -> str:

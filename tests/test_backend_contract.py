@@ -458,3 +458,17 @@ async def test_late_ack_still_completes_the_message(make_backend: MakeBackend) -
     await asyncio.sleep(0.6)
     assert await b.fetch(5, timeout=0.3) == []
     await settles_to(b, 0)
+
+
+async def test_retried_batch_is_stored_once(make_backend: MakeBackend) -> None:
+    b = await make_backend()
+    batch = [msg(f"r{i}") for i in range(5)]
+    first = await b.publish_many(batch)
+    again = await b.publish_many(batch)  # the whole request retried after a lost answer
+    assert [a.duplicate for a in first] == [False] * 5
+    assert [a.duplicate for a in again] == [True] * 5
+    assert [a.sequence for a in again] == [a.sequence for a in first]
+    got = await drain(b, 6, timeout=1.5)
+    assert sorted(d.message.id for d in got) == sorted(m.id for m in batch)
+    s = await b.stats()
+    assert (s.total_enqueued, s.duplicates) == (5, 5)
