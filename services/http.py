@@ -111,6 +111,11 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 async def read_json(request: Request, max_bytes: int) -> Any:
     """A JSON body: 415 for another content type, 413 if too big, 400 if malformed."""
+    return (await read_json_sized(request, max_bytes))[0]
+
+
+async def read_json_sized(request: Request, max_bytes: int) -> tuple[Any, int]:
+    """`read_json`, and the body's size in bytes."""
     content_type = request.headers.get("content-type", "")
     if not _is_json(content_type):
         raise ApiError(415, f"Content-Type must be application/json, got {content_type or 'none'!r}")
@@ -118,7 +123,7 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     if not body:
         raise ApiError(400, "empty body: send a JSON object or a list of objects")
     try:
-        return orjson.loads(body)
+        return orjson.loads(body), len(body)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, f"malformed JSON: {exc}") from None
 

@@ -16,11 +16,11 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from services.http import ERROR_RESPONSES, Downstream, install_common, new_app, passthrough, read_json
+from services.batcher import ForwardBatcher
+from services.http import ERROR_RESPONSES, Downstream, install_common, new_app, passthrough, read_json_sized
 from services.models import Accepted, IngestItem, parse_items
 from services.openapi import document_body
 from services.settings import IngestSettings, load
@@ -53,6 +53,16 @@ def create_app() -> FastAPI:
     processors = [Downstream(f"processor {u}", u, settings.http_timeout, settings.http_connections) for u in urls]
     next_processor = itertools.cycle(processors).__next__
 
+    async def post(body: bytes) -> tuple[int, bytes]:
+        return await next_processor().post_json("/api/v1/messages", body)
+
+    batcher = ForwardBatcher(
+        post,
+        max_in_flight=settings.forward_in_flight * len(processors),
+        max_messages=settings.max_batch,
+        max_bytes=settings.max_body_bytes // 2,
+    )
+
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         for p in processors:
@@ -61,6 +71,7 @@ def create_app() -> FastAPI:
         try:
             yield
         finally:
+            await batcher.close()
             for p in processors:
                 await p.close()
 
@@ -81,9 +92,10 @@ def create_app() -> FastAPI:
     )
     async def ingest(request: Request) -> Response:
         """Stamp and forward; 202 once the processor's backend stored every message."""
-        items = parse_items(await read_json(request, settings.max_body_bytes), settings.max_batch)
-        body = orjson.dumps(stamp(items, time.time_ns()))
-        status, answer = await next_processor().post_json("/api/v1/messages", body)
+        data, size = await read_json_sized(request, settings.max_body_bytes)
+        items = parse_items(data, settings.max_batch)
+        # size + ~100 bytes a message for the id, created_at and attributes stamped here
+        status, answer = await batcher.submit(stamp(items, time.time_ns()), size + 100 * len(items))
         return passthrough(status, answer)
 
     return app

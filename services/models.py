@@ -47,6 +47,7 @@ class Accepted(BaseModel):
     ids: list[str]
     count: int
     duplicates: int = Field(description="ids that were already stored (a retry); stored once")
+    duplicate_positions: list[int] = Field(default_factory=list, description="which of `ids` were duplicates")
 
 
 class ErrorBody(BaseModel):

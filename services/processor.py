@@ -208,8 +208,14 @@ def create_app() -> FastAPI:
             raise InvalidInput(422, f"too many messages: {len(raw)} > MAX_BATCH={settings.max_batch}")
         messages = [wire_to_message(d) for d in raw]
         acks = await processor.publish(messages)
+        dup_at = [i for i, a in enumerate(acks) if a.duplicate]
         return json_response(
-            {"ids": [a.message_id for a in acks], "count": len(acks), "duplicates": sum(a.duplicate for a in acks)},
+            {
+                "ids": [a.message_id for a in acks],
+                "count": len(acks),
+                "duplicates": len(dup_at),
+                "duplicate_positions": dup_at,
+            },
             202,
         )
 

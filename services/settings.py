@@ -41,6 +41,9 @@ class GatewaySettings(HttpSettings):
 
 class IngestSettings(HttpSettings):
     processor_url: str = Field("http://127.0.0.1:8082", description="one URL, or several comma-separated")
+    forward_in_flight: int = Field(
+        4, ge=1, description="open calls per processor; what arrives meanwhile is sent as one batch"
+    )
 
 
 def _default_instance() -> str:
