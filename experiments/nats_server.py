@@ -22,6 +22,8 @@ from types import TracebackType
 
 import httpx
 
+from experiments.processes import signal_and_wait
+
 
 class NatsNotReady(RuntimeError):
     """The server did not report JetStream healthy in time."""
@@ -138,18 +140,7 @@ class ProcessNats:
             raise NatsNotReady(f"{exc}\n--- nats-server log ---\n{tail}") from None
 
     def _signal_and_wait(self, sig: signal.Signals, timeout: float) -> None:
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            self._proc = None
-            return
-        if sig != signal.SIGKILL:
-            os.kill(proc.pid, signal.SIGCONT)  # a paused server cannot shut down
-        os.kill(proc.pid, sig)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        signal_and_wait(self._proc, sig, timeout)  # continues a paused server first
         self._proc = None
 
     def stop(self, timeout: float = 10.0) -> None:

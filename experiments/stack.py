@@ -22,6 +22,7 @@ import httpx
 
 from experiments.nats_provider import NatsServer
 from experiments.nats_server import ProcessNats, free_port
+from experiments.processes import signal_and_wait
 
 
 class ServiceNotReady(RuntimeError):
@@ -79,16 +80,7 @@ class ServiceProcess:
         raise ServiceNotReady(f"{self.name} on {self.url} not ready within {timeout}s\n--- log ---\n{tail}")
 
     def _signal(self, sig: signal.Signals, timeout: float) -> None:
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            self.proc = None
-            return
-        os.kill(proc.pid, sig)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        signal_and_wait(self.proc, sig, timeout)
         self.proc = None
 
     def stop(self, timeout: float = 20.0) -> None:
