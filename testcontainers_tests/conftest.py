@@ -25,7 +25,7 @@ import pytest
 
 from experiments.nats_docker import LABEL_RUN, RUN_ID, DockerNats, containers_of_run, docker_engine_problem
 from experiments.nats_server import ProcessNats
-from tests.backend_fixtures import backend_kind, make_backend
+from tests.backend_fixtures import make_backend
 
 __all__ = ["backend_kind", "docker_engine", "make_backend", "nats_server", "no_leftovers", "process_nats"]
 
@@ -110,6 +110,12 @@ def no_leftovers(docker_engine: None) -> Iterator[list[int]]:
     if alive:
         problems.append(f"nats-server processes started by the tests still alive: pids {alive}")
     assert not problems, "; ".join(problems)
+
+
+@pytest.fixture(params=["nats"])
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    """Only the NATS case here: the memory backend's contract runs in `tests/` already."""
+    return str(request.param)
 
 
 @pytest.fixture
