@@ -13,6 +13,7 @@ Unlike the Go original this backend
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -247,11 +248,21 @@ class NatsJetStreamBackend:
         )
 
     async def close(self) -> None:
+        """Hand back what was pulled but never given to a worker, then disconnect.
+
+        Those deliveries are nak'ed so another processor gets them now, not
+        after ack_wait.
+        """
         self._closing = True
         for task in list(self._moving):
             task.cancel()
         if self._moving:
             await asyncio.gather(*self._moving, return_exceptions=True)
+        if self._pulled and self._nc is not None and self._nc.is_connected:
+            with contextlib.suppress(nats.errors.Error):
+                for msg in self._pulled:
+                    await msg.nak()
+                await self._nc.flush(timeout=1)
         nc, self._nc = self._nc, None
         self._js = None
         self._pull_sub = None

@@ -472,3 +472,20 @@ async def test_retried_batch_is_stored_once(make_backend: MakeBackend) -> None:
     assert sorted(d.message.id for d in got) == sorted(m.id for m in batch)
     s = await b.stats()
     assert (s.total_enqueued, s.duplicates) == (5, 5)
+
+
+@nats_only
+async def test_close_hands_back_pulled_but_undelivered_messages(make_backend: MakeBackend) -> None:
+    """What sat in the pull buffer at close goes to the next consumer now, not after ack_wait."""
+    first = await make_backend(nats_pull_expires=5.0)
+    await first.publish_many([msg("a"), msg("b")])
+    taken = await first.fetch(5, timeout=5.0)  # a pull for 5 stays open after these 2
+    assert [d.message.id for d in taken] == ["m-a", "m-b"]
+    for d in taken:
+        await d.ack()
+    await first.publish_many([msg(i) for i in range(3)])
+    await asyncio.sleep(0.3)  # delivered into the first backend's buffer, never fetched
+    await first.close()
+    second = await make_backend()  # ack_wait is 30 s: only a nak makes this quick
+    got = await drain(second, 3, timeout=3.0)
+    assert sorted(d.message.id for d in got) == ["m-0", "m-1", "m-2"]
