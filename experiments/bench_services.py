@@ -100,10 +100,6 @@ class Processed:
         answers = await asyncio.gather(*(client.get(u) for u in self.stats_urls))
         return sum(int(a.json()["pool"]["processed_count"]) for a in answers)
 
-    async def queued(self, client: httpx.AsyncClient) -> int:
-        answers = await asyncio.gather(*(client.get(u) for u in self.stats_urls))
-        return max(int(a.json()["queue"]["current_size"]) for a in answers)
-
     async def wait_for(self, client: httpx.AsyncClient, target: int, timeout: float) -> int:
         """Poll until `target` are processed (bounded); the stats API has no push."""
         deadline = time.monotonic() + timeout
