@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
+import orjson
 
 BodyFactory = Callable[[int], bytes]
 
@@ -70,8 +71,6 @@ async def _send(session: aiohttp.ClientSession, url: str, body: bytes, headers: 
 def _ids(status: int, payload: bytes) -> list[str]:
     if not 200 <= status < 300:
         return []
-    import orjson
-
     try:
         return list(orjson.loads(payload).get("ids", []))
     except (orjson.JSONDecodeError, AttributeError):
