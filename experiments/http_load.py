@@ -120,8 +120,12 @@ async def open_loop(
     headers: dict[str, str] | None = None,
     timeout: float = 10.0,
     keep_ids: bool = True,
+    on_sent: Callable[[int], None] | None = None,
 ) -> LoadResult:
     """Send `rate` requests/s on a fixed schedule for `duration` s.
+
+    `on_sent(n)` is called with the number of requests issued so far, so a
+    fault can be timed by progress ("after N messages") instead of the clock.
 
     Latency runs from each request's scheduled time. If `max_in_flight`
     requests are outstanding the next ones wait (their latency grows), so
@@ -153,6 +157,8 @@ async def open_loop(
                 await asyncio.sleep(delay)
             await gate.acquire()
             tasks.append(asyncio.create_task(one(session, seq, scheduled)))
+            if on_sent is not None:
+                on_sent(seq + 1)
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - started
     return LoadResult(records, elapsed, offered_rate=rate)

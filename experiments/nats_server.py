@@ -22,7 +22,7 @@ from types import TracebackType
 
 import httpx
 
-from experiments.processes import signal_and_wait
+from experiments.processes import register_child, signal_and_wait
 
 
 class NatsNotReady(RuntimeError):
@@ -132,6 +132,7 @@ class ProcessNats:
         ]  # fmt: skip
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        register_child(self._proc.pid)
         try:
             wait_healthy(self.monitor_url, self.ready_timeout)
         except NatsNotReady as exc:

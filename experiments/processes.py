@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -23,3 +24,46 @@ def signal_and_wait(proc: subprocess.Popen[bytes] | None, sig: signal.Signals, t
     except subprocess.TimeoutExpired:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=5)
+
+
+# A batch runs each notebook in a kernel it does not control: if a run times out
+# and its kernel dies, the servers the notebook started would outlive it. So
+# every child the harness starts is noted (pid and start time, which tells a
+# reused pid apart) in the file CHILDREN_ENV names, and the batch runner stops
+# the ones still alive after each run.
+CHILDREN_ENV = "QUEUE_LAB_CHILDREN_FILE"
+
+
+def _start_ticks(pid: int) -> str | None:
+    try:
+        stat = open(f"/proc/{pid}/stat").read()  # noqa: SIM115 (one read)
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def register_child(pid: int) -> None:
+    """Note a started child in the registry file, when a batch runner set one."""
+    path = os.environ.get(CHILDREN_ENV)
+    ticks = _start_ticks(pid)
+    if path and ticks is not None:
+        with open(path, "a") as f:
+            f.write(f"{pid} {ticks}\n")
+
+
+def reap_registered(path: str) -> list[int]:
+    """SIGKILL every registered child that still runs (same pid, same start time); returns their pids."""
+    try:
+        lines = open(path).read().split("\n")  # noqa: SIM115 (one read)
+    except OSError:
+        return []
+    killed = []
+    for line in filter(None, lines):
+        pid_text, ticks = line.split()
+        pid = int(pid_text)
+        if _start_ticks(pid) == ticks:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+    return killed

@@ -22,7 +22,7 @@ import httpx
 
 from experiments.nats_provider import NatsServer
 from experiments.nats_server import ProcessNats, free_port
-from experiments.processes import signal_and_wait
+from experiments.processes import register_child, signal_and_wait
 
 
 class ServiceNotReady(RuntimeError):
@@ -61,6 +61,7 @@ class ServiceProcess:
         env = {**os.environ, **self.env}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        register_child(self.proc.pid)
         self.wait_ready(ready_timeout)
 
     def wait_ready(self, timeout: float) -> None:

@@ -1,0 +1,186 @@
+"""The result schema: one JSON document per run, one tidy row per measured phase.
+
+Modelled on the OpenMessaging Benchmark result: offered and achieved rate,
+publish (client) and end-to-end latency percentiles in ms, and counts by
+message id (sent, acknowledged, processed, lost, duplicated). Every row
+carries the parameters that produced it, so `pandas.concat` over any batch
+gives a table that can be grouped without joins. Series that do not fit a
+row (quantile curves for CDFs, throughput and backlog over time, fault
+windows) sit beside it in the same document.
+
+Versioned: `SCHEMA_VERSION` changes whenever a field changes meaning, and the
+report refuses documents of another version instead of mixing them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_VERSION = 1
+
+Backend = Literal["memory", "nats", "nats-sync"]
+
+
+class Timeline(BaseModel):
+    """Time series of one phase; t in s from the start of the load."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    t_s: list[float] = Field(default_factory=list)
+    processed_per_s: list[float] = Field(default_factory=list, description="ledger rows per s, per bin")
+    acked_per_s: list[float] = Field(default_factory=list, description="2xx messages per s, per bin (by send time)")
+    backlog_t_s: list[float] = Field(default_factory=list)
+    backlog: list[int] = Field(default_factory=list, description="processor /stats current_size samples")
+
+
+class FaultWindow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str
+    start_s: float
+    end_s: float
+
+
+class Series(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    client_quantiles_ms: list[float] = Field(default_factory=list, description="q = 0, 0.01, ..., 1")
+    e2e_quantiles_ms: list[float] = Field(default_factory=list, description="q = 0, 0.01, ..., 1")
+    timeline: Timeline = Field(default_factory=Timeline)
+    faults: list[FaultWindow] = Field(default_factory=list)
+
+
+class ResultRow(BaseModel):
+    """One measured phase (a backend at one offered rate, one fault, one scale...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    experiment: str
+    run_id: str
+    repetition: int = Field(ge=0)
+    backend: Backend
+    nats_provider: str = Field(description="process, docker, or none (memory)")
+    phase: str = Field(description="what varied inside the run, e.g. rate=500 or fault=kill")
+    # workload
+    offered_rate: float = Field(ge=0, description="messages/s on the schedule")
+    duration_s: float = Field(gt=0)
+    payload_bytes: int = Field(ge=0)
+    batch_size: int = Field(ge=1, description="messages per request")
+    workers: int = Field(ge=1)
+    processors: int = Field(ge=1)
+    processing_ms: float = Field(ge=0)
+    fault: str = "none"
+    # rates
+    achieved_rate: float = Field(ge=0, description="acknowledged messages/s over the load window")
+    processed_rate: float = Field(ge=0, description="messages processed/s while the load ran")
+    # client (publish) latency: from the scheduled send time to the 2xx, ms
+    client_p50_ms: float | None  # None: no sample
+    client_p90_ms: float | None  # None: no sample
+    client_p99_ms: float | None  # None: no sample
+    client_p999_ms: float | None  # None: no sample
+    client_max_ms: float | None  # None: no sample
+    # end to end: created_at (ingest) to processed (worker), ms
+    e2e_p50_ms: float | None  # None: no sample
+    e2e_p90_ms: float | None  # None: no sample
+    e2e_p99_ms: float | None  # None: no sample
+    e2e_p999_ms: float | None  # None: no sample
+    e2e_max_ms: float | None  # None: no sample
+    # accounting by message id (A, G, P)
+    sent: int = Field(ge=0)
+    acknowledged: int = Field(ge=0)
+    processed: int = Field(ge=0, description="distinct sent ids found processed in the ledgers")
+    lost: int = Field(ge=0, description="acknowledged but never processed")
+    duplicated: int = Field(ge=0, description="ids processed more than once")
+    extra_deliveries: int = Field(ge=0, description="processings beyond the first, summed")
+    unacked_processed: int = Field(ge=0, description="processed although the client got no 2xx")
+    rejected: int = Field(ge=0, description="messages answered 4xx (429 included)")
+    errors: int = Field(ge=0, description="messages answered 5xx or with no answer")
+    dead_lettered: int = Field(ge=0)
+    wall_time_s: float = Field(ge=0)
+    params: str = Field(description="the notebook's parameters as JSON, for grouping")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ResultRow:
+        if self.acknowledged > self.sent or self.processed > self.sent or self.lost > self.acknowledged:
+            raise ValueError(
+                f"counts inconsistent: sent={self.sent} acknowledged={self.acknowledged} "
+                f"processed={self.processed} lost={self.lost}"
+            )
+        if self.acknowledged + self.rejected + self.errors != self.sent:
+            raise ValueError("acknowledged + rejected + errors must equal sent")
+        for prefix in ("client", "e2e"):
+            values = [getattr(self, f"{prefix}_{p}_ms") for p in ("p50", "p90", "p99", "p999", "max")]
+            finite = [v for v in values if v is not None]
+            if finite != sorted(finite):
+                raise ValueError(f"{prefix} percentiles not ordered: {values}")
+        return self
+
+
+class ResultRecord(BaseModel):
+    """A row with its series: what a notebook produces per phase."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    row: ResultRow
+    series: Series = Field(default_factory=Series)
+
+
+class RunInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    notebook: str
+    repetition: int
+    parameters: dict[str, Any]
+    started_at: str
+    wall_time_s: float
+
+
+class RunDocument(BaseModel):
+    """`runs/<run_id>.json`: everything one notebook run measured."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    run: RunInfo
+    environment: dict[str, Any]
+    results: list[ResultRecord]
+
+    @model_validator(mode="after")
+    def _version(self) -> RunDocument:
+        if self.schema_version != SCHEMA_VERSION:
+            raise ValueError(f"schema_version {self.schema_version}, this code reads {SCHEMA_VERSION}")
+        return self
+
+
+ROW_COLUMNS: tuple[str, ...] = tuple(ResultRow.model_fields)
+
+
+def write_run(path: str | Path, doc: RunDocument) -> Path:
+    """Write atomically (temp file + rename): a killed batch never leaves half a result to skip over."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_bytes(orjson.dumps(doc.model_dump(mode="json"), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    tmp.replace(path)
+    return path
+
+
+def read_run(path: str | Path) -> RunDocument:
+    """Parse and validate one run document (raises with the failing field)."""
+    return RunDocument.model_validate(orjson.loads(Path(path).read_bytes()))
+
+
+def read_runs(runs_dir: str | Path) -> list[RunDocument]:
+    """Every run of a batch, in run-id order (deterministic for the report)."""
+    return [read_run(p) for p in sorted(Path(runs_dir).glob("*.json"))]
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a run document, for readers outside Python."""
+    return RunDocument.model_json_schema()
