@@ -1,5 +1,7 @@
-"""`diplom`: run the stack locally and the benchmarks.
+"""`diplom`: the experiment batch, the stack on its own, and the benchmarks.
 
+diplom run [BATCH.yaml] [--quick]  # papermill batch -> results/<batch>/ (report.html, results.csv, figures)
+diplom report results/<batch>      # rebuild the report from the run documents alone
 diplom up --queue memory|nats      # NATS (if chosen) + processor + ingest + gateway, Ctrl-C stops all
 diplom bench-backends [--quick]    # backend throughput vs raw asyncio.Queue / nats-py
 diplom bench-services [--quick]    # the HTTP chain vs a bare 3-hop chain
@@ -76,10 +78,20 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--nats-monitor-port", type=int, default=8222)
     p_up.add_argument("--workdir", default="run", help="where logs, the ledger and the NATS store go")
 
+    sub.add_parser("run", help="run an experiment batch (see `diplom run -h`)", add_help=False)
+    sub.add_parser("report", help="rebuild a batch's report from its run documents", add_help=False)
     sub.add_parser("bench-backends", help="backend throughput vs the raw libraries", add_help=False)
     sub.add_parser("bench-services", help="the HTTP chain vs a bare chain", add_help=False)
 
     args, rest = parser.parse_known_args(argv)
+    if args.command == "run":
+        from experiments import batch
+
+        return batch.main(rest)
+    if args.command == "report":
+        from experiments import batch
+
+        return batch.report_main(rest)
     if args.command == "bench-backends":
         from experiments import bench_backends
 

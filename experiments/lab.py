@@ -45,6 +45,8 @@ from experiments.results import (
 from experiments.stack import Stack, StackConfig
 from experiments.stats import percentiles, quantile_curve
 
+ADHOC_DIR = Path(__file__).resolve().parent.parent / "results" / "adhoc"  # a notebook run outside a batch
+BACKENDS: tuple[Backend, ...] = ("memory", "nats", "nats-sync")
 BIN_S = 0.25  # timeline resolution
 STATS_EVERY_S = 0.25  # backlog sampling period
 
@@ -67,6 +69,13 @@ class Setup:
     processing_ms: float = 0.0
     queue_size: int = 10_000  # memory queue capacity (the spec's QUEUE_SIZE)
     env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Checked here, not when a service fails to start 20 s later.
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend {self.backend!r}: expected one of {', '.join(BACKENDS)}")
+        if self.workers < 1 or self.processors < 1:
+            raise ValueError("workers and processors must be >= 1")
 
 
 _SINCE = "SELECT rowid, id, created_at, processed_at, outcome FROM deliveries WHERE rowid > ? ORDER BY rowid"
@@ -204,6 +213,18 @@ class Session:
                 return dict(await resp.json()) if resp.status == 200 else None
         except (aiohttp.ClientError, TimeoutError):
             return None
+
+    async def post(self, body: Any) -> tuple[int, Any]:
+        """POST a JSON body to the gateway's /api/v1/ingest: (status, answer)."""
+        assert self._http is not None
+        async with self._http.post(f"{self.gateway_url}/api/v1/ingest", json=body) as resp:
+            return resp.status, await resp.json()
+
+    async def get(self, url: str) -> Any:
+        """GET any JSON endpoint of the stack (e.g. `/api/v1/status` on the gateway, `/stats` on the processor)."""
+        assert self._http is not None
+        async with self._http.get(url) as resp:
+            return await resp.json()
 
     async def backlog(self) -> int | None:
         """Messages waiting or unacked: one shared consumer for NATS, one queue per processor for memory."""
@@ -398,13 +419,13 @@ class RunContext:
         *,
         run_id: str = "",
         repetition: int = 0,
-        results_dir: str | Path = "results/adhoc",
+        results_dir: str | Path = "",
         params: dict[str, Any] | None = None,
     ) -> None:
         self.experiment = experiment
         self.run_id = run_id or f"{experiment}-adhoc-{dt.datetime.now().strftime('%Y%m%dT%H%M%S')}"
         self.repetition = repetition
-        self.results_dir = Path(results_dir)
+        self.results_dir = Path(results_dir) if results_dir else ADHOC_DIR
         self.params = params or {}
         self.records: list[ResultRecord] = []
         self.started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -49,6 +49,11 @@ class ServiceProcess:
         return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
 
     def start(self, ready_timeout: float = 20.0) -> None:
+        self.spawn()
+        self.wait_ready(ready_timeout)
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it (a stack spawns all, then waits for all)."""
         if self.pid is not None:
             raise RuntimeError(f"{self.name} already running as pid {self.pid}")
         cmd = [
@@ -62,7 +67,6 @@ class ServiceProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         register_child(self.proc.pid)
-        self.wait_ready(ready_timeout)
 
     def wait_ready(self, timeout: float) -> None:
         """Until /health answers at all (a processor whose backend is down answers 503)."""
@@ -186,8 +190,12 @@ class Stack:
         try:
             if self.nats is not None and self._own_nats:
                 self.nats.start()
+            # All at once: each spends most of its start importing, and none
+            # needs another to be up before it answers /health.
             for s in self.services:
-                s.start()
+                s.spawn()
+            for s in self.services:
+                s.wait_ready(20.0)
         except BaseException:
             self.stop()
             raise

@@ -1,0 +1,216 @@
+"""Thesis-ready figures: both backends on one figure, units on every axis, repetitions as error bars.
+
+Every function takes rows (a DataFrame of `ResultRow`s) or records (with
+their series) and returns a matplotlib Figure; `save` writes it as PNG and
+SVG with fixed metadata, so the same results give byte-identical files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
+
+from experiments.results import ResultRecord
+
+STYLE = {
+    "memory": {"color": "#1f77b4", "marker": "o", "label": "memory queue"},
+    "nats": {"color": "#d62728", "marker": "s", "label": "NATS JetStream"},
+    "nats-sync": {"color": "#9467bd", "marker": "^", "label": "JetStream, sync_always"},
+}
+plt.rcParams.update(
+    {
+        "figure.dpi": 100,
+        "savefig.dpi": 150,
+        "font.size": 10,
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+        "svg.hashsalt": "queue-lab",  # stable ids inside SVGs
+        "svg.fonttype": "none",
+    }
+)
+
+
+def _style(backend: str) -> dict[str, str]:
+    return STYLE.get(backend, {"color": "black", "marker": "x", "label": backend})
+
+
+def save(fig: Figure, directory: str | Path, name: str) -> list[Path]:
+    """`name.png` and `name.svg`, without timestamps (reproducible bytes)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / f"{name}.png", directory / f"{name}.svg"]
+    fig.savefig(paths[0], bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None, "Creator": None})
+    return paths
+
+
+def _agg(df: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
+    """Median with min and max across repetitions, per group."""
+    g = df.groupby(keys, sort=True)[value]
+    return pd.DataFrame({"median": g.median(), "lo": g.min(), "hi": g.max(), "n": g.count()}).reset_index()
+
+
+def _errorbar(ax: Any, x: Any, agg: pd.DataFrame, backend: str, **kw: Any) -> None:
+    st = _style(backend)
+    yerr = [agg["median"] - agg["lo"], agg["hi"] - agg["median"]]
+    ax.errorbar(x, agg["median"], yerr=yerr, color=st["color"], marker=st["marker"], capsize=3, label=st["label"], **kw)
+
+
+def latency_cdf(records: Sequence[ResultRecord], which: str = "e2e") -> Figure:
+    """CDF of end-to-end (or client) latency, one curve per backend and offered rate (first repetition)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    seen: set[tuple[str, float]] = set()
+    styles = ["-", "--", ":", "-."]
+    rates = sorted({r.row.offered_rate for r in records})
+    for rec in sorted(records, key=lambda r: (r.row.backend, r.row.offered_rate, r.row.repetition)):
+        key = (rec.row.backend, rec.row.offered_rate)
+        curve = rec.series.e2e_quantiles_ms if which == "e2e" else rec.series.client_quantiles_ms
+        if key in seen or not curve:
+            continue
+        seen.add(key)
+        q = [i / (len(curve) - 1) for i in range(len(curve))]
+        st = _style(rec.row.backend)
+        ls = styles[rates.index(rec.row.offered_rate) % len(styles)]
+        ax.plot(curve, q, color=st["color"], linestyle=ls, label=f"{st['label']}, {rec.row.offered_rate:g} msg/s")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.set_xlabel(f"{'end-to-end' if which == 'e2e' else 'client (publish)'} latency [ms]")
+    ax.set_ylabel("cumulative fraction of messages")
+    ax.set_ylim(0, 1.01)
+    ax.set_title(f"{'End-to-end' if which == 'e2e' else 'Client'} latency distribution")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def latency_vs_rate(df: pd.DataFrame) -> Figure:
+    """p50 and p99 end-to-end latency against offered rate; bars span the repetitions (min..max)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.8), sharex=True)
+    for ax, pct in zip(axes, ("p50", "p99"), strict=True):
+        for backend, part in df.groupby("backend", sort=True):
+            agg = _agg(part, ["offered_rate"], f"e2e_{pct}_ms")
+            _errorbar(ax, agg["offered_rate"], agg, str(backend))
+        ax.set_xlabel("offered rate [msg/s]")
+        ax.set_ylabel(f"end-to-end latency {pct} [ms]")
+        ax.set_title(f"{pct} (median of repetitions, bars: min..max)")
+        ax.set_ylim(bottom=0)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def throughput_curve(df: pd.DataFrame) -> Figure:
+    """Achieved vs offered rate (left) and client p99 vs offered rate (right): where the knee is."""
+    fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.8))
+    top = float(df["offered_rate"].max())
+    axes[0].plot([0, top], [0, top], color="grey", linewidth=0.8, linestyle=":", label="achieved = offered")
+    for (backend, batch), part in df.groupby(["backend", "batch_size"], sort=True):
+        st = _style(str(backend))
+        ls = "-" if batch == 1 else "--"
+        label = f"{st['label']}, {batch} msg/request"
+        for ax, col in zip(axes, ("achieved_rate", "client_p99_ms"), strict=True):
+            agg = _agg(part, ["offered_rate"], col)
+            yerr = [agg["median"] - agg["lo"], agg["hi"] - agg["median"]]
+            ax.errorbar(
+                agg["offered_rate"],
+                agg["median"],
+                yerr=yerr,
+                color=st["color"],
+                marker=st["marker"],
+                linestyle=ls,
+                capsize=3,
+                label=label,
+            )
+    axes[0].set_ylabel("achieved rate [msg/s acknowledged]")
+    axes[1].set_ylabel("client latency p99 [ms]")
+    axes[1].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel("offered rate [msg/s]")
+    axes[0].set_title("Throughput")
+    axes[1].set_title("Latency as load rises (the knee)")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def durability_bars(df: pd.DataFrame) -> Figure:
+    """Lost and duplicated messages per fault and backend, with acknowledged counts above the bars."""
+    faults = sorted(df["fault"].unique())
+    backends = [b for b in STYLE if b in set(df["backend"])]
+    fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.8), sharey=False)
+    width = 0.8 / max(1, len(backends))
+    for ax, col, title in zip(
+        axes, ("lost", "duplicated"), ("acknowledged but never processed", "processed more than once"), strict=True
+    ):
+        for i, backend in enumerate(backends):
+            part = df[df["backend"] == backend].groupby("fault")[[col, "acknowledged"]].sum()
+            values = [int(part[col].get(f, 0)) for f in faults]
+            xs = [j + (i - (len(backends) - 1) / 2) * width for j in range(len(faults))]
+            st = _style(backend)
+            bars = ax.bar(xs, values, width=width, color=st["color"], label=st["label"])
+            ax.bar_label(bars, fontsize=7)
+        ax.set_xticks(range(len(faults)), faults, rotation=15)
+        ax.set_xlabel("fault")
+        ax.set_ylabel(f"{col} [messages]")
+        ax.set_title(f"{col.capitalize()}: {title}", fontsize=9)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def durability_timeline(records: Sequence[ResultRecord]) -> Figure:
+    """Messages processed per second around each fault, one panel per fault, the fault window shaded."""
+    faults = sorted({r.row.fault for r in records})
+    fig, axes = plt.subplots(len(faults), 1, figsize=(8.0, 2.4 * len(faults)), sharex=True, squeeze=False)
+    for ax, fault in zip(axes[:, 0], faults, strict=True):
+        shaded = False
+        for rec in sorted(records, key=lambda r: (r.row.backend, r.row.repetition)):
+            if rec.row.fault != fault or rec.row.repetition != 0:
+                continue
+            st = _style(rec.row.backend)
+            tl = rec.series.timeline
+            ax.plot(tl.t_s, tl.processed_per_s, color=st["color"], label=st["label"], linewidth=1.2)
+            for w in rec.series.faults:
+                if not shaded:
+                    ax.axvspan(w.start_s, w.end_s, color="grey", alpha=0.2, label="fault window")
+                    shaded = True
+        ax.set_title(f"fault: {fault}", fontsize=9)
+        ax.set_ylabel("processed [msg/s]")
+        ax.legend(fontsize=7, loc="best")
+    axes[-1, 0].set_xlabel("time since load start [s]")
+    fig.tight_layout()
+    return fig
+
+
+def scaling_curve(df: pd.DataFrame) -> Figure:
+    """Processed throughput against workers per processor, one line per backend and instance count."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for (backend, procs_key), part in df.groupby(["backend", "processors"], sort=True):
+        st = _style(str(backend))
+        procs = int(str(procs_key))
+        agg = _agg(part, ["workers"], "processed_rate")
+        yerr = [agg["median"] - agg["lo"], agg["hi"] - agg["median"]]
+        ax.errorbar(
+            agg["workers"],
+            agg["median"],
+            yerr=yerr,
+            color=st["color"],
+            marker=st["marker"],
+            linestyle="-" if procs == 1 else "--",
+            capsize=3,
+            label=f"{st['label']}, {procs} processor{'s' if procs > 1 else ''}",
+        )
+    ms = sorted(df["processing_ms"].unique())
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("workers per processor")
+    ax.set_ylabel("processed [msg/s]")
+    ax.set_title(f"Scaling with {', '.join(f'{m:g}' for m in ms)} ms of work per message")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

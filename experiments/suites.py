@@ -1,0 +1,148 @@
+"""The experiments the notebooks run: each a loop of measured phases over real deployments.
+
+Kept out of the notebooks so they can be tested and reused: a notebook sets
+its parameters, calls one of these, and shows the table and the plot.
+Every function returns the rows of this run as a DataFrame; the records
+(with CDF and timeline series) stay in `ctx.records` and go to disk with
+`ctx.save()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from experiments.faults import FaultStep
+from experiments.lab import RunContext, Setup
+from experiments.results import Backend
+
+
+async def latency(
+    ctx: RunContext,
+    *,
+    backends: Sequence[Backend],
+    rates: Sequence[float],
+    duration_s: float,
+    payload_bytes: int = 128,
+    workers: int = 4,
+) -> Any:
+    """End-to-end and client latency at fixed offered rates, below saturation: one session per backend."""
+    for backend in backends:
+        async with ctx.session(Setup(backend=backend, workers=workers)) as session:
+            for rate in rates:
+                await session.measure(f"rate={rate:g}", rate=rate, duration_s=duration_s, payload_bytes=payload_bytes)
+    return ctx.frame()
+
+
+async def throughput(
+    ctx: RunContext,
+    *,
+    backends: Sequence[Backend],
+    rates: Sequence[float],
+    batch_sizes: Sequence[int] = (1,),
+    duration_s: float,
+    payload_bytes: int = 128,
+    workers: int = 4,
+    stop_below: float = 0.5,
+) -> Any:
+    """Saturation sweep: offered rate upwards until the stack delivers under `stop_below` of it.
+
+    Once achieved < stop_below x offered the knee is behind us; higher rates
+    would only pile up timeouts and cost minutes, so the sweep for that batch
+    size stops there (the rows say which rates were measured).
+    """
+    for backend in backends:
+        async with ctx.session(Setup(backend=backend, workers=workers)) as session:
+            for batch in batch_sizes:
+                for rate in sorted(rates):
+                    rec = await session.measure(
+                        f"batch={batch},rate={rate:g}",
+                        rate=rate,
+                        duration_s=duration_s,
+                        payload_bytes=payload_bytes,
+                        batch_size=batch,
+                        drain_timeout_s=20.0,
+                    )
+                    if rec.row.achieved_rate < stop_below * rate:
+                        break
+    return ctx.frame()
+
+
+async def durability(
+    ctx: RunContext,
+    *,
+    backends: Sequence[Backend],
+    faults: Sequence[str],
+    rate: float,
+    duration_s: float,
+    fault_at_s: float,
+    down_s: float,
+    processing_ms: float = 0.0,
+    workers: int = 4,
+) -> Any:
+    """Each fault on each backend in a fresh deployment (fresh store), counted by message id.
+
+    `processing_ms` slows the workers so a backlog builds up before the fault:
+    that backlog is what a memory queue loses on a kill.
+    """
+    for fault in faults:
+        step = FaultStep.parse(fault, at_s=fault_at_s, down_s=down_s)
+        for backend in backends:
+            setup = Setup(backend=backend, workers=workers, processing_ms=processing_ms)
+            async with ctx.session(setup) as session:
+                await session.measure(f"fault={step.label}", rate=rate, duration_s=duration_s, fault=step)
+    return ctx.frame()
+
+
+async def scaling(
+    ctx: RunContext,
+    *,
+    backends: Sequence[Backend],
+    workers: Sequence[int],
+    processors: Sequence[int],
+    max_rate: float,
+    duration_s: float,
+    processing_ms: float,
+    overload: float = 1.25,
+) -> Any:
+    """Processed throughput as workers and processor instances grow, with simulated work per message.
+
+    Each setup is offered `overload` x its nominal capacity (workers x
+    instances x 1000 / processing_ms, capped at `max_rate`): enough to keep
+    every worker busy, little enough that the backlog drains in seconds, so
+    every acknowledged message is still accounted for. NATS instances share
+    one durable consumer (the spec's load balancing); memory instances each
+    own a queue, fed round-robin by ingest.
+    """
+    for backend in backends:
+        for n_proc in processors:
+            for n_workers in workers:
+                setup = Setup(backend=backend, workers=n_workers, processors=n_proc, processing_ms=processing_ms)
+                nominal = n_workers * n_proc * 1000.0 / processing_ms
+                async with ctx.session(setup) as session:
+                    await session.measure(
+                        f"processors={n_proc},workers={n_workers}",
+                        rate=min(max_rate, overload * nominal),
+                        duration_s=duration_s,
+                        drain_timeout_s=30.0,
+                    )
+    return ctx.frame()
+
+
+TABLE_COLUMNS: dict[str, list[str]] = {
+    "00_tour": ["backend", "nats_provider", "offered_rate", "achieved_rate", "sent", "acknowledged", "processed",
+                "lost", "e2e_p50_ms", "e2e_p99_ms"],
+    "01_latency": ["backend", "offered_rate", "achieved_rate", "client_p50_ms", "client_p99_ms", "e2e_p50_ms",
+                   "e2e_p90_ms", "e2e_p99_ms", "e2e_p999_ms", "e2e_max_ms", "sent", "lost"],
+    "02_throughput": ["backend", "batch_size", "offered_rate", "achieved_rate", "processed_rate", "client_p50_ms",
+                      "client_p99_ms", "e2e_p99_ms", "rejected", "errors", "lost"],
+    "03_durability": ["fault", "backend", "sent", "acknowledged", "processed", "lost", "duplicated",
+                      "extra_deliveries", "unacked_processed", "errors", "e2e_p99_ms"],
+    "04_scaling": ["backend", "processors", "workers", "offered_rate", "processed_rate", "e2e_p50_ms", "e2e_p99_ms",
+                   "lost"],
+}  # fmt: skip
+
+
+def table(df: Any, experiment: str, digits: int = 2) -> Any:
+    """The columns a notebook shows for its experiment, rounded for reading."""
+    return df[TABLE_COLUMNS[experiment]].round(digits)
