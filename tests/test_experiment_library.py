@@ -1,0 +1,130 @@
+"""The experiment library's pure parts: percentiles, the result schema, batch planning, failing-cell reports."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from experiments.batch import failing_cell, load_batch, plan
+from experiments.faults import FaultStep
+from experiments.lab import Setup
+from experiments.results import ResultRow
+from experiments.stats import nearest_rank, percentiles, quantile_curve, spread
+
+DEFAULT_BATCH = Path(__file__).resolve().parent.parent / "experiments" / "batches" / "default.yaml"
+
+
+def test_nearest_rank_returns_observed_values_in_order() -> None:
+    values = [5.0, 1.0, 3.0, 2.0, 4.0]
+    p = percentiles(values)
+    assert p["p50"] == 3.0
+    assert p["max"] == 5.0
+    assert list(p.values()) == sorted(p.values())
+    assert all(v in values for v in p.values())
+    assert nearest_rank([1.0, 2.0], 0.5) == 1.0
+    assert math.isnan(percentiles([])["p99"])
+
+
+def test_quantile_curve_spans_min_to_max() -> None:
+    curve = quantile_curve([float(i) for i in range(1000)])
+    assert len(curve) == 101
+    assert curve[0] == 0.0
+    assert curve[-1] == 999.0
+    assert curve == sorted(curve)
+
+
+def test_spread_of_repetitions() -> None:
+    s = spread([2.0, 1.0, 4.0])
+    assert (s["min"], s["median"], s["max"], s["n"]) == (1.0, 2.0, 4.0, 3)
+    assert s["rel_spread"] == pytest.approx(1.5)
+
+
+def _row(**over: Any) -> dict[str, Any]:
+    row: dict[str, Any] = dict(
+        experiment="x", run_id="r", repetition=0, backend="nats", nats_provider="process", phase="p",
+        offered_rate=100.0, duration_s=1.0, payload_bytes=128, batch_size=1, workers=4, processors=1,
+        processing_ms=0.0, achieved_rate=100.0, processed_rate=100.0,
+        client_p50_ms=1.0, client_p90_ms=2.0, client_p99_ms=3.0, client_p999_ms=4.0, client_max_ms=5.0,
+        e2e_p50_ms=1.0, e2e_p90_ms=2.0, e2e_p99_ms=3.0, e2e_p999_ms=4.0, e2e_max_ms=5.0,
+        sent=10, acknowledged=9, processed=9, lost=0, duplicated=0, extra_deliveries=0, unacked_processed=0,
+        rejected=1, errors=0, dead_lettered=0, wall_time_s=1.0, params="{}",
+    )  # fmt: skip
+    row.update(over)
+    return row
+
+
+def test_result_row_accepts_a_consistent_row() -> None:
+    assert ResultRow(**_row()).lost == 0
+    assert ResultRow(**_row(e2e_p50_ms=None, e2e_p90_ms=None, e2e_p99_ms=None, e2e_p999_ms=None, e2e_max_ms=None))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"acknowledged": 11, "rejected": 0, "sent": 10}, "counts inconsistent"),
+        ({"lost": 10}, "counts inconsistent"),
+        ({"rejected": 0}, "acknowledged + rejected + errors"),
+        ({"e2e_p99_ms": 9.0}, "e2e percentiles not ordered"),
+        ({"backend": "kafka"}, "backend"),
+        ({"surprise": 1}, "surprise"),
+    ],
+)
+def test_result_row_rejects_inconsistent_rows(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        ResultRow(**_row(**change))
+
+
+def test_default_batch_plans_every_notebook_with_stable_ids() -> None:
+    runs = plan(load_batch(DEFAULT_BATCH))
+    assert {r.notebook for r in runs} == {"00_tour", "01_latency", "02_throughput", "03_durability", "04_scaling"}
+    assert len({r.run_id for r in runs}) == len(runs)
+    assert plan(load_batch(DEFAULT_BATCH)) == runs  # same file, same ids: a batch resumes
+    quick = plan(load_batch(DEFAULT_BATCH, quick=True))
+    assert {r.run_id for r in quick}.isdisjoint({r.run_id for r in runs})  # other parameters, other ids
+    latency = [r for r in quick if r.notebook == "01_latency"]
+    assert [r.repetition for r in latency] == [0, 1]
+    assert latency[0].parameters["backends"] == ["memory", "nats"]  # kept from the full profile
+
+
+def test_batch_file_errors_name_the_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("batch: b\nruns:\n  - notebook: 01_latency\n    repetitons: 2\n")
+    with pytest.raises(ValueError, match="repetitons"):
+        load_batch(bad)
+    missing = tmp_path / "missing.yaml"
+    missing.write_text("batch: b\nruns:\n  - notebook: 07_nothing\n")
+    with pytest.raises(ValueError, match="07_nothing"):
+        plan(load_batch(missing))
+
+
+def test_failing_cell_names_the_cell_and_the_error(tmp_path: Path) -> None:
+    error = {"output_type": "error", "ename": "ValueError", "evalue": "boom", "traceback": []}
+    cells = [
+        {"id": "a", "cell_type": "code", "source": "x = 1", "metadata": {}, "outputs": [], "execution_count": 1},
+        {"id": "b", "cell_type": "code", "source": "raise ValueError('boom')", "metadata": {}, "outputs": [error],
+         "execution_count": 2},
+    ]  # fmt: skip
+    path = tmp_path / "out.ipynb"
+    path.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells}))
+    assert failing_cell(path) == "cell 1: ValueError: boom (cell starts: \"raise ValueError('boom')\")"
+
+
+def test_fault_steps_parse_and_validate() -> None:
+    assert FaultStep.parse("kill").label == "kill:queue"
+    assert FaultStep.parse("pause:nats", down_s=2.0).down_s == 2.0
+    assert FaultStep.parse("none").label == "none"
+    with pytest.raises(ValueError, match="kind"):
+        FaultStep.parse("explode")
+    with pytest.raises(ValueError, match="target"):
+        FaultStep.parse("kill:gateway")
+
+
+def test_setup_rejects_an_unknown_backend_at_once() -> None:
+    with pytest.raises(ValueError, match="kafka"):
+        Setup(backend="kafka")  # type: ignore[arg-type]

@@ -1,0 +1,169 @@
+"""Every notebook through papermill with the quick profile, and what the batch leaves behind.
+
+This is the main job in small: the default batch file's quick profile, run
+by the real batch runner (papermill, one kernel per run, real services and a
+real nats-server), then checks on the produced files only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from experiments.batch import BatchOutcome, report_main, run_batch
+from experiments.results import read_runs
+
+pytestmark = [pytest.mark.notebooks, pytest.mark.e2e]
+
+BATCH_FILE = Path(__file__).resolve().parent.parent / "experiments" / "batches" / "default.yaml"
+NOTEBOOKS = ["00_tour", "01_latency", "02_throughput", "03_durability", "04_scaling"]
+FIGURES = [
+    "latency_cdf_e2e",
+    "latency_cdf_client",
+    "latency_vs_rate",
+    "throughput",
+    "durability_counts",
+    "durability_timeline",
+    "scaling",
+]
+
+
+@pytest.fixture(scope="module")
+def quick_batch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BatchOutcome]:
+    old = os.environ.get("HARNESS_NATS")
+    os.environ["HARNESS_NATS"] = "process"  # the embedded default; the container path has its own suite
+    try:
+        yield run_batch(BATCH_FILE, quick=True, results_root=tmp_path_factory.mktemp("results"))
+    finally:
+        if old is None:
+            os.environ.pop("HARNESS_NATS", None)
+        else:
+            os.environ["HARNESS_NATS"] = old
+
+
+@pytest.fixture(scope="module")
+def rows(quick_batch: BatchOutcome) -> pd.DataFrame:
+    return pd.read_csv(quick_batch.batch_dir / "results.csv")
+
+
+@pytest.mark.timeout(600)
+def test_quick_batch_runs_every_notebook(quick_batch: BatchOutcome) -> None:
+    assert [f.describe() for f in quick_batch.failures] == []
+    executed = {run_id.split("--")[0] for run_id in quick_batch.executed}
+    assert executed == set(NOTEBOOKS)
+    for run_id in quick_batch.executed:
+        assert (quick_batch.batch_dir / "notebooks" / f"{run_id}.ipynb").stat().st_size > 0
+    assert (quick_batch.batch_dir / "notebooks" / "99_report.ipynb").exists()
+
+
+def test_run_documents_match_the_schema(quick_batch: BatchOutcome, rows: pd.DataFrame) -> None:
+    docs = read_runs(quick_batch.batch_dir / "runs")  # validates every document
+    assert len(docs) == len(quick_batch.executed)
+    assert len(rows) == sum(len(d.results) for d in docs)
+    env = docs[0].environment
+    for key in ("python", "nats_server", "nats_py", "git_sha", "cpu_count"):
+        assert env[key], key
+
+
+def test_every_phase_moved_messages(rows: pd.DataFrame) -> None:
+    assert (rows["achieved_rate"] > 0).all()
+    assert (rows["processed"] > 0).all()
+
+
+def test_latency_percentiles_are_ordered(rows: pd.DataFrame) -> None:
+    for prefix in ("client", "e2e"):
+        cols = [f"{prefix}_{p}_ms" for p in ("p50", "p90", "p99", "p999", "max")]
+        values = rows[cols].dropna()
+        assert len(values) == len(rows)
+        assert (values.diff(axis=1).iloc[:, 1:] >= 0).all().all(), prefix
+
+
+def test_durability_nats_loses_nothing_and_memory_loses_its_backlog(rows: pd.DataFrame) -> None:
+    dur = rows[rows["experiment"] == "03_durability"]
+    nats = dur[dur["backend"].str.startswith("nats")]
+    memory = dur[dur["backend"] == "memory"]
+    assert len(nats) > 0
+    assert len(memory) > 0
+    assert (nats["lost"] == 0).all(), nats[["fault", "acknowledged", "processed", "lost"]]
+    assert (nats["acknowledged"] > 0).all()
+    killed = memory[memory["fault"].str.startswith("kill")]
+    assert len(killed) > 0
+    assert (killed["lost"] > 0).all(), "a SIGKILLed processor holding a backlog in memory must lose it"
+
+
+def test_repeated_latency_runs_agree(quick_batch: BatchOutcome) -> None:
+    rep = pd.read_csv(quick_batch.batch_dir / "tables" / "repeatability.csv")
+    p50 = rep[rep["metric"] == "e2e_p50_ms"]
+    assert (p50["n"] == 2).all()
+    # A bound that catches a broken measurement, not noise: two runs of the
+    # same phase within a factor of 3 of each other (measured spread: README).
+    assert (p50["max"] <= 3 * p50["min"]).all(), p50
+
+
+def test_report_has_every_figure_and_table(quick_batch: BatchOutcome) -> None:
+    batch_dir = quick_batch.batch_dir
+    assert quick_batch.report_html == batch_dir / "report.html"
+    html = (batch_dir / "report.html").read_text()
+    for name in FIGURES:
+        for ext in ("png", "svg"):
+            assert (batch_dir / "figures" / f"{name}.{ext}").stat().st_size > 1000, (name, ext)
+        assert f"alt='{name}'" in html
+    for table in ("latency", "repeatability", "throughput", "durability", "scaling"):
+        assert (batch_dir / "tables" / f"{table}.csv").exists()
+
+
+def _digests(batch_dir: Path) -> dict[str, str]:
+    paths = [batch_dir / "results.csv", batch_dir / "report.html"]
+    paths += sorted((batch_dir / "tables").glob("*.csv")) + sorted((batch_dir / "figures").glob("*"))
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+
+
+def test_report_alone_regenerates_identical_files(quick_batch: BatchOutcome) -> None:
+    before = _digests(quick_batch.batch_dir)
+    for p in [*(quick_batch.batch_dir / "tables").glob("*.csv"), quick_batch.batch_dir / "results.csv"]:
+        p.unlink()
+    assert report_main([str(quick_batch.batch_dir)]) == 0
+    assert _digests(quick_batch.batch_dir) == before
+
+
+@pytest.mark.timeout(120)
+def test_a_finished_batch_resumes_without_rerunning(quick_batch: BatchOutcome) -> None:
+    again = run_batch(BATCH_FILE, quick=True, results_root=quick_batch.batch_dir.parent)
+    assert again.executed == []
+    assert sorted(again.skipped) == sorted(quick_batch.executed)
+    assert again.failures == []
+
+
+@pytest.mark.timeout(120)
+def test_a_failing_notebook_fails_the_batch_naming_notebook_parameters_and_cell(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("batch: bad\nruns:\n  - notebook: 00_tour\n    parameters: {backends: [kafka]}\nreport: null\n")
+    outcome = run_batch(bad, results_root=tmp_path / "results")
+    assert len(outcome.failures) == 1
+    text = outcome.failures[0].describe()
+    assert "00_tour" in text
+    assert '"backends": ["kafka"]' in text
+    assert "ValueError: backend 'kafka'" in text
+    assert "cell " in text
+
+
+@pytest.mark.timeout(120)
+def test_a_run_over_its_timeout_is_stopped_with_everything_it_started(tmp_path: Path) -> None:
+    slow = tmp_path / "slow.yaml"
+    slow.write_text(
+        "batch: slow\ntimeout_s: 12\nreport: null\nruns:\n  - notebook: 01_latency\n"
+        "    parameters: {backends: [nats], rates: [50], duration_s: 300}\n"
+    )
+    outcome = run_batch(slow, results_root=tmp_path / "results")
+    assert len(outcome.failures) == 1
+    assert "timed out after 12 s" in outcome.failures[0].reason
+    pids_file = next((tmp_path / "results" / "slow" / ".children").glob("*.pids"))
+    started = [int(line.split()[0]) for line in pids_file.read_text().split("\n") if line]
+    assert len(started) >= 4  # nats-server, processor, ingest, gateway
+    for pid in started:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2], pid
