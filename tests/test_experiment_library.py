@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -12,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from experiments.batch import failing_cell, load_batch, plan
-from experiments.faults import FaultStep
+from experiments.faults import FaultStep, Progress
 from experiments.lab import Setup
 from experiments.results import ResultRow
 from experiments.stats import nearest_rank, percentiles, quantile_curve, spread
@@ -128,3 +129,15 @@ def test_fault_steps_parse_and_validate() -> None:
 def test_setup_rejects_an_unknown_backend_at_once() -> None:
     with pytest.raises(ValueError, match="kafka"):
         Setup(backend="kafka")  # type: ignore[arg-type]
+
+
+async def test_progress_wakes_a_fault_waiting_for_n_requests() -> None:
+    progress = Progress()
+    waiter = asyncio.create_task(progress.reached(3))
+    progress(1)
+    progress(2)
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    progress(3)
+    await asyncio.wait_for(waiter, 1.0)
+    await asyncio.wait_for(progress.reached(2), 1.0)  # already past: returns at once
