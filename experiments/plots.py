@@ -165,8 +165,9 @@ def durability_bars(df: pd.DataFrame) -> Figure:
 
 
 def durability_timeline(records: Sequence[ResultRecord]) -> Figure:
-    """Messages processed per second around each fault, one panel per fault, the fault window shaded."""
+    """Messages processed per second (solid) and queue backlog (dotted) around each fault, the fault window shaded."""
     faults = sorted({r.row.fault for r in records})
+    backlog_axes: dict[str, Any] = {}
     fig, axes = plt.subplots(len(faults), 1, figsize=(8.0, 2.4 * len(faults)), sharex=True, squeeze=False)
     for ax, fault in zip(axes[:, 0], faults, strict=True):
         shaded = False
@@ -175,7 +176,15 @@ def durability_timeline(records: Sequence[ResultRecord]) -> Figure:
                 continue
             st = _style(rec.row.backend)
             tl = rec.series.timeline
-            ax.plot(tl.t_s, tl.processed_per_s, color=st["color"], label=st["label"], linewidth=1.2)
+            ax.plot(tl.t_s, tl.processed_per_s, color=st["color"], label=f"{st['label']}: processed", linewidth=1.2)
+            if tl.backlog:
+                if fault not in backlog_axes:
+                    backlog_axes[fault] = ax.twinx()
+                backlog_ax = backlog_axes[fault]
+                backlog_ax.plot(tl.backlog_t_s, tl.backlog, color=st["color"], linestyle=":", linewidth=1.0,
+                                label=f"{st['label']}: backlog")  # fmt: skip
+                backlog_ax.set_ylabel("backlog [messages], dotted", fontsize=8)
+                backlog_ax.grid(False)
             for w in rec.series.faults:
                 if not shaded:
                     ax.axvspan(w.start_s, w.end_s, color="grey", alpha=0.2, label="fault window")
