@@ -602,7 +602,11 @@ class NatsJetStreamBackend:
         connected = self._connected.is_set()
         if connected and self._js is not None and self._nc is not None:
             try:
-                await self._nc.flush(timeout=max(1, int(self.config.publish_timeout)))  # our acks first
+                # No nc.flush() here: a flush that times out (a frozen broker)
+                # leaves a cancelled PING future in nats-py, and the late PONG
+                # then kills the client's read loop for good (InvalidStateError
+                # in _process_pong). The server reads a connection in order, so
+                # this request already comes after our acks.
                 info = await self._js.consumer_info(self.config.stream, self.config.durable)
                 self._last_in_flight = int(info.num_ack_pending or 0)
                 self._last_size = int(info.num_pending or 0) + self._last_in_flight

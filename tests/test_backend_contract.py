@@ -7,6 +7,7 @@ The testcontainers suite imports this module unchanged and swaps only the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -371,6 +372,29 @@ async def test_publish_to_a_frozen_broker_fails_in_bounded_time(make_backend: Ma
     got = await drain(b, 2, timeout=1.5)
     assert [d.message.id for d in got] == ["m-frozen"]  # stored once either way
     assert retry.sequence == 1
+
+
+@nats_only
+async def test_stats_while_the_broker_is_frozen_leave_the_connection_usable(
+    make_backend: MakeBackend, nats_server: Any
+) -> None:
+    """Found by the durability notebook: a stats() call that timed out during a SIGSTOP left a
+    cancelled PING future in nats-py, whose late PONG then killed the client's read loop for good."""
+    b = await make_backend(publish_timeout=0.5)
+    await b.publish(msg("before"))
+    nats_server.pause()
+    try:
+        for _ in range(3):
+            with contextlib.suppress(BackendUnavailable, TimeoutError):
+                await asyncio.wait_for(b.stats(), 2.0)
+    finally:
+        nats_server.resume()
+    await b.publish(msg("after"))  # raises if the client died
+    got = await drain(b, 2, timeout=3.0)
+    assert sorted(d.message.id for d in got) == ["m-after", "m-before"]
+    for d in got:
+        await d.ack()
+    await settles_to(b, 0)
 
 
 async def test_first_connect_to_absent_nats_fails_fast() -> None:
