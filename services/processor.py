@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from backends.contract import BackendUnavailable, Message, PublishAck, QueueBackend, QueueFull
 from backends.factory import BackendSettings, create_backend, load_settings
-from services.http import ERROR_RESPONSES, ApiError, install_common, json_response, new_app, read_json
+from services.http import ERROR_RESPONSES, RETRY_AFTER, ApiError, install_common, json_response, new_app, read_json
 from services.ledger import Ledger
 from services.models import Accepted, InvalidInput, WireMessage, wire_to_message
 from services.openapi import document_body
@@ -106,7 +106,7 @@ class Processor:
                 return [await self.backend.publish(messages[0])]
             return await self.backend.publish_many(messages)
         except QueueFull as exc:
-            raise ApiError(429, str(exc), headers={"Retry-After": "1"}) from None
+            raise ApiError(429, str(exc), headers={"Retry-After": RETRY_AFTER}) from None
         except BackendUnavailable as exc:
             raise ApiError(503, str(exc)) from None
 
