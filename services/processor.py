@@ -53,6 +53,7 @@ class Processor:
                 fetch_timeout=settings.fetch_timeout,
                 nak_delay=settings.nak_delay,
                 max_deliver=backend_settings.max_deliver,
+                ack_wait=backend_settings.ack_wait,
                 instance=settings.instance,
             ),
         )
@@ -135,6 +136,7 @@ class Processor:
                 "in_flight": pool.in_flight,
                 "dead_lettered": pool.dead_lettered,
                 "redelivered": pool.redelivered,
+                "duplicates_skipped": pool.duplicates_skipped,
                 "e2e_latency_ms": _percentiles(lat),
             },
         }
