@@ -132,11 +132,13 @@ async def send_until_stored(
     deadline: float,
     concurrency: int = 16,
     headers: Mapping[str, str] | None = None,
+    pace: float = 0.0,
 ) -> Retried:
     """Clients that retry each request with the same Idempotency-Key until a 2xx or `deadline`.
 
     `bodies` maps key -> body. Bounded: each client stops at `deadline`
-    (a `time.monotonic()` value); a request times out after 6 s.
+    (a `time.monotonic()` value); a request times out after 6 s. `pace`:
+    seconds each client rests between two keys, to stretch the load in time.
     """
     todo = list(bodies)
     out = Retried({k: [] for k in bodies})
@@ -160,6 +162,8 @@ async def send_until_stored(
                         out.duplicate_keys.add(key)
                     break
                 await asyncio.sleep(0.1)
+            if pace:
+                await asyncio.sleep(pace)
 
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session:
