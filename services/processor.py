@@ -198,7 +198,7 @@ def create_app() -> FastAPI:
         response_model=Accepted,
         responses=ERROR_RESPONSES,
         tags=["internal"],
-        openapi_extra=document_body(WireMessage),
+        openapi_extra=document_body(WireMessage, settings.max_batch),
     )
     async def publish(request: Request) -> Response:
         """Store stamped messages (from ingest); 202 after the backend confirmed each."""
