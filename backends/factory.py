@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backends.contract import QueueBackend
@@ -44,6 +44,9 @@ class BackendSettings(BaseSettings):
     nats_pull_expires: float = Field(1.0, gt=0)
     nats_sync_always: bool = False
     nats_monitor_url: str | None = None
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
+    nats_token: SecretStr | None = None
 
 
 def load_settings(**overrides: object) -> BackendSettings:
@@ -89,5 +92,8 @@ def create_backend(settings: BackendSettings | None = None) -> QueueBackend:
             pull_expires=s.nats_pull_expires,
             sync_always=s.nats_sync_always,
             monitor_url=s.nats_monitor_url,
+            user=s.nats_user,
+            password=s.nats_password.get_secret_value() if s.nats_password else None,
+            token=s.nats_token.get_secret_value() if s.nats_token else None,
         )
     )

@@ -18,7 +18,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 import nats
@@ -73,6 +73,11 @@ class NatsConfig:
     dlq_max_age: float = 7 * 24 * 3600.0
     sync_always: bool = False
     monitor_url: str | None = None
+    # Credentials besides those a URL may carry (nats://user:pass@host, nats://token@host).
+    # Kept out of repr, logs and error messages.
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
 
 
 def stream_config(cfg: NatsConfig) -> js_api.StreamConfig:
@@ -215,6 +220,9 @@ class NatsJetStreamBackend:
                     error_cb=self._on_error,
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
+                    user=cfg.user,
+                    password=cfg.password,
+                    token=cfg.token,
                 )
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             self._closing = True
@@ -291,11 +299,20 @@ class NatsJetStreamBackend:
         self._needs_ensure = False
 
     async def _check_sync_policy(self) -> None:
-        """Verify the fsync promise the settings make, where the server lets us."""
+        """Log the server's version and fsync policy (from `/varz`); warn when it cannot promise durability.
+
+        JetStream acknowledges a publish once the message is written to the
+        OS, and fsyncs every `sync_interval` (2 min by default): a process
+        crash loses nothing acknowledged, a power loss can. Only a server
+        with `sync_interval: always` fsyncs before the PubAck.
+        """
         cfg = self.config
         if not cfg.monitor_url:
-            if cfg.sync_always:
-                log.warning("sync_always requested but no monitor URL to verify it on the server")
+            log.warning(
+                "NATS %s: fsync policy unknown (no NATS_MONITOR_URL to read /varz); unless the server runs "
+                "with sync_interval: always, acknowledged messages can be lost on power loss (not on process crash)",
+                self.server_version,
+            )
             return
         try:
             async with httpx.AsyncClient(timeout=cfg.connect_timeout, trust_env=False) as client:
@@ -303,15 +320,22 @@ class NatsJetStreamBackend:
         except (httpx.HTTPError, ValueError) as exc:
             log.warning("cannot read %s/varz to check the fsync policy: %r", cfg.monitor_url, exc)
             return
-        server_sync = bool(varz.get("jetstream", {}).get("config", {}).get("sync_always", False))
+        js_config = varz.get("jetstream", {}).get("config", {})
+        server_sync = bool(js_config.get("sync_always", False))
+        log.info(
+            "NATS server %s: jetstream sync_always=%s, sync_interval=%ss (from %s/varz)",
+            varz.get("version", "?"),
+            server_sync,
+            round(int(js_config.get("sync_interval", 0)) / 1e9, 3),
+            cfg.monitor_url.rstrip("/"),
+        )
         if cfg.sync_always and not server_sync:
             raise BackendMisconfigured(
                 "NATS_SYNC_ALWAYS=true but the server is not started with jetstream { sync_interval: always }"
             )
         if not server_sync:
             log.warning(
-                "NATS %s syncs to disk periodically: acknowledged messages survive a "
-                "process crash but not a power loss",
+                "NATS %s is not sync_always: acknowledged messages can be lost on power loss; not on process crash",
                 varz.get("version", "?"),
             )
 

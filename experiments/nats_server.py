@@ -86,7 +86,11 @@ class ProcessNats:
         monitor_port: int | None = None,
         sync_always: bool = False,
         ready_timeout: float = 15.0,
+        user: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
     ) -> None:
+        """`user` + `password`, or `token`: clients must authenticate (the monitoring port stays open)."""
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if store_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="nats-store-")
@@ -95,6 +99,7 @@ class ProcessNats:
         self.port = port or free_port()
         self.monitor_port = monitor_port or free_port()
         self.sync_always = sync_always
+        self._auth = (user, password, token)
         self.ready_timeout = ready_timeout
         self._proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.store_dir / "nats-server.log"
@@ -114,7 +119,13 @@ class ProcessNats:
     def _write_config(self) -> Path:
         conf = self.store_dir / "nats-server.conf"
         sync = "\n  sync_interval: always" if self.sync_always else ""
-        conf.write_text(f'jetstream {{\n  store_dir: "{self.store_dir / "js"}"{sync}\n}}\n')
+        user, password, token = self._auth
+        auth = ""
+        if user is not None:
+            auth = f'authorization {{\n  user: "{user}"\n  password: "{password}"\n}}\n'
+        elif token is not None:
+            auth = f'authorization {{\n  token: "{token}"\n}}\n'
+        conf.write_text(f'jetstream {{\n  store_dir: "{self.store_dir / "js"}"{sync}\n}}\n{auth}')
         return conf
 
     def start(self) -> None:

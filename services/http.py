@@ -291,8 +291,14 @@ class Downstream:
             return resp.status, orjson.loads(await resp.read())
 
 
+# Seconds a client should wait after a 429 (queue full). One value for every
+# hop: the processor sets it, ingest and the gateway relay it with the 429.
+RETRY_AFTER = "1"
+
+
 def passthrough(status: int, body: bytes) -> Response:
-    """Relay a downstream JSON answer as it is (202, or its 4xx/429/503)."""
+    """Relay a downstream JSON answer as it is (202, or its 4xx/429/503); a 429 keeps its Retry-After."""
     if status >= 500 and status != 503:
         return error_response(503, f"downstream failed with HTTP {status}")
-    return Response(content=body, status_code=status, media_type=JSON)
+    headers = {"Retry-After": RETRY_AFTER} if status == 429 else None
+    return Response(content=body, status_code=status, media_type=JSON, headers=headers)

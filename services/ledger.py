@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     delivery_count INTEGER NOT NULL,
     worker TEXT NOT NULL,
     instance TEXT NOT NULL,
-    outcome TEXT NOT NULL             -- processed | failed | dead_lettered
+    outcome TEXT NOT NULL             -- processed | failed | dead_lettered | duplicate
 );
 """  # no index: it would tax every insert; readers load the table whole
 
@@ -75,6 +75,22 @@ class Ledger:
         conn.execute("BEGIN")
         conn.executemany("INSERT INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
         conn.execute("COMMIT")
+
+    def processed_among(self, ids: list[str]) -> set[str]:
+        """Which of `ids` already have a committed `processed` row.
+
+        Asked only for redeliveries (rare outside faults), so the table scan
+        it costs without an index is cheaper than an index taxing every
+        insert. Synchronous on purpose: the writer commits inline on this
+        same loop and connection, so no transaction is half done here.
+        """
+        if not ids or self._conn is None:
+            return set()
+        marks = ",".join("?" * len(ids))
+        rows = self._conn.execute(
+            f"SELECT DISTINCT id FROM deliveries WHERE outcome = 'processed' AND id IN ({marks})", ids
+        ).fetchall()
+        return {r[0] for r in rows}
 
     async def start(self) -> None:
         self._open()

@@ -8,6 +8,7 @@ since it runs for every message at full rate and its input comes from ingest.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -31,13 +32,20 @@ class IngestItem(BaseModel):
     )
 
 
-class WireMessage(BaseModel):
-    """A message on the internal hop ingest -> processor (documentation shape)."""
+# ns since the epoch, until the year 2255: inside a signed 64-bit integer, and
+# exactly representable as a double, so a JSON number of that value is read exactly.
+MAX_CREATED_AT = 9_000_000_000_000_000_000
 
-    id: str
+
+class WireMessage(BaseModel):
+    """A message on the internal hop ingest -> processor (documentation shape; `wire_to_message` enforces it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=ID_PATTERN, description="the dedup key (NATS Nats-Msg-Id header)")
     source: str
     payload: Any
-    created_at: int = Field(description="ns since the Unix epoch, stamped by ingest")
+    created_at: int = Field(ge=0, le=MAX_CREATED_AT, description="ns since the Unix epoch, stamped by ingest")
     attributes: dict[str, str] = Field(default_factory=dict)
 
 
@@ -90,8 +98,16 @@ def parse_items(data: Any, max_batch: int) -> list[IngestItem]:
         raise InvalidInput(422, f"invalid message: {first['field']}: {first['problem']}", details) from None
 
 
+_WIRE_FIELDS = frozenset(("id", "source", "payload", "created_at", "attributes"))
+_valid_id = re.compile(ID_PATTERN).match
+
+
 def wire_to_message(d: Any) -> Message:
-    """Fast check of one internal message; `InvalidInput` on anything off."""
+    """Fast check of one internal message against `WireMessage`; `InvalidInput` on anything off.
+
+    The id becomes a NATS header, so it is held to `ID_PATTERN` here too
+    (the processor's port is reachable on its own, not only from ingest).
+    """
     if type(d) is not dict:
         raise InvalidInput(422, "message must be an object")
     try:
@@ -99,9 +115,21 @@ def wire_to_message(d: Any) -> Message:
         payload = d["payload"]
     except KeyError as exc:
         raise InvalidInput(422, f"message field missing: {exc.args[0]}") from None
-    attributes = d.get("attributes") or {}
+    if len(d) > 4 and not d.keys() <= _WIRE_FIELDS:
+        raise InvalidInput(422, f"unknown message fields: {sorted(d.keys() - _WIRE_FIELDS)}")
+    attributes = d.get("attributes")
+    if attributes is None:
+        attributes = {}
+    if type(created_at) is float and created_at.is_integer():  # JSON Schema's integer includes 638.0
+        created_at = int(created_at)
     if type(mid) is not str or type(source) is not str or type(created_at) is not int or type(attributes) is not dict:
         raise InvalidInput(422, "message fields have wrong types")
+    if not _valid_id(mid):
+        raise InvalidInput(422, f"message id must match {ID_PATTERN}")
+    if not 0 <= created_at <= MAX_CREATED_AT:
+        raise InvalidInput(422, f"created_at must be ns since the epoch (0 .. {MAX_CREATED_AT})")
+    if attributes and not all(type(v) is str for v in attributes.values()):
+        raise InvalidInput(422, "attributes must map strings to strings")
     return Message(id=mid, source=source, payload=payload, created_at=created_at, attributes=attributes)
 
 

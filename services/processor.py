@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from backends.contract import BackendUnavailable, Message, PublishAck, QueueBackend, QueueFull
 from backends.factory import BackendSettings, create_backend, load_settings
-from services.http import ERROR_RESPONSES, ApiError, install_common, json_response, new_app, read_json
+from services.http import ERROR_RESPONSES, RETRY_AFTER, ApiError, install_common, json_response, new_app, read_json
 from services.ledger import Ledger
 from services.models import Accepted, InvalidInput, WireMessage, wire_to_message
 from services.openapi import document_body
@@ -53,6 +53,7 @@ class Processor:
                 fetch_timeout=settings.fetch_timeout,
                 nak_delay=settings.nak_delay,
                 max_deliver=backend_settings.max_deliver,
+                ack_wait=backend_settings.ack_wait,
                 instance=settings.instance,
             ),
         )
@@ -106,7 +107,7 @@ class Processor:
                 return [await self.backend.publish(messages[0])]
             return await self.backend.publish_many(messages)
         except QueueFull as exc:
-            raise ApiError(429, str(exc), headers={"Retry-After": "1"}) from None
+            raise ApiError(429, str(exc), headers={"Retry-After": RETRY_AFTER}) from None
         except BackendUnavailable as exc:
             raise ApiError(503, str(exc)) from None
 
@@ -135,6 +136,7 @@ class Processor:
                 "in_flight": pool.in_flight,
                 "dead_lettered": pool.dead_lettered,
                 "redelivered": pool.redelivered,
+                "duplicates_skipped": pool.duplicates_skipped,
                 "e2e_latency_ms": _percentiles(lat),
             },
         }
@@ -196,7 +198,7 @@ def create_app() -> FastAPI:
         response_model=Accepted,
         responses=ERROR_RESPONSES,
         tags=["internal"],
-        openapi_extra=document_body(WireMessage),
+        openapi_extra=document_body(WireMessage, settings.max_batch),
     )
     async def publish(request: Request) -> Response:
         """Store stamped messages (from ingest); 202 after the backend confirmed each."""

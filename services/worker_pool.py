@@ -4,6 +4,14 @@ Ack comes after the work and after the ledger row is committed, so a worker
 or process that dies mid-message causes a redelivery, never a loss. A failed
 delivery is nak'ed for a retry; on its last allowed delivery it goes to the
 dead-letter place instead of being retried forever.
+
+Two things keep a redelivery from recording a result twice:
+- while a worker holds deliveries it signals progress (`in_progress`) every
+  third of ack_wait, so work longer than ack_wait is not handed to a second
+  worker meanwhile;
+- a redelivered message whose `processed` row is already committed (the
+  process died between the commit and the ack) is acked without doing the
+  work again, and gets a `duplicate` row instead of a second result.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ class PoolConfig:
     fetch_timeout: float = 1.0
     nak_delay: float = 0.0
     max_deliver: int = 5
+    ack_wait: float = 30.0
     instance: str = "processor"
 
     @property
@@ -62,6 +71,7 @@ class WorkerPool:
         self.error_count = 0
         self.dead_lettered = 0
         self.redelivered = 0
+        self.duplicates_skipped = 0
         self.total_duration = 0.0
         self.in_flight = 0
         self.latencies_ms: deque[float] = deque(maxlen=10_000)
@@ -125,13 +135,31 @@ class WorkerPool:
             raise ProcessingFailed(d.message.id)
 
     async def _handle(self, deliveries: list[Delivery], worker: str) -> None:
+        heartbeat = _Heartbeat(deliveries, self.config.ack_wait / 3)
+        try:
+            await self._work_and_record(deliveries, worker, heartbeat)
+        finally:
+            heartbeat.stop()
+
+    async def _work_and_record(self, deliveries: list[Delivery], worker: str, heartbeat: _Heartbeat) -> None:
         cfg = self.config
         done: list[Delivery] = []
         failed: list[Delivery] = []
         rows: list[Row] = []
+        already: set[str] = set()
+        skipped = 0
+        again = [d.message.id for d in deliveries if d.delivery_count > 1]
+        if again:
+            self.redelivered += len(again)
+            already = self.ledger.processed_among(again)
         for d in deliveries:
-            if d.delivery_count > 1:
-                self.redelivered += 1
+            m = d.message
+            if m.id in already:  # its result is committed; only the ack was lost
+                done.append(d)
+                skipped += 1
+                now = time.time_ns()
+                rows.append((m.id, m.source, m.created_at, now, d.delivery_count, worker, cfg.instance, "duplicate"))
+                continue
             started = time.perf_counter()
             try:
                 await self._work(d)
@@ -142,15 +170,16 @@ class WorkerPool:
                 outcome = "dead_lettered" if last else "failed"
                 failed.append(d)
             self.total_duration += time.perf_counter() - started
-            m = d.message
             now = time.time_ns()
             rows.append((m.id, m.source, m.created_at, now, d.delivery_count, worker, cfg.instance, outcome))
             if outcome == "processed":
                 self.latencies_ms.append((now - m.created_at) / 1e6)
         await self.ledger.record(rows)  # committed before any ack
+        heartbeat.stop()
         for d in done:
             await d.ack()
-        self.processed_count += len(done)
+        self.processed_count += len(done) - skipped
+        self.duplicates_skipped += skipped
         for d in failed:
             self.error_count += 1
             if d.delivery_count >= cfg.max_deliver:
@@ -158,6 +187,42 @@ class WorkerPool:
                 self.dead_lettered += 1
             else:
                 await d.nak(delay=cfg.nak_delay or None)
+
+
+class _Heartbeat:
+    """Restarts the ack_wait clock of the deliveries a worker holds, every `interval` s, until stopped.
+
+    A timer, not a task per batch: the common batch finishes long before the
+    first beat, and arming a timer costs about a microsecond.
+    """
+
+    def __init__(self, deliveries: list[Delivery], interval: float) -> None:
+        self._deliveries = deliveries
+        self._interval = max(0.05, interval)
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(self._interval, self._beat)
+        self._sending: asyncio.Task[None] | None = None
+        self.beats = 0
+
+    def _beat(self) -> None:
+        if self._sending is None or self._sending.done():
+            self._sending = self._loop.create_task(self._send())
+        self._timer = self._loop.call_later(self._interval, self._beat)
+
+    async def _send(self) -> None:
+        self.beats += 1
+        for d in self._deliveries:
+            try:
+                await d.in_progress()
+            except QueueError:  # settled meanwhile, or the broker is away: ack_wait decides then
+                continue
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._sending is not None and not self._sending.done():
+            self._sending.cancel()
 
 
 def go_duration(seconds: float) -> str:

@@ -25,9 +25,18 @@ import pytest
 
 from experiments.nats_docker import LABEL_RUN, RUN_ID, DockerNats, containers_of_run, docker_engine_problem
 from experiments.nats_server import ProcessNats
+from testcontainers_tests.fault_matrix import FaultMatrix
 from tests.backend_fixtures import make_backend
 
-__all__ = ["backend_kind", "docker_engine", "make_backend", "nats_server", "no_leftovers", "process_nats"]
+__all__ = [
+    "backend_kind",
+    "docker_engine",
+    "fault_matrix",
+    "make_backend",
+    "nats_server",
+    "no_leftovers",
+    "process_nats",
+]
 
 START_ENGINE_HINT = "start one with `bash scripts/ensure-docker.sh` (as root)"
 
@@ -142,17 +151,24 @@ def process_nats(tmp_path: Path) -> Iterator[ProcessNats]:
     assert server.pid is None
 
 
-_DURABILITY_LINES: list[str] = []
+_MATRIX = FaultMatrix()
 
 
 @pytest.fixture(scope="session")
-def durability_report() -> list[str]:
-    """Durability tests append one line each (A, G, P, lost, duplicated); printed at the end."""
-    return _DURABILITY_LINES
+def fault_matrix() -> FaultMatrix:
+    """Fault and durability tests add one row each (A, G, P, lost, duplicated); printed and written at the end."""
+    return _MATRIX
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """The matrix's wall time: setup, call and teardown of every test marked `faults`."""
+    if "faults" in report.keywords:
+        _MATRIX.seconds += report.duration
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if _DURABILITY_LINES:
-        terminalreporter.section("durability by message id")
-        for line in _DURABILITY_LINES:
+    if _MATRIX.rows:
+        terminalreporter.section("fault matrix by message id")
+        for line in _MATRIX.lines():
             terminalreporter.write_line(line)
+        terminalreporter.write_line(f"written to {_MATRIX.write()}")

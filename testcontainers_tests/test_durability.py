@@ -5,6 +5,10 @@ longer than the publish timeout: every message the gateway acknowledged with
 a 2xx must be processed (by id, from the ledger). Duplicates are counted and
 reported in the run's summary. The memory backend across a processor kill
 loses exactly what sat in its queue, and the test measures that loss.
+
+These are rows of the fault matrix (fault (2), SIGKILL NATS mid-load and
+restart, is `kill-and-start`; the memory row of fault (5) is the last test):
+each adds its line to the summary printed at the end of the run.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ import pytest
 from experiments.durability import Accounting, acked_ids, load_with_fault, processed_counts, wait_processed
 from experiments.nats_docker import DockerNats
 from experiments.stack import Stack, StackConfig
+from testcontainers_tests.fault_matrix import FaultMatrix, MatrixRow
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.faults]
 
 RATE = 150.0  # requests/s, one message each
 DURATION = 6.0  # s of load; the fault comes at FAULT_AT
@@ -54,11 +59,16 @@ FAULTS: dict[str, Callable[[DockerNats], Callable[[], None]]] = {
     "kill-and-start": lambda s: lambda: s.restart(hard=True),
     "pause-longer-than-publish-timeout": lambda s: pause_for(s, 2.5),
 }
+ROW_NAMES = {
+    "restart-graceful": "NATS restarted gracefully mid-load",
+    "kill-and-start": "(2) SIGKILL NATS mid-load, start again",
+    "pause-longer-than-publish-timeout": "docker pause NATS 2.5 s > publish timeout",
+}
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
 async def test_nothing_acknowledged_is_lost_across_a_nats_fault(
-    nats_stack: Stack, nats_server: DockerNats, fault: str, durability_report: list[str]
+    nats_stack: Stack, nats_server: DockerNats, fault: str, fault_matrix: FaultMatrix
 ) -> None:
     result, sent, _ = await load_with_fault(
         nats_stack.gateway_url, rate=RATE, duration=DURATION, fault=FAULTS[fault](nats_server), fault_at=FAULT_AT
@@ -66,7 +76,7 @@ async def test_nothing_acknowledged_is_lost_across_a_nats_fault(
     acked = acked_ids(result)
     processed = await wait_processed(nats_stack.ledger_paths, acked, timeout=40)
     acc = Accounting(sent, acked, processed)
-    durability_report.append(acc.summary(f"nats {fault}"))
+    fault_matrix.add(MatrixRow.from_accounting(ROW_NAMES[fault], "nats", "docker", acc))
     statuses = sorted({r.status for r in result.records})
     assert acc.lost == set(), f"{len(acc.lost)} acknowledged but never processed, e.g. {sorted(acc.lost)[:5]}"
     assert acc.invented == set()
@@ -78,7 +88,7 @@ async def test_nothing_acknowledged_is_lost_across_a_nats_fault(
 
 
 async def test_memory_queue_loses_its_backlog_when_the_processor_is_killed(
-    tmp_path: Path, durability_report: list[str]
+    tmp_path: Path, fault_matrix: FaultMatrix
 ) -> None:
     """The design says: messages in the memory queue die with the process. Measure it."""
     cfg = StackConfig(queue="memory", workers=1, processor_env={"PROCESSING_MS": "10", "FETCH_BATCH": "5"})
@@ -103,7 +113,8 @@ async def test_memory_queue_loses_its_backlog_when_the_processor_is_killed(
         async with httpx.AsyncClient(trust_env=False, timeout=5) as client:
             stats = (await client.get(f"{stack.processor_url}/stats")).json()
     acc = Accounting(acked, acked, after)
-    durability_report.append(acc.summary("memory processor SIGKILL with backlog"))
+    row = MatrixRow.from_accounting("(5) SIGKILL processor with a backlog", "memory", "-", acc, "measured, not 0")
+    fault_matrix.add(row)
     assert 0 < len(before_kill) < len(acked), "the kill must hit a backlog for the test to mean anything"
     assert acc.lost == acked - set(before_kill)  # exactly what was still queued (or in flight) is gone
     assert len(acc.lost) >= 100

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,3 +25,18 @@ def nats_server(tmp_path: Path) -> Iterator[ProcessNats]:
     finally:
         server.close()
         assert server.pid is None
+
+
+SCHEMATHESIS_LINES: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """schemathesis: cases run per operation and failures per service (also in .pytest-reports/)."""
+    if not SCHEMATHESIS_LINES:
+        return
+    terminalreporter.section("schemathesis cases per operation")
+    for line in SCHEMATHESIS_LINES:
+        terminalreporter.write_line(line)
+    out = Path(os.environ.get("PYTEST_REPORT_DIR", ".pytest-reports"))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "schemathesis.txt").write_text("\n".join(SCHEMATHESIS_LINES) + "\n")

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from experiments.stack import Stack, StackConfig
+from services.models import InvalidInput, wire_to_message
 
 pytestmark = pytest.mark.e2e
 
@@ -137,3 +138,26 @@ def test_wrong_method_and_unknown_path_are_json_4xx(stack: Stack, method: str) -
     r = httpx.request(method, f"{stack.gateway_url}/nowhere", trust_env=False)
     assert r.status_code == 404
     assert "error" in r.json()
+
+
+@pytest.mark.parametrize(
+    ("wire", "names"),
+    [
+        ({"id": "a", "source": "s", "payload": 1, "created_at": 1, "attributes": {"k": 1}}, "attributes"),
+        ({"id": "a\r\nX: y", "source": "s", "payload": 1, "created_at": 1}, "id must match"),
+        ({"id": "", "source": "s", "payload": 1, "created_at": 1}, "id must match"),
+        ({"id": "a", "source": "s", "payload": 1, "created_at": -1}, "created_at"),
+        ({"id": "a", "source": "s", "payload": 1, "created_at": 2**64}, "created_at"),
+        ({"id": "a", "source": "s", "payload": 1, "created_at": 1.5}, "wrong types"),
+        ({"id": "a", "source": "s", "payload": 1, "created_at": 1, "extra": 1}, "unknown message fields"),
+    ],
+)
+def test_processor_wire_check_holds_to_its_documented_schema(wire: dict[str, Any], names: str) -> None:
+    """Found by schemathesis: the processor accepted attributes that were not strings (and any id)."""
+    with pytest.raises(InvalidInput, match=names):
+        wire_to_message(wire)
+
+
+def test_processor_wire_check_takes_an_integral_float_as_json_schema_does() -> None:
+    m = wire_to_message({"id": "a", "source": "s", "payload": None, "created_at": 638.0, "attributes": None})
+    assert (m.created_at, type(m.created_at), m.attributes) == (638, int, {})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,61 @@ async def test_pool_acks_after_recording_and_parks_poison(tmp_path: Path) -> Non
 )
 def test_go_duration(seconds: float, text: str) -> None:
     assert go_duration(seconds) == text
+
+
+async def _pool_on(backend: MemoryBackend, ledger: Ledger, **config: object) -> WorkerPool:
+    await backend.connect()
+    await ledger.start()
+    pool = WorkerPool(backend, ledger, PoolConfig(fetch_timeout=0.1, **config))  # type: ignore[arg-type]
+    pool.start()
+    return pool
+
+
+async def _until(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if check():
+            return
+        await asyncio.sleep(0.02)
+
+
+async def test_redelivery_of_a_committed_result_is_acked_not_redone(tmp_path: Path) -> None:
+    """A process that died between the ledger commit and the ack: the redelivery must not record a second result."""
+    backend = MemoryBackend(MemoryConfig(ack_wait=0.2))
+    ledger = Ledger(tmp_path / "l.sqlite")
+    await ledger.start()
+    await ledger.record([("m1", "s", 1, 2, 1, "w0", "before-crash", "processed")])  # committed, ack never sent
+    await ledger.close()
+    await backend.connect()
+    await backend.publish(Message(id="m1", source="s", payload=1))
+    await backend.publish(Message(id="m2", source="s", payload=2))
+    first = await backend.fetch(10, 1.0)  # delivered to the "dead" process, never settled
+    assert [d.message.id for d in first] == ["m1", "m2"]
+    pool = await _pool_on(backend, ledger, workers=1, ack_wait=0.2)
+    await _until(lambda: pool.processed_count + pool.duplicates_skipped == 2)
+    await pool.stop(timeout=2)
+    await ledger.close()
+    s = await backend.stats()
+    await backend.close()
+    rows = sorted((r.id, r.outcome, r.delivery_count) for r in read_ledger(tmp_path / "l.sqlite"))
+    assert rows == [("m1", "duplicate", 2), ("m1", "processed", 1), ("m2", "processed", 2)]
+    assert (pool.processed_count, pool.duplicates_skipped, pool.redelivered) == (1, 1, 2)
+    assert (s.current_size, s.acked) == (0, 2)
+
+
+async def test_work_longer_than_ack_wait_signals_progress_and_is_not_redelivered(tmp_path: Path) -> None:
+    """1 s of work per message against a 0.3 s ack_wait: heartbeats hold the deliveries, nothing is redone."""
+    backend = MemoryBackend(MemoryConfig(ack_wait=0.3))
+    ledger = Ledger(tmp_path / "l.sqlite")
+    pool = await _pool_on(backend, ledger, workers=2, processing_ms=1000, ack_wait=0.3)
+    await backend.publish_many([Message(id=f"long{i}", source="s", payload=i) for i in range(3)])
+    await _until(lambda: pool.processed_count == 3, timeout=10)
+    await asyncio.sleep(0.5)  # a redelivery, if any, would be picked up by now
+    await pool.stop(timeout=3)
+    await ledger.close()
+    s = await backend.stats()
+    await backend.close()
+    rows = read_ledger(tmp_path / "l.sqlite")
+    assert sorted((r.id, r.outcome) for r in rows) == [(f"long{i}", "processed") for i in range(3)]
+    assert (s.redelivered, s.current_size, pool.redelivered) == (0, 0, 0)
