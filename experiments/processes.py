@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 
 
 def signal_and_wait(proc: subprocess.Popen[bytes] | None, sig: signal.Signals, timeout: float) -> None:
@@ -66,4 +67,19 @@ def reap_registered(path: str) -> list[int]:
                 os.kill(pid, signal.SIGCONT)
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
+    _wait_gone(killed, timeout=5.0)
     return killed
+
+
+def _wait_gone(pids: list[int], timeout: float) -> None:
+    """Until each pid is gone or a zombie: SIGKILL is delivered at once, the exit takes a moment."""
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]  # noqa: SIM115
+            except OSError:
+                break
+            if state in ("Z", "X"):
+                break
+            time.sleep(0.02)
