@@ -148,11 +148,14 @@ build_wheelhouse() {
 }
 lock_sha=$(sha256sum docker/requirements.lock | cut -d' ' -f1)
 # Wheels of an older lock would only widen the build context: start over when the lock changed.
-if [ "$(cat docker/wheelhouse/.lock-sha256 2>/dev/null)" != "$lock_sha" ]; then
+if [ "$(cat docker/wheelhouse/.lock-sha256 2>/dev/null)" = "$lock_sha" ]; then
+  say "wheelhouse: up to date with docker/requirements.lock"
+else
+  rm -f docker/wheelhouse/.lock-sha256
   find docker/wheelhouse -name '*.whl' -delete
+  timeit "wheelhouse" build_wheelhouse
+  echo "$lock_sha" >docker/wheelhouse/.lock-sha256
 fi
-timeit "wheelhouse" build_wheelhouse
-echo "$lock_sha" >docker/wheelhouse/.lock-sha256
 
 # --- the images ---------------------------------------------------------------
 timeit "$APP_IMAGE (base $base)" docker_build -q -f docker/Dockerfile \
