@@ -82,13 +82,14 @@ trap 'exit 130' INT
 stats() { http_json GET "$PROCESSOR_URL_HOST/stats"; }
 stat_of() { jq -r "$1" <<<"$(stats)"; }
 
-# post FROM COUNT PHASE: COUNT messages through the gateway, ids RUN-PHASE-i,
-# in batches of 50 plus one single-message request (the spec's shape); a 503
+# post FROM COUNT PHASE [BATCH]: COUNT messages through the gateway, ids
+# RUN-PHASE-i, in batches of BATCH (50) after one single-message request (the
+# spec's shape); a 503
 # or 429 is retried with the same ids for up to 30 s. Ids answered 202 go to $acked.
 post() {
-  local from=$1 phase=$3 i=$1 end=$(($1 + $2)) size body reply tries
+  local from=$1 phase=$3 batch=${4:-50} i=$1 end=$(($1 + $2)) size body reply tries
   while [ "$i" -lt "$end" ]; do
-    size=$((end - i < 50 ? end - i : 50))
+    size=$((end - i < batch ? end - i : batch))
     if [ "$i" = "$from" ]; then
       size=1
       body=$(jq -nc --arg id "$RUN-$phase-$i" '{id: $id, source: "integration", payload: "hello nats"}')
@@ -180,7 +181,7 @@ phase memory
 phase nats
 
 step "nats: restart of the nats container with a backlog"
-post 0 "$BACKLOG" backlog
+post 0 "$BACKLOG" backlog 500
 backlog_now=$(stat_of .queue.current_size)
 [ "$backlog_now" -gt 0 ] || fail "no backlog to carry over the restart (current_size 0): raise INTEGRATION_BACKLOG or INTEGRATION_PROCESSING_MS"
 ql_say "restarting nats with $backlog_now messages queued"
