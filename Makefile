@@ -20,3 +20,26 @@ demo:
 lab:
 	bash scripts/bootstrap.sh && .venv/bin/python -m pip install --quiet -e '.[dev,lab]' && \
 	  cd notebooks && ../.venv/bin/jupyter lab --ip 127.0.0.1 --no-browser
+
+# The docker-compose stack (docker/README.md). Compose v2 or Debian's 1.29,
+# bridge or host networking: scripts/compose.sh picks.
+.PHONY: docker-build docker-up docker-down docker-logs docker-ps docker-test
+
+docker-build:
+	bash docker/build-images.sh
+
+docker-up:
+	bash scripts/docker-up.sh
+
+# Containers and network go; the volumes (NATS store, ledger) stay: `make docker-down V=1` removes them too.
+docker-down:
+	bash scripts/compose.sh down --remove-orphans $(if $(V),-v)
+
+docker-logs:
+	bash scripts/compose.sh logs --tail=200 $(ARGS)
+
+docker-ps:
+	bash scripts/compose.sh ps
+
+docker-test:
+	bash scripts/test-nats-integration.sh

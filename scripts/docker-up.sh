@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# `make docker-up`: build the images (cached layers: seconds when nothing
+# changed; offline when no registry answers), start the whole stack (NATS,
+# processor, ingest, api-gateway) with QUEUE_TYPE (default: the running
+# processor's, else memory), wait until every container is healthy, print
+# where things are. The compose file and command are chosen by
+# scripts/compose.sh (host networking when the engine has no bridge).
+#
+# Environment: QUEUE_TYPE, COMPOSE_HOST_NETWORK, COMPOSE, COMPOSE_PROJECT_NAME,
+# the *_PORT variables, UP_TIMEOUT (s, default 120), SKIP_BUILD=1 (use the
+# images as they are).
+set -euo pipefail
+QL_SCRIPT=docker-up
+# shellcheck source=scripts/compose.sh
+. "$(dirname "$0")/compose.sh"
+compose_init
+
+if [ "${SKIP_BUILD:-0}" = 1 ]; then ensure_images; else bash "$QL_ROOT/docker/build-images.sh"; fi
+ql_say "${COMPOSE_CMD[*]} ($COMPOSE_VERSION), ${COMPOSE_FILE_PATH#"$QL_ROOT"/}, project $COMPOSE_PROJECT_NAME, QUEUE_TYPE=$QUEUE_TYPE"
+compose up -d --remove-orphans
+wait_healthy "${UP_TIMEOUT:-120}" nats processor ingest api-gateway
+write_root_env
+ql_say "up: gateway $GATEWAY_URL (POST /api/v1/ingest, GET /api/v1/status), processor $PROCESSOR_URL_HOST/stats, NATS monitoring $NATS_MONITOR_URL_HOST"
+compose ps
