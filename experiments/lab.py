@@ -187,7 +187,7 @@ class Session:
 
     def _stop(self) -> None:
         try:
-            self.stack.stop()
+            self.stack.stop(together=True)  # measure() returns only after its load and drain
         finally:
             if self.nats is not None:
                 self.nats.close()

@@ -200,8 +200,17 @@ class Stack:
             self.stop()
             raise
 
-    def stop(self) -> None:
-        """Stop in reverse data-flow order so nothing accepted is left unanswered."""
+    def stop(self, together: bool = False) -> None:
+        """Stop in reverse data-flow order so nothing accepted is left unanswered.
+
+        `together`: signal every service at once, then wait for each (about a
+        second faster); only for a stack with no request in flight, since a
+        hop's downstream may then go away before it answers.
+        """
+        if together:
+            for s in self.services:
+                if s.pid is not None:
+                    os.kill(s.pid, signal.SIGTERM)
         for s in reversed(self.services):
             s.stop()
         if self.nats is not None and self._own_nats:
