@@ -57,9 +57,11 @@ def _agg(df: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
 
 
 def _errorbar(ax: Any, x: Any, agg: pd.DataFrame, backend: str, **kw: Any) -> None:
+    """Median with a min..max bar, in the backend's colour and marker (`kw` overrides, e.g. label, linestyle)."""
     st = _style(backend)
     yerr = [agg["median"] - agg["lo"], agg["hi"] - agg["median"]]
-    ax.errorbar(x, agg["median"], yerr=yerr, color=st["color"], marker=st["marker"], capsize=3, label=st["label"], **kw)
+    style: dict[str, Any] = {"color": st["color"], "marker": st["marker"], "capsize": 3, "label": st["label"], **kw}
+    ax.errorbar(x, agg["median"], yerr=yerr, **style)
 
 
 def latency_cdf(records: Sequence[ResultRecord], which: str = "e2e") -> Figure:
@@ -116,17 +118,7 @@ def throughput_curve(df: pd.DataFrame) -> Figure:
         label = f"{st['label']}, {batch} msg/request"
         for ax, col in zip(axes, ("achieved_rate", "client_p99_ms"), strict=True):
             agg = _agg(part, ["offered_rate"], col)
-            yerr = [agg["median"] - agg["lo"], agg["hi"] - agg["median"]]
-            ax.errorbar(
-                agg["offered_rate"],
-                agg["median"],
-                yerr=yerr,
-                color=st["color"],
-                marker=st["marker"],
-                linestyle=ls,
-                capsize=3,
-                label=label,
-            )
+            _errorbar(ax, agg["offered_rate"], agg, str(backend), linestyle=ls, label=label)
     axes[0].set_ylabel("achieved rate [msg/s acknowledged]")
     axes[1].set_ylabel("client latency p99 [ms]")
     axes[1].set_yscale("log")
@@ -204,19 +196,12 @@ def scaling_curve(df: pd.DataFrame) -> Figure:
         st = _style(str(backend))
         procs = int(str(procs_key))
         agg = _agg(part, ["workers"], "processed_rate")
-        yerr = [agg["median"] - agg["lo"], agg["hi"] - agg["median"]]
-        ax.errorbar(
-            agg["workers"],
-            agg["median"],
-            yerr=yerr,
-            color=st["color"],
-            marker=st["marker"],
-            linestyle="-" if procs == 1 else "--",
-            capsize=3,
-            label=f"{st['label']}, {procs} processor{'s' if procs > 1 else ''}",
-        )
+        label = f"{st['label']}, {procs} processor{'s' if procs > 1 else ''}"
+        _errorbar(ax, agg["workers"], agg, str(backend), linestyle="-" if procs == 1 else "--", label=label)
     ms = sorted(df["processing_ms"].unique())
     ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(int(w) for w in df["workers"].unique()))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.set_xlabel("workers per processor")
     ax.set_ylabel("processed [msg/s]")
     ax.set_title(f"Scaling with {', '.join(f'{m:g}' for m in ms)} ms of work per message")
