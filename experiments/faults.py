@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from experiments.nats_provider import NatsServer
+from experiments.processes import freeze
 from experiments.stack import ServiceProcess, Stack
 
 FaultKind = Literal["none", "restart", "kill", "pause"]
@@ -70,7 +71,10 @@ class _ProcessorHandle:
         self.service.start()
 
     def pause(self) -> None:
-        self._signal(signal.SIGSTOP)
+        pid = self.service.pid
+        if pid is None:
+            raise RuntimeError(f"{self.service.name} is not running")
+        freeze(pid)
 
     def resume(self) -> None:
         self._signal(signal.SIGCONT)

@@ -22,7 +22,7 @@ from types import TracebackType
 
 import httpx
 
-from experiments.processes import register_child, signal_and_wait
+from experiments.processes import freeze, register_child, signal_and_wait
 
 
 class NatsNotReady(RuntimeError):
@@ -171,7 +171,7 @@ class ProcessNats:
         """Freeze the broker (SIGSTOP): connections stay open, nothing answers."""
         if self._proc is None:
             raise RuntimeError("nats-server is not running")
-        os.kill(self._proc.pid, signal.SIGSTOP)
+        freeze(self._proc.pid)
 
     def resume(self) -> None:
         if self._proc is None:

@@ -27,6 +27,26 @@ def signal_and_wait(proc: subprocess.Popen[bytes] | None, sig: signal.Signals, t
         proc.wait(timeout=5)
 
 
+def freeze(pid: int, timeout: float = 2.0) -> None:
+    """SIGSTOP and return once every thread of `pid` is stopped.
+
+    kill() only queues the signal: a thread busy in a syscall (an fsync, say)
+    stops when it returns, and until then the "frozen" broker can still
+    answer. Tests and experiments that freeze a process need it frozen.
+    """
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = []
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                states.append(open(f"/proc/{pid}/task/{task}/stat").read().rsplit(")", 1)[1].split()[0])  # noqa: SIM115
+        if states and all(s in ("T", "t") for s in states):
+            return
+        time.sleep(0.001)
+    raise TimeoutError(f"pid {pid} not stopped {timeout} s after SIGSTOP")
+
+
 # A batch runs each notebook in a kernel it does not control: if a run times out
 # and its kernel dies, the servers the notebook started would outlive it. So
 # every child the harness starts is noted (pid and start time, which tells a
