@@ -11,10 +11,10 @@ test:
 	bash scripts/test.sh
 
 bench:
-	bash scripts/bootstrap.sh && .venv/bin/python -m experiments.bench_backends
+	bash scripts/bootstrap.sh && .venv/bin/python -m experiments.bench.backends
 
 demo:
-	bash scripts/bootstrap.sh && .venv/bin/python -m experiments.demo
+	bash scripts/bootstrap.sh && .venv/bin/python -m experiments.bench.demo
 
 # JupyterLab on 127.0.0.1 with the notebooks (installs the 'lab' extra once).
 lab:

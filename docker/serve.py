@@ -1,7 +1,7 @@
 """Entry point of the services image: `serve.py gateway|ingest|processor`, or `--health`.
 
 The image's command picks the service; this execs uvicorn with the same flags
-as `experiments/stack.py` (uvloop, httptools, no access log, graceful
+as `experiments/runtime/stack.py` (uvloop, httptools, no access log, graceful
 shutdown long enough for the processor to drain), so uvicorn is PID 1 and
 gets the engine's SIGTERM itself.
 

@@ -15,11 +15,11 @@ import sys
 import threading
 from pathlib import Path
 
-from experiments.nats_server import ProcessNats
+from experiments.runtime.nats.process import ProcessNats
 
 
 def up(args: argparse.Namespace) -> int:
-    from experiments.stack import Stack, StackConfig
+    from experiments.runtime.stack import Stack, StackConfig
 
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -85,19 +85,19 @@ def main(argv: list[str] | None = None) -> int:
 
     args, rest = parser.parse_known_args(argv)
     if args.command == "run":
-        from experiments import batch
+        from experiments.batch import runner as batch
 
         return batch.main(rest)
     if args.command == "report":
-        from experiments import batch
+        from experiments.batch import runner as batch
 
         return batch.report_main(rest)
     if args.command == "bench-backends":
-        from experiments import bench_backends
+        from experiments.bench import backends as bench_backends
 
         return bench_backends.main(rest)
     if args.command == "bench-services":
-        from experiments import bench_services
+        from experiments.bench import services as bench_services
 
         return bench_services.main(rest)
     if rest:

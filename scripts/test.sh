@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 echo "== ruff" && .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "== mypy" && .venv/bin/mypy
+echo "== import contracts" && .venv/bin/lint-imports --no-cache
 # In CI the container tests must run for real: install and start an engine
 # (fails loudly if it cannot). On a user's machine only an engine that is
 # already there is used; without one, those tests skip with the reason.

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from experiments.nats_docker import LABEL_RUN, RUN_ID, DockerNats, containers_of_run, docker_engine_problem
-from experiments.nats_server import ProcessNats
+from experiments.runtime.nats.docker import LABEL_RUN, RUN_ID, DockerNats, containers_of_run, docker_engine_problem
+from experiments.runtime.nats.process import ProcessNats
 from testcontainers_tests.fault_matrix import FaultMatrix
 from tests.backend_fixtures import make_backend
 

@@ -20,9 +20,9 @@ import httpx
 import nats
 import orjson
 
-from experiments.durability import Accounting, wait_processed
-from experiments.nats_provider import NatsServer
-from experiments.stack import Stack, StackConfig
+from experiments.runtime.nats.provider import NatsServer
+from experiments.runtime.stack import Stack, StackConfig
+from experiments.workload.accounting import Accounting, wait_processed
 from services.ledger import LedgerRow, read_ledger
 
 # Short timers so faults show within seconds; the same knobs as in production.

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiments.durability import Accounting
+from experiments.workload.accounting import Accounting
 
 REPORT_DIR = Path(os.environ.get("PYTEST_REPORT_DIR", ".pytest-reports"))
 REPORT_FILE = "fault-matrix.txt"

@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from experiments.durability import Accounting, acked_ids, load_with_fault, processed_counts, wait_processed
-from experiments.nats_docker import DockerNats
-from experiments.stack import Stack, StackConfig
+from experiments.runtime.nats.docker import DockerNats
+from experiments.runtime.stack import Stack, StackConfig
+from experiments.workload.accounting import Accounting, acked_ids, load_with_fault, processed_counts, wait_processed
 from testcontainers_tests.fault_matrix import FaultMatrix, MatrixRow
 
 pytestmark = [pytest.mark.docker, pytest.mark.faults]

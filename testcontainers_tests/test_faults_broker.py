@@ -18,10 +18,10 @@ import httpx
 import orjson
 import pytest
 
-from experiments.durability import Accounting, acked_ids, load_with_fault
-from experiments.http_load import LoadResult
-from experiments.nats_server import ProcessNats
-from experiments.stack import Stack
+from experiments.runtime.nats.process import ProcessNats
+from experiments.runtime.stack import Stack
+from experiments.workload.accounting import Accounting, acked_ids, load_with_fault
+from experiments.workload.load import LoadResult
 from testcontainers_tests.fault_harness import (
     assert_nothing_lost,
     drain,

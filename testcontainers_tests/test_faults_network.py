@@ -14,9 +14,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from experiments.durability import acked_ids, load_with_fault
-from experiments.http_load import LoadResult
-from experiments.nats_server import ProcessNats
+from experiments.runtime.nats.process import ProcessNats
+from experiments.workload.accounting import acked_ids, load_with_fault
+from experiments.workload.load import LoadResult
 from testcontainers_tests.fault_harness import (
     assert_nothing_lost,
     drain,

@@ -23,16 +23,16 @@ from testcontainers.core.docker_client import DockerClient
 
 from backends.contract import BackendUnavailable, Message, QueueBackend
 from backends.factory import create_backend, load_settings
-from experiments import nats_provider
-from experiments.nats_docker import (
+from experiments.runtime.nats import provider as nats_provider
+from experiments.runtime.nats.docker import (
     LABEL_APP,
     DockerNats,
     containers_of_run,
     ensure_nats_image,
     nats_image_tag,
 )
-from experiments.nats_provider import NatsNotReady, NatsServer, choose_nats_kind, nats_server_from_env
-from experiments.nats_server import ProcessNats, nats_server_version
+from experiments.runtime.nats.process import ProcessNats, nats_server_version
+from experiments.runtime.nats.provider import NatsNotReady, NatsServer, choose_nats_kind, nats_server_from_env
 from tests.backend_fixtures import eventually, settles_to
 
 pytestmark = pytest.mark.docker
@@ -252,10 +252,10 @@ def test_harness_nats_selects_the_provider(tmp_path: Path, value: str, cls: type
 
 @pytest.mark.usefixtures("fresh_selection")
 def test_selection_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="experiments.nats_provider"):
+    with caplog.at_level(logging.INFO, logger="experiments.runtime.nats.provider"):
         kinds = {choose_nats_kind({"HARNESS_NATS": "auto"}) for _ in range(3)}
     assert kinds == {"docker"}
-    lines = [r.getMessage() for r in caplog.records if r.name == "experiments.nats_provider"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "experiments.runtime.nats.provider"]
     assert lines == ["NATS runs as a docker (HARNESS_NATS=auto and a Docker engine answers)"]
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from experiments.nats_server import ProcessNats
+from experiments.runtime.nats.process import ProcessNats
 from tests.backend_fixtures import backend_kind, make_backend
 
 __all__ = ["backend_kind", "make_backend", "nats_server"]

@@ -398,7 +398,7 @@ async def test_stats_while_the_broker_is_frozen_leave_the_connection_usable(
 
 
 async def test_first_connect_to_absent_nats_fails_fast() -> None:
-    from experiments.nats_server import free_port
+    from experiments.runtime.nats.process import free_port
 
     before = asyncio.all_tasks()
     backend = create_backend(
@@ -439,7 +439,7 @@ async def test_sync_always_is_verified_on_the_server(make_backend: MakeBackend) 
 
 
 async def test_sync_always_accepted_by_a_syncing_server(tmp_path: Any) -> None:
-    from experiments.nats_server import ProcessNats
+    from experiments.runtime.nats.process import ProcessNats
 
     with ProcessNats(tmp_path / "sync", sync_always=True) as server:
         backend = create_backend(

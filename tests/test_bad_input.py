@@ -13,7 +13,7 @@ import httpx
 import orjson
 import pytest
 
-from experiments.stack import Stack, StackConfig
+from experiments.runtime.stack import Stack, StackConfig
 from services.models import InvalidInput, wire_to_message
 
 pytestmark = pytest.mark.e2e

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from experiments.batch import failing_cell, load_batch, plan
-from experiments.faults import FaultStep, Progress
-from experiments.lab import Setup
-from experiments.results import ResultRow
-from experiments.stats import nearest_rank, percentiles, quantile_curve, spread
+from experiments.batch.runner import failing_cell, load_batch, plan
+from experiments.lab.session import Setup
+from experiments.results.schema import ResultRow
+from experiments.results.stats import nearest_rank, percentiles, quantile_curve, spread
+from experiments.workload.faults import FaultStep, Progress
 
 DEFAULT_BATCH = Path(__file__).resolve().parent.parent / "experiments" / "batches" / "default.yaml"
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from experiments.batch import BatchOutcome, report_main, run_batch
-from experiments.results import read_runs
+from experiments.batch.runner import BatchOutcome, report_main, run_batch
+from experiments.results.schema import read_runs
 
 pytestmark = [pytest.mark.notebooks, pytest.mark.e2e]
 

@@ -22,7 +22,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import CHECKS, load_all_checks
 
-from experiments.stack import Stack, StackConfig
+from experiments.runtime.stack import Stack, StackConfig
 from tests.conftest import SCHEMATHESIS_LINES
 
 pytestmark = pytest.mark.e2e

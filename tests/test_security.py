@@ -18,8 +18,8 @@ import pytest
 
 from backends.contract import BackendUnavailable, Message
 from backends.factory import create_backend, load_settings
-from experiments.nats_server import ProcessNats
-from experiments.stack import Stack, StackConfig
+from experiments.runtime.nats.process import ProcessNats
+from experiments.runtime.stack import Stack, StackConfig
 
 PASSWORD = "pw-" + uuid.uuid4().hex  # unique, so a grep finds only a leak
 TOKEN = "tok-" + uuid.uuid4().hex

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from experiments.stack import Stack, StackConfig
+from experiments.runtime.stack import Stack, StackConfig
 from services.ledger import LedgerRow, read_ledger
 
 pytestmark = pytest.mark.e2e

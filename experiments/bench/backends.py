@@ -1,6 +1,6 @@
 """Backend throughput against a raw baseline measured in the same run.
 
-    python -m experiments.bench_backends [--quick] [--repeat N] [--uvloop]
+    python -m experiments.bench.backends [--quick] [--repeat N] [--uvloop]
 
 For each backend it times publish and consume (fetch + ack) and times the
 same work done with the bare library on the same settings, interleaved: `asyncio.Queue`
@@ -33,7 +33,7 @@ from nats.js import JetStreamContext
 from backends.contract import Message
 from backends.memory import MemoryBackend, MemoryConfig
 from backends.nats_jetstream import NatsConfig, NatsJetStreamBackend, consumer_config, stream_config
-from experiments.nats_server import ProcessNats, nats_server_version
+from experiments.runtime.nats.process import ProcessNats, nats_server_version
 
 PAYLOAD_BYTES = 128
 FETCH_BATCH = 100

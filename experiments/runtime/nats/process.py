@@ -22,7 +22,7 @@ from types import TracebackType
 
 import httpx
 
-from experiments.processes import freeze, register_child, signal_and_wait
+from experiments.runtime.processes import freeze, register_child, signal_and_wait
 
 
 class NatsNotReady(RuntimeError):

@@ -10,9 +10,8 @@ import sys
 from functools import cache
 from pathlib import Path
 
-from experiments.nats_server import nats_server_version
-
-REPO = Path(__file__).resolve().parent.parent
+from experiments.runtime.nats.process import nats_server_version
+from experiments.runtime.paths import REPO
 
 
 def _package(name: str) -> str:

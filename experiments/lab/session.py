@@ -27,11 +27,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from experiments.environment import environment
-from experiments.faults import FaultStep, Progress, inject
-from experiments.http_load import LoadResult, open_loop
-from experiments.nats_provider import NatsServer, nats_server_from_env
-from experiments.results import (
+from experiments.results.schema import (
     Backend,
     FaultWindow,
     ResultRecord,
@@ -42,10 +38,15 @@ from experiments.results import (
     Timeline,
     write_run,
 )
-from experiments.stack import Stack, StackConfig
-from experiments.stats import percentiles, quantile_curve
+from experiments.results.stats import percentiles, quantile_curve
+from experiments.runtime.environment import environment
+from experiments.runtime.nats.provider import NatsServer, nats_server_from_env
+from experiments.runtime.paths import RESULTS
+from experiments.runtime.stack import Stack, StackConfig
+from experiments.workload.faults import FaultStep, Progress, inject
+from experiments.workload.load import LoadResult, open_loop
 
-ADHOC_DIR = Path(__file__).resolve().parent.parent / "results" / "adhoc"  # a notebook run outside a batch
+ADHOC_DIR = RESULTS / "adhoc"  # a notebook run outside a batch
 BACKENDS: tuple[Backend, ...] = ("memory", "nats", "nats-sync")
 BIN_S = 0.25  # timeline resolution
 STATS_EVERY_S = 0.25  # backlog sampling period

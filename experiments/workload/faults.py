@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from experiments.nats_provider import NatsServer
-from experiments.processes import freeze
-from experiments.stack import ServiceProcess, Stack
+from experiments.runtime.nats.provider import NatsServer
+from experiments.runtime.processes import freeze
+from experiments.runtime.stack import ServiceProcess, Stack
 
 FaultKind = Literal["none", "restart", "kill", "pause"]
 FaultTarget = Literal["queue", "nats", "processor"]

@@ -17,9 +17,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from experiments import plots
-from experiments.results import ROW_COLUMNS, ResultRecord, RunDocument, read_runs
-from experiments.stats import spread
+from experiments.results import plots
+from experiments.results.schema import ROW_COLUMNS, ResultRecord, RunDocument, read_runs
+from experiments.results.stats import spread
 
 FLOAT_FORMAT = "%.6g"
 EXPERIMENT_TITLES = {

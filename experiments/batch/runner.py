@@ -47,12 +47,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm import tqdm
 
-from experiments.processes import CHILDREN_ENV, reap_registered
-from experiments.results import read_run
-
-REPO = Path(__file__).resolve().parent.parent
-NOTEBOOKS = REPO / "notebooks"
-RESULTS = REPO / "results"
+from experiments.results.schema import read_run
+from experiments.runtime.paths import DEFAULT_BATCH, NOTEBOOKS, REPO, RESULTS
+from experiments.runtime.processes import CHILDREN_ENV, reap_registered
 
 
 class RunSpec(BaseModel):
@@ -345,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="diplom run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("batch_file", nargs="?", default=str(REPO / "experiments" / "batches" / "default.yaml"))
+    parser.add_argument("batch_file", nargs="?", default=str(DEFAULT_BATCH))
     parser.add_argument("--quick", action="store_true", help="apply the file's quick profile (results/<batch>-quick)")
     parser.add_argument("--only", action="append", default=[], help="run only this notebook (repeatable)")
     parser.add_argument("--fresh", action="store_true", help="re-run runs that already have results")

@@ -1,6 +1,6 @@
 """End-to-end throughput and latency of the three services, beside a bare chain.
 
-    python -m experiments.bench_services [--quick] [--duration S] [--rounds N]
+    python -m experiments.bench.services [--quick] [--duration S] [--rounds N]
                                          [--configs memory,nats,nats:2]
 
 Each round measures the bare 3-hop chain (same HTTP stack, no queue, no
@@ -34,9 +34,9 @@ from pathlib import Path
 import httpx
 import orjson
 
-from experiments.http_load import closed_loop, open_loop
-from experiments.nats_server import free_port, nats_server_version
-from experiments.stack import ServiceProcess, Stack, StackConfig
+from experiments.runtime.nats.process import free_port, nats_server_version
+from experiments.runtime.stack import ServiceProcess, Stack, StackConfig
+from experiments.workload.load import closed_loop, open_loop
 
 PAD = "x" * 64
 
@@ -69,13 +69,15 @@ class BareChain:
 
     def __init__(self, workdir: Path) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
-        sink = ServiceProcess("bare-sink", "experiments.bare_chain:create_sink", free_port(), {}, workdir / "sink.log")
+        sink = ServiceProcess(
+            "bare-sink", "experiments.bench.bare_chain:create_sink", free_port(), {}, workdir / "sink.log"
+        )
         mid = ServiceProcess(
-            "bare-mid", "experiments.bare_chain:create_forwarder", free_port(), {"BARE_NEXT_URL": sink.url},
+            "bare-mid", "experiments.bench.bare_chain:create_forwarder", free_port(), {"BARE_NEXT_URL": sink.url},
             workdir / "mid.log",
         )  # fmt: skip
         front = ServiceProcess(
-            "bare-front", "experiments.bare_chain:create_forwarder", free_port(), {"BARE_NEXT_URL": mid.url},
+            "bare-front", "experiments.bench.bare_chain:create_forwarder", free_port(), {"BARE_NEXT_URL": mid.url},
             workdir / "front.log",
         )  # fmt: skip
         self.services = [sink, mid, front]

@@ -1,6 +1,6 @@
 """NATS JetStream in a Docker container, through testcontainers.
 
-The same operations as `ProcessNats` (see `experiments.nats_provider.NatsServer`)
+The same operations as `ProcessNats` (see `experiments.runtime.nats.provider.NatsServer`)
 for the runs and tests that want the broker isolated in a container: its own
 filesystem, frozen with the cgroup freezer (`docker pause`), killed by the
 engine. What these machines allow shapes it (DESIGN.md, "How things start here"):
@@ -44,7 +44,13 @@ from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.docker_client import DockerClient
 
-from experiments.nats_server import NatsNotReady, free_port, nats_server_binary, nats_server_version, wait_healthy
+from experiments.runtime.nats.process import (
+    NatsNotReady,
+    free_port,
+    nats_server_binary,
+    nats_server_version,
+    wait_healthy,
+)
 
 # Ryuk (the reaper container) cannot be pulled on these machines; without this
 # the first container start would try to pull it and fail. Set before any

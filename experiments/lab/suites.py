@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from experiments.faults import FaultStep
-from experiments.lab import RunContext, Setup
-from experiments.results import Backend
+from experiments.lab.session import RunContext, Setup
+from experiments.results.schema import Backend
+from experiments.workload.faults import FaultStep
 
 
 async def latency(

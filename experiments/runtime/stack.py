@@ -20,9 +20,9 @@ from types import TracebackType
 
 import httpx
 
-from experiments.nats_provider import NatsServer
-from experiments.nats_server import ProcessNats, free_port
-from experiments.processes import register_child, signal_and_wait
+from experiments.runtime.nats.process import ProcessNats, free_port
+from experiments.runtime.nats.provider import NatsServer
+from experiments.runtime.processes import register_child, signal_and_wait
 
 
 class ServiceNotReady(RuntimeError):

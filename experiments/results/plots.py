@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
-from experiments.results import ResultRecord
+from experiments.results.schema import ResultRecord
 
 STYLE = {
     "memory": {"color": "#1f77b4", "marker": "o", "label": "memory queue"},

@@ -1,0 +1,1 @@
+"""Batch files of notebook runs, their planning, and the papermill runner."""
