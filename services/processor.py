@@ -27,6 +27,7 @@ from services.http import ERROR_RESPONSES, RETRY_AFTER, ApiError, install_common
 from services.ledger import Ledger
 from services.models import Accepted, InvalidInput, WireMessage, wire_to_message
 from services.openapi import document_body
+from services.percentile import nearest_rank
 from services.settings import ProcessorSettings, load
 from services.worker_pool import PoolConfig, WorkerPool, go_duration
 
@@ -137,18 +138,18 @@ class Processor:
                 "dead_lettered": pool.dead_lettered,
                 "redelivered": pool.redelivered,
                 "duplicates_skipped": pool.duplicates_skipped,
-                "e2e_latency_ms": _percentiles(lat),
+                "e2e_latency_ms": _latency_summary(lat),
             },
         }
 
 
-def _percentiles(sorted_ms: list[float]) -> dict[str, float] | None:
+def _latency_summary(sorted_ms: list[float]) -> dict[str, float] | None:
     if not sorted_ms:
         return None
     n = len(sorted_ms)
 
     def pick(q: float) -> float:
-        return round(sorted_ms[min(n - 1, int(q * n))], 3)
+        return round(nearest_rank(sorted_ms, q), 3)
 
     return {
         "p50": pick(0.5),

@@ -1,6 +1,6 @@
 """Percentiles and spreads, computed one way for every table and plot.
 
-Nearest-rank percentiles (no interpolation): every reported figure is a value
+Nearest-rank percentiles (`services.percentile`, the one definition): every reported figure is a value
 that was really observed, and p50 <= p90 <= p99 <= p99.9 <= max holds by
 construction, which the batch checks assert.
 """
@@ -10,6 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from services.percentile import nearest_rank
+
+__all__ = ["PERCENTILES", "QUANTILE_POINTS", "nearest_rank", "percentiles", "quantile_curve", "spread"]
+
 PERCENTILES: tuple[tuple[str, float], ...] = (
     ("p50", 0.50),
     ("p90", 0.90),
@@ -18,14 +22,6 @@ PERCENTILES: tuple[tuple[str, float], ...] = (
     ("max", 1.0),
 )
 QUANTILE_POINTS = 101  # stored per row for CDF plots: q = 0.00, 0.01, ..., 1.00
-
-
-def nearest_rank(sorted_values: Sequence[float], q: float) -> float:
-    """The q-quantile of already sorted values (nan when empty)."""
-    n = len(sorted_values)
-    if n == 0:
-        return math.nan
-    return float(sorted_values[min(n - 1, max(0, math.ceil(q * n) - 1))])
 
 
 def percentiles(values: Sequence[float]) -> dict[str, float]:

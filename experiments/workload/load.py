@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import aiohttp
 import orjson
 
+from services.percentile import nearest_rank
+
 BodyFactory = Callable[[int], bytes]
 
 
@@ -46,10 +48,7 @@ class LoadResult:
 
     def latency_ms(self, q: float) -> float:
         """Percentile of successful requests' latency in ms (nearest rank)."""
-        lat = sorted(r.latency for r in self.ok)
-        if not lat:
-            return float("nan")
-        return 1000 * lat[min(len(lat) - 1, max(0, round(q * len(lat)) - 1))]
+        return 1000 * nearest_rank(sorted(r.latency for r in self.ok), q)
 
 
 def _session(connections: int, timeout: float) -> aiohttp.ClientSession:
