@@ -46,7 +46,7 @@ class WireMessage(BaseModel):
     source: str
     payload: Any
     created_at: int = Field(ge=0, le=MAX_CREATED_AT, description="ns since the Unix epoch, stamped by ingest")
-    attributes: dict[str, str] = Field(default_factory=dict)
+    attributes: dict[str, str] | None = Field(default_factory=dict, description="null is taken as {}")
 
 
 class Accepted(BaseModel):
