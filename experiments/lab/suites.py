@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from experiments.lab.session import RunContext, Setup
+from experiments.results import registry
 from experiments.results.schema import Backend
 from experiments.workload.faults import FaultStep
 
@@ -129,20 +130,6 @@ async def scaling(
     return ctx.frame()
 
 
-TABLE_COLUMNS: dict[str, list[str]] = {
-    "00_tour": ["backend", "nats_provider", "offered_rate", "achieved_rate", "sent", "acknowledged", "processed",
-                "lost", "e2e_p50_ms", "e2e_p99_ms"],
-    "01_latency": ["backend", "offered_rate", "achieved_rate", "client_p50_ms", "client_p99_ms", "e2e_p50_ms",
-                   "e2e_p90_ms", "e2e_p99_ms", "e2e_p999_ms", "e2e_max_ms", "sent", "lost"],
-    "02_throughput": ["backend", "batch_size", "offered_rate", "achieved_rate", "processed_rate", "client_p50_ms",
-                      "client_p99_ms", "e2e_p99_ms", "rejected", "errors", "lost"],
-    "03_durability": ["fault", "backend", "sent", "acknowledged", "processed", "lost", "duplicated",
-                      "extra_deliveries", "unacked_processed", "errors", "e2e_p99_ms"],
-    "04_scaling": ["backend", "processors", "workers", "offered_rate", "processed_rate", "e2e_p50_ms", "e2e_p99_ms",
-                   "lost"],
-}  # fmt: skip
-
-
 def table(df: Any, experiment: str, digits: int = 2) -> Any:
-    """The columns a notebook shows for its experiment, rounded for reading."""
-    return df[TABLE_COLUMNS[experiment]].round(digits)
+    """The columns a notebook shows for its experiment (from the registry), rounded for reading."""
+    return df[list(registry.experiment(experiment).columns)].round(digits)

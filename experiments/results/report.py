@@ -15,20 +15,12 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from matplotlib.figure import Figure
 
 from experiments.results import plots
 from experiments.results.schema import ROW_COLUMNS, ResultRecord, RunDocument, read_runs
-from experiments.results.stats import spread
+from experiments.results.registry import EXPERIMENTS
 
 FLOAT_FORMAT = "%.6g"
-EXPERIMENT_TITLES = {
-    "00_tour": "Tour",
-    "01_latency": "Latency at fixed offered rates",
-    "02_throughput": "Throughput: saturation sweep",
-    "03_durability": "Durability across faults",
-    "04_scaling": "Scaling: workers and processor instances",
-}
 
 
 @dataclass
@@ -51,50 +43,13 @@ def _records(docs: list[RunDocument], experiment: str) -> list[ResultRecord]:
     return [rec for doc in docs for rec in doc.results if rec.row.experiment == experiment]
 
 
-def _median_table(df: pd.DataFrame, keys: list[str], values: list[str]) -> pd.DataFrame:
-    g = df.groupby(keys, sort=True)
-    out = g[values].median()
-    out.insert(0, "repetitions", g.size())
-    return out.reset_index()
-
-
 def tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """The summary tables (medians over repetitions, sums of counts)."""
+    """The summary tables of every registered experiment that has rows, in registry order."""
     out: dict[str, pd.DataFrame] = {}
-    lat = df[df["experiment"] == "01_latency"]
-    if not lat.empty:
-        out["latency"] = _median_table(
-            lat,
-            ["backend", "payload_bytes", "offered_rate"],
-            ["achieved_rate", "client_p50_ms", "client_p99_ms", "e2e_p50_ms", "e2e_p90_ms", "e2e_p99_ms",
-             "e2e_p999_ms", "e2e_max_ms"],
-        )  # fmt: skip
-        rep = []
-        for (backend, payload, rate), part in lat.groupby(["backend", "payload_bytes", "offered_rate"], sort=True):
-            for metric in ("e2e_p50_ms", "client_p50_ms"):
-                s = spread(part[metric].dropna().tolist())
-                rep.append({"backend": backend, "payload_bytes": payload, "offered_rate": rate, "metric": metric, **s})
-        out["repeatability"] = pd.DataFrame(rep)
-    thr = df[df["experiment"] == "02_throughput"]
-    if not thr.empty:
-        out["throughput"] = _median_table(
-            thr,
-            ["backend", "batch_size", "offered_rate"],
-            ["achieved_rate", "processed_rate", "client_p50_ms", "client_p99_ms", "e2e_p99_ms", "rejected", "errors"],
-        )
-    dur = df[df["experiment"] == "03_durability"]
-    if not dur.empty:
-        g = dur.groupby(["fault", "backend"], sort=True)
-        counts = ["sent", "acknowledged", "processed", "lost", "duplicated", "extra_deliveries", "unacked_processed",
-                  "errors"]  # fmt: skip
-        t = g[counts].sum()
-        t.insert(0, "runs", g.size())
-        out["durability"] = t.reset_index()
-    sca = df[df["experiment"] == "04_scaling"]
-    if not sca.empty:
-        out["scaling"] = _median_table(
-            sca, ["backend", "processors", "workers"], ["offered_rate", "processed_rate", "e2e_p99_ms"]
-        )
+    for exp in EXPERIMENTS.values():
+        rows = df[df["experiment"] == exp.name]
+        if exp.tables is not None and not rows.empty:
+            out.update(exp.tables(rows))
     return out
 
 
@@ -122,25 +77,17 @@ def runs_table(docs: list[RunDocument]) -> pd.DataFrame:
 
 
 def figures(df: pd.DataFrame, docs: list[RunDocument], directory: Path) -> dict[str, list[Path]]:
+    """Every registered experiment's figures (PNG + SVG) for the experiments that have rows."""
     made: dict[str, list[Path]] = {}
-
-    def keep(name: str, fig: Figure) -> None:
-        made[name] = plots.save(fig, directory, name)
-        plt.close(fig)
-
-    lat_records = _records(docs, "01_latency")
-    if lat_records:
-        keep("latency_cdf_e2e", plots.latency_cdf(lat_records, "e2e"))
-        keep("latency_cdf_client", plots.latency_cdf(lat_records, "client"))
-        keep("latency_vs_rate", plots.latency_vs_rate(df[df["experiment"] == "01_latency"]))
-    if (df["experiment"] == "02_throughput").any():
-        keep("throughput", plots.throughput_curve(df[df["experiment"] == "02_throughput"]))
-    dur_records = _records(docs, "03_durability")
-    if dur_records:
-        keep("durability_counts", plots.durability_bars(df[df["experiment"] == "03_durability"]))
-        keep("durability_timeline", plots.durability_timeline(dur_records))
-    if (df["experiment"] == "04_scaling").any():
-        keep("scaling", plots.scaling_curve(df[df["experiment"] == "04_scaling"]))
+    for exp in EXPERIMENTS.values():
+        rows = df[df["experiment"] == exp.name]
+        if rows.empty:
+            continue
+        records = _records(docs, exp.name)
+        for spec in exp.figures:
+            fig = spec.draw(rows, records)
+            made[spec.name] = plots.save(fig, directory, spec.name)
+            plt.close(fig)
     return made
 
 
