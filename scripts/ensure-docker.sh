@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Make sure a Docker engine answers `docker info`, so the testcontainers suite
 # can run. These machines come with the docker client only: as root, install
-# Debian's docker.io and start dockerd in the background the way DESIGN.md
-# says (no bridge, no iptables: containers use host networking on 127.0.0.1).
+# Debian's docker.io and start dockerd in the background as these
+# machines allow it (no bridge, no iptables: containers use host networking on 127.0.0.1).
 #
 # Idempotent: a no-op when `docker info` already answers; when a dockerd this
 # script started earlier is still coming up, it waits for it instead of

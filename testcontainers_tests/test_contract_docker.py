@@ -1,13 +1,15 @@
-"""The backend contract of `tests/test_backend_contract.py`, unchanged, against NATS in a container.
+"""The backend contract of `tests/test_backend_contract.py` against NATS in a container.
 
-The star import brings its test functions into this module; pytest collects
-them here, where this directory's conftest makes `nats_server` a `DockerNats`.
-(`test_sync_always_accepted_by_a_syncing_server` builds its own `ProcessNats`
-and so still runs on a process; `test_providers.py` has its container twin.)
+This directory's conftest makes `nats_server` a `DockerNats`; the class below
+is the contract's NATS target for it (the tests that build their own
+`ProcessNats` stay in the unit suite; `test_providers.py` has their twins).
 """
 
 import pytest
 
-from tests.test_backend_contract import *  # noqa: F403
+from tests.test_backend_contract import NatsContract
 
-pytestmark = pytest.mark.docker
+
+@pytest.mark.docker
+class TestDockerNats(NatsContract):
+    """The contract on nats-server in a container (testcontainers)."""

@@ -15,7 +15,8 @@ import orjson
 import pytest
 
 from experiments.runtime.nats.process import ProcessNats
-from experiments.workload.accounting import acked_ids, load_with_fault
+from experiments.workload.accounting import acked_ids
+from experiments.workload.faults import load_with_fault
 from experiments.workload.load import LoadResult
 from testcontainers_tests.fault_harness import (
     assert_nothing_lost,

@@ -16,7 +16,8 @@ import httpx
 import orjson
 import pytest
 
-from experiments.workload.accounting import Accounting, acked_ids, load_with_fault
+from experiments.workload.accounting import Accounting, acked_ids
+from experiments.workload.faults import load_with_fault
 from testcontainers_tests.fault_harness import (
     assert_nothing_lost,
     dlq_ids,

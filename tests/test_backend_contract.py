@@ -1,7 +1,7 @@
-"""The backend contract, run against both backends (NATS: a real nats-server).
+"""The backend contract, one base class subclassed per target (memory, NATS process; NATS container elsewhere).
 
-The testcontainers suite imports this module unchanged and swaps only the
-`nats_server` fixture, so the same assertions hold for NATS in a container.
+`testcontainers_tests/test_contract_docker.py` subclasses `NatsContract` where
+its conftest makes `nats_server` a container, so the same assertions hold there.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -25,9 +25,6 @@ from backends.contract import (
 from backends.factory import create_backend, load_settings
 from tests.backend_fixtures import MakeBackend, eventually, settles_to
 
-nats_only = pytest.mark.parametrize("backend_kind", ["nats"], indirect=True)
-memory_only = pytest.mark.parametrize("backend_kind", ["memory"], indirect=True)
-
 
 def msg(i: int | str, payload: Any = None) -> Message:
     return Message(id=f"m-{i}", source="contract-test", payload=payload if payload is not None else {"n": i})
@@ -42,359 +39,442 @@ async def drain(backend: QueueBackend, want: int, batch: int = 10, timeout: floa
     return got
 
 
-async def test_fifo_for_one_producer(make_backend: MakeBackend) -> None:
-    b = await make_backend()
-    for i in range(20):
-        await b.publish(msg(i))
-    await b.publish_many([msg(i) for i in range(20, 60)])
-    got = await drain(b, 60, batch=7)
-    assert [d.message.id for d in got] == [f"m-{i}" for i in range(60)]
-    assert all(d.delivery_count == 1 for d in got)
-    assert got[5].message.payload == {"n": 5}
-    for d in got:
+class BackendContract:
+    """What every `QueueBackend` promises; a subclass per target names the backend (`kind`).
+
+    Not collected itself (no `Test` prefix): `TestMemoryBackend`, `TestProcessNats` below and
+    `testcontainers_tests.test_contract_docker.TestDockerNats` run it against their target.
+    """
+
+    kind: ClassVar[str]
+
+    @pytest.fixture
+    def backend_kind(self) -> str:
+        return self.kind
+
+    async def test_fifo_for_one_producer(self, make_backend: MakeBackend) -> None:
+        b = await make_backend()
+        for i in range(20):
+            await b.publish(msg(i))
+        await b.publish_many([msg(i) for i in range(20, 60)])
+        got = await drain(b, 60, batch=7)
+        assert [d.message.id for d in got] == [f"m-{i}" for i in range(60)]
+        assert all(d.delivery_count == 1 for d in got)
+        assert got[5].message.payload == {"n": 5}
+        for d in got:
+            await d.ack()
+        await settles_to(b, 0)
+
+    async def test_message_fields_survive_the_queue(self, make_backend: MakeBackend) -> None:
+        b = await make_backend()
+        sent = Message(
+            id="full",
+            source="src",
+            payload={"nested": [1, 2.5, None, True, "ü"], "deep": {"a": {"b": []}}},
+            created_at=1_700_000_000_123_456_789,
+            attributes={"k": "v"},
+        )
+        await b.publish(sent)
+        (d,) = await drain(b, 1)
+        assert d.message == sent
         await d.ack()
-    await settles_to(b, 0)
 
-
-async def test_message_fields_survive_the_queue(make_backend: MakeBackend) -> None:
-    b = await make_backend()
-    sent = Message(
-        id="full",
-        source="src",
-        payload={"nested": [1, 2.5, None, True, "ü"], "deep": {"a": {"b": []}}},
-        created_at=1_700_000_000_123_456_789,
-        attributes={"k": "v"},
-    )
-    await b.publish(sent)
-    (d,) = await drain(b, 1)
-    assert d.message == sent
-    await d.ack()
-
-
-async def test_ack_removes_for_good(make_backend: MakeBackend) -> None:
-    b = await make_backend(ack_wait=0.5)
-    await b.publish_many([msg(i) for i in range(3)])
-    for d in await drain(b, 3):
-        await d.ack()
-    await asyncio.sleep(0.8)  # past ack_wait: an acked message must not come back
-    assert await b.fetch(10, timeout=0.3) == []
-    await settles_to(b, 0)
-    s = await b.stats()
-    assert (s.acked, s.total_dequeued) == (3, 3)
-
-
-async def test_settling_twice_is_refused(make_backend: MakeBackend) -> None:
-    b = await make_backend()
-    await b.publish(msg(1))
-    (d,) = await drain(b, 1)
-    await d.ack()
-    with pytest.raises(AlreadySettled):
-        await d.ack()
-    with pytest.raises(AlreadySettled):
-        await d.nak()
-
-
-async def test_nak_redelivers(make_backend: MakeBackend) -> None:
-    b = await make_backend()
-    await b.publish(msg(1))
-    (first,) = await drain(b, 1)
-    await first.nak()
-    (second,) = await drain(b, 1)
-    assert second.message.id == "m-1"
-    assert (first.delivery_count, second.delivery_count) == (1, 2)
-    await second.ack()
-    await settles_to(b, 0)
-    s = await b.stats()
-    assert (s.naked, s.redelivered, s.acked) == (1, 1, 1)
-
-
-async def test_nak_with_delay_waits_before_redelivery(make_backend: MakeBackend) -> None:
-    b = await make_backend()
-    await b.publish(msg(1))
-    (d,) = await drain(b, 1)
-    started = time.monotonic()
-    await d.nak(delay=0.6)
-    assert await b.fetch(1, timeout=0.3) == []
-    (again,) = await drain(b, 1, timeout=3.0)
-    assert again.message.id == "m-1"
-    assert time.monotonic() - started >= 0.5
-    await again.ack()
-
-
-async def test_unacked_delivery_comes_back_after_ack_wait(make_backend: MakeBackend) -> None:
-    b = await make_backend(ack_wait=0.5)
-    await b.publish(msg(1))
-    (d,) = await drain(b, 1)  # a worker that died mid-message: never settles
-    assert await b.fetch(1, timeout=0.2) == []
-    (again,) = await drain(b, 1, timeout=3.0)
-    assert again.message.id == d.message.id
-    assert again.delivery_count == 2
-    await again.ack()
-    await settles_to(b, 0)
-
-
-async def test_in_progress_holds_the_delivery(make_backend: MakeBackend) -> None:
-    b = await make_backend(ack_wait=1.0)
-    await b.publish(msg(1))
-    (d,) = await drain(b, 1)
-    for _ in range(4):  # 1.6 s of work, longer than ack_wait, with progress signals
-        await asyncio.sleep(0.4)
-        await d.in_progress()
-    assert await b.fetch(1, timeout=0.1) == []
-    await d.ack()
-    await asyncio.sleep(1.2)
-    assert await b.fetch(1, timeout=0.2) == []
-
-
-async def test_max_deliver_exhausted_is_not_redelivered(make_backend: MakeBackend) -> None:
-    b = await make_backend(max_deliver=2, ack_wait=0.5)
-    await b.publish(msg("poison"))
-    (d1,) = await drain(b, 1)
-    await d1.nak()
-    (d2,) = await drain(b, 1)
-    assert d2.delivery_count == 2
-    await d2.nak()
-    await asyncio.sleep(0.7)  # past ack_wait too
-    assert await b.fetch(1, timeout=0.5) == []
-
-    async def parked() -> bool:
+    async def test_ack_removes_for_good(self, make_backend: MakeBackend) -> None:
+        b = await make_backend(ack_wait=0.5)
+        await b.publish_many([msg(i) for i in range(3)])
+        for d in await drain(b, 3):
+            await d.ack()
+        await asyncio.sleep(0.8)  # past ack_wait: an acked message must not come back
+        assert await b.fetch(10, timeout=0.3) == []
+        await settles_to(b, 0)
         s = await b.stats()
-        return (s.exhausted, s.dead_lettered) == (1, 1)
+        assert (s.acked, s.total_dequeued) == (3, 3)
 
-    await eventually(parked)  # neither lost nor stuck: in the dead-letter place
-    await settles_to(b, 0)
-
-
-async def test_dead_letter_parks_and_settles(make_backend: MakeBackend) -> None:
-    b = await make_backend(ack_wait=0.5)
-    await b.publish_many([msg("bad"), msg("good")])
-    bad, good = await drain(b, 2)
-    await b.dead_letter(bad, "payload rejected")
-    await good.ack()
-    with pytest.raises(AlreadySettled):
-        await bad.ack()
-    await asyncio.sleep(0.7)
-    assert await b.fetch(1, timeout=0.3) == []
-    await settles_to(b, 0)
-    s = await b.stats()
-    assert (s.dead_lettered, s.acked, s.exhausted) == (1, 1, 0)
-
-
-async def test_term_drops_the_message(make_backend: MakeBackend) -> None:
-    b = await make_backend(ack_wait=0.5)
-    await b.publish(msg(1))
-    (d,) = await drain(b, 1)
-    await d.term()
-    await asyncio.sleep(0.7)
-    assert await b.fetch(1, timeout=0.3) == []
-    await settles_to(b, 0)
-    assert (await b.stats()).termed == 1
-
-
-async def test_stats_are_exact_after_a_known_sequence(make_backend: MakeBackend) -> None:
-    b = await make_backend()
-    await b.publish_many([msg(i) for i in range(8)])
-    await b.publish(msg(8))
-    dup = await b.publish(msg(3))  # a retry of a stored id
-    assert dup.duplicate
-    got = await b.fetch(5, timeout=1.0)
-    assert len(got) == 5
-    await got[0].ack()
-    await got[1].ack()
-    await got[2].nak()
-    await got[3].term()
-    # got[4] stays in flight
-    await settles_to(b, 9 - 2 - 1)  # 4 never fetched + 1 naked + 1 in flight
-    s = await b.stats()
-    assert s.total_enqueued == 9
-    assert s.duplicates == 1
-    assert s.total_dequeued == 5
-    assert (s.acked, s.naked, s.termed) == (2, 1, 1)
-    await got[4].ack()
-    rest = await drain(b, 5)
-    assert sorted(d.message.id for d in rest) == ["m-2", "m-5", "m-6", "m-7", "m-8"]
-    for d in rest:
-        await d.ack()
-    await settles_to(b, 0)
-    s = await b.stats()
-    assert (s.total_dequeued, s.acked, s.redelivered) == (10, 8, 1)
-
-
-async def test_republishing_the_same_id_is_deduplicated(make_backend: MakeBackend) -> None:
-    b = await make_backend()
-    first = await b.publish(msg("x"))
-    again = await b.publish(msg("x", payload="retry"))
-    assert not first.duplicate
-    assert again.duplicate
-    assert again.sequence == first.sequence
-    batch = await b.publish_many([msg("x"), msg("y"), msg("y")])
-    assert [a.duplicate for a in batch] == [True, False, True]
-    got = await drain(b, 3, timeout=1.5)
-    assert sorted(d.message.id for d in got) == ["m-x", "m-y"]
-    assert got[0].message.payload == {"n": "x"}  # the first stored copy wins
-    s = await b.stats()
-    assert (s.total_enqueued, s.duplicates) == (2, 3)
-
-
-async def test_publish_many_empty_and_order(make_backend: MakeBackend) -> None:
-    b = await make_backend()
-    assert await b.publish_many([]) == []
-    acks = await b.publish_many([msg(i) for i in range(500)])
-    assert [a.message_id for a in acks] == [f"m-{i}" for i in range(500)]
-    seqs = [a.sequence for a in acks]
-    assert seqs == sorted(seqs)
-    assert len(set(seqs)) == 500
-    await settles_to(b, 500)
-
-
-async def test_fetch_waits_for_a_message_and_returns_on_arrival(make_backend: MakeBackend) -> None:
-    b = await make_backend()
-    started = time.monotonic()
-    assert await b.fetch(10, timeout=0.3) == []
-    assert 0.25 <= time.monotonic() - started < 2.0
-
-    async def later() -> None:
-        await asyncio.sleep(0.2)
+    async def test_settling_twice_is_refused(self, make_backend: MakeBackend) -> None:
+        b = await make_backend()
         await b.publish(msg(1))
-
-    task = asyncio.create_task(later())
-    started = time.monotonic()
-    got = await b.fetch(10, timeout=5.0)
-    waited = time.monotonic() - started
-    await task
-    assert [d.message.id for d in got] == ["m-1"]
-    assert waited < 1.0  # returned on arrival, not after the 5 s budget or a full batch
-    await got[0].ack()
-
-
-async def test_close_leaves_no_running_tasks(make_backend: MakeBackend, backend_kind: str) -> None:
-    before = asyncio.all_tasks()
-    b = await make_backend(ack_wait=0.5)
-    await b.publish_many([msg(i) for i in range(5)])
-    for d in await drain(b, 3):
-        await d.nak(delay=5.0)  # leaves timers/pending redeliveries behind
-    await b.close()
-    await asyncio.sleep(0.05)
-    left = {t for t in asyncio.all_tasks() - before if not t.done()}
-    assert left == set(), f"{backend_kind} backend left tasks: {left}"
-
-
-@memory_only
-async def test_full_memory_queue_raises_queue_full(make_backend: MakeBackend) -> None:
-    b = await make_backend(queue_size=5, publish_timeout=0.3)
-    await b.publish_many([msg(i) for i in range(5)])
-    started = time.monotonic()
-    with pytest.raises(QueueFull, match="QUEUE_SIZE"):
-        await b.publish(msg(5))
-    assert 0.25 <= time.monotonic() - started < 1.5  # waited the bounded time, no longer
-    with pytest.raises(QueueFull):
-        await b.publish_many([msg(10), msg(11)])
-    with pytest.raises(QueueFull, match="exceeds the queue capacity"):
-        await b.publish_many([msg(i) for i in range(100, 106)])
-    s = await b.stats()
-    assert (s.current_size, s.total_enqueued) == (5, 5)  # nothing of the refused batches stored
-
-
-@memory_only
-async def test_full_memory_queue_accepts_when_space_frees_in_time(make_backend: MakeBackend) -> None:
-    b = await make_backend(queue_size=2, publish_timeout=2.0)
-    await b.publish_many([msg(1), msg(2)])
-
-    async def consume_one() -> None:
-        await asyncio.sleep(0.2)
-        (d,) = await b.fetch(1, timeout=1.0)
+        (d,) = await drain(b, 1)
         await d.ack()
+        with pytest.raises(AlreadySettled):
+            await d.ack()
+        with pytest.raises(AlreadySettled):
+            await d.nak()
 
-    task = asyncio.create_task(consume_one())
-    ack = await b.publish(msg(3))
-    await task
-    assert not ack.duplicate
-    assert (await b.stats()).current_size == 2
+    async def test_nak_redelivers(self, make_backend: MakeBackend) -> None:
+        b = await make_backend()
+        await b.publish(msg(1))
+        (first,) = await drain(b, 1)
+        await first.nak()
+        (second,) = await drain(b, 1)
+        assert second.message.id == "m-1"
+        assert (first.delivery_count, second.delivery_count) == (1, 2)
+        await second.ack()
+        await settles_to(b, 0)
+        s = await b.stats()
+        assert (s.naked, s.redelivered, s.acked) == (1, 1, 1)
 
-
-@nats_only
-@pytest.mark.parametrize("hard", [False, True], ids=["graceful", "sigkill"])
-async def test_messages_survive_a_nats_restart(make_backend: MakeBackend, nats_server: Any, hard: bool) -> None:
-    producer = await make_backend()
-    await producer.publish_many([msg(i) for i in range(300)])
-    await producer.publish(msg(300))
-    await producer.close()
-    nats_server.restart(hard=hard)
-    consumer = await make_backend()
-    got = await drain(consumer, 301, batch=100)
-    assert sorted(d.message.id for d in got) == sorted(f"m-{i}" for i in range(301))
-    for d in got:
-        await d.ack()
-    await settles_to(consumer, 0)
-
-
-@nats_only
-async def test_backend_reconnects_by_itself(make_backend: MakeBackend, nats_server: Any) -> None:
-    b = await make_backend(publish_timeout=0.5, nats_reconnect_wait=0.1)
-    await b.publish(msg("before"))
-    nats_server.stop()
-    started = time.monotonic()
-    with pytest.raises(BackendUnavailable):
-        await b.publish(msg("while-down"))
-    assert time.monotonic() - started < 2.0  # bounded, no hang
-    with pytest.raises(BackendUnavailable):
-        await b.fetch(1, timeout=0.3)
-    assert not (await b.stats()).connected
-    nats_server.start()
-
-    async def accepts() -> bool:
-        try:
-            await b.publish(msg("after"))
-        except BackendUnavailable:
-            return False
-        return True
-
-    await eventually(accepts, timeout=10.0, every=0.2)
-    got = await drain(b, 2)
-    assert sorted(d.message.id for d in got) == ["m-after", "m-before"]
-    s = await b.stats()
-    assert s.connected
-    assert s.current_size == 2
-
-
-@nats_only
-async def test_publish_to_a_frozen_broker_fails_in_bounded_time(make_backend: MakeBackend, nats_server: Any) -> None:
-    b = await make_backend(publish_timeout=0.5)
-    nats_server.pause()
-    try:
+    async def test_nak_with_delay_waits_before_redelivery(self, make_backend: MakeBackend) -> None:
+        b = await make_backend()
+        await b.publish(msg(1))
+        (d,) = await drain(b, 1)
         started = time.monotonic()
-        with pytest.raises(BackendUnavailable, match="PubAck"):
-            await b.publish(msg("frozen"))
-        assert time.monotonic() - started < 1.5
-    finally:
-        nats_server.resume()
-    retry = await b.publish(msg("frozen"))  # the retry of a maybe-stored message
-    got = await drain(b, 2, timeout=1.5)
-    assert [d.message.id for d in got] == ["m-frozen"]  # stored once either way
-    assert retry.sequence == 1
+        await d.nak(delay=0.6)
+        assert await b.fetch(1, timeout=0.3) == []
+        (again,) = await drain(b, 1, timeout=3.0)
+        assert again.message.id == "m-1"
+        assert time.monotonic() - started >= 0.5
+        await again.ack()
 
+    async def test_unacked_delivery_comes_back_after_ack_wait(self, make_backend: MakeBackend) -> None:
+        b = await make_backend(ack_wait=0.5)
+        await b.publish(msg(1))
+        (d,) = await drain(b, 1)  # a worker that died mid-message: never settles
+        assert await b.fetch(1, timeout=0.2) == []
+        (again,) = await drain(b, 1, timeout=3.0)
+        assert again.message.id == d.message.id
+        assert again.delivery_count == 2
+        await again.ack()
+        await settles_to(b, 0)
 
-@nats_only
-async def test_stats_while_the_broker_is_frozen_leave_the_connection_usable(
-    make_backend: MakeBackend, nats_server: Any
-) -> None:
-    """Found by the durability notebook: a stats() call that timed out during a SIGSTOP left a
-    cancelled PING future in nats-py, whose late PONG then killed the client's read loop for good."""
-    b = await make_backend(publish_timeout=0.5)
-    await b.publish(msg("before"))
-    nats_server.pause()
-    try:
-        for _ in range(3):
-            with contextlib.suppress(BackendUnavailable, TimeoutError):
-                await asyncio.wait_for(b.stats(), 2.0)
-    finally:
-        nats_server.resume()
-    await b.publish(msg("after"))  # raises if the client died
-    got = await drain(b, 2, timeout=3.0)
-    assert sorted(d.message.id for d in got) == ["m-after", "m-before"]
-    for d in got:
+    async def test_in_progress_holds_the_delivery(self, make_backend: MakeBackend) -> None:
+        b = await make_backend(ack_wait=1.0)
+        await b.publish(msg(1))
+        (d,) = await drain(b, 1)
+        for _ in range(4):  # 1.6 s of work, longer than ack_wait, with progress signals
+            await asyncio.sleep(0.4)
+            await d.in_progress()
+        assert await b.fetch(1, timeout=0.1) == []
         await d.ack()
-    await settles_to(b, 0)
+        await asyncio.sleep(1.2)
+        assert await b.fetch(1, timeout=0.2) == []
+
+    async def test_max_deliver_exhausted_is_not_redelivered(self, make_backend: MakeBackend) -> None:
+        b = await make_backend(max_deliver=2, ack_wait=0.5)
+        await b.publish(msg("poison"))
+        (d1,) = await drain(b, 1)
+        await d1.nak()
+        (d2,) = await drain(b, 1)
+        assert d2.delivery_count == 2
+        await d2.nak()
+        await asyncio.sleep(0.7)  # past ack_wait too
+        assert await b.fetch(1, timeout=0.5) == []
+
+        async def parked() -> bool:
+            s = await b.stats()
+            return (s.exhausted, s.dead_lettered) == (1, 1)
+
+        await eventually(parked)  # neither lost nor stuck: in the dead-letter place
+        await settles_to(b, 0)
+
+    async def test_dead_letter_parks_and_settles(self, make_backend: MakeBackend) -> None:
+        b = await make_backend(ack_wait=0.5)
+        await b.publish_many([msg("bad"), msg("good")])
+        bad, good = await drain(b, 2)
+        await b.dead_letter(bad, "payload rejected")
+        await good.ack()
+        with pytest.raises(AlreadySettled):
+            await bad.ack()
+        await asyncio.sleep(0.7)
+        assert await b.fetch(1, timeout=0.3) == []
+        await settles_to(b, 0)
+        s = await b.stats()
+        assert (s.dead_lettered, s.acked, s.exhausted) == (1, 1, 0)
+
+    async def test_term_drops_the_message(self, make_backend: MakeBackend) -> None:
+        b = await make_backend(ack_wait=0.5)
+        await b.publish(msg(1))
+        (d,) = await drain(b, 1)
+        await d.term()
+        await asyncio.sleep(0.7)
+        assert await b.fetch(1, timeout=0.3) == []
+        await settles_to(b, 0)
+        assert (await b.stats()).termed == 1
+
+    async def test_stats_are_exact_after_a_known_sequence(self, make_backend: MakeBackend) -> None:
+        b = await make_backend()
+        await b.publish_many([msg(i) for i in range(8)])
+        await b.publish(msg(8))
+        dup = await b.publish(msg(3))  # a retry of a stored id
+        assert dup.duplicate
+        got = await b.fetch(5, timeout=1.0)
+        assert len(got) == 5
+        await got[0].ack()
+        await got[1].ack()
+        await got[2].nak()
+        await got[3].term()
+        # got[4] stays in flight
+        await settles_to(b, 9 - 2 - 1)  # 4 never fetched + 1 naked + 1 in flight
+        s = await b.stats()
+        assert s.total_enqueued == 9
+        assert s.duplicates == 1
+        assert s.total_dequeued == 5
+        assert (s.acked, s.naked, s.termed) == (2, 1, 1)
+        await got[4].ack()
+        rest = await drain(b, 5)
+        assert sorted(d.message.id for d in rest) == ["m-2", "m-5", "m-6", "m-7", "m-8"]
+        for d in rest:
+            await d.ack()
+        await settles_to(b, 0)
+        s = await b.stats()
+        assert (s.total_dequeued, s.acked, s.redelivered) == (10, 8, 1)
+
+    async def test_republishing_the_same_id_is_deduplicated(self, make_backend: MakeBackend) -> None:
+        b = await make_backend()
+        first = await b.publish(msg("x"))
+        again = await b.publish(msg("x", payload="retry"))
+        assert not first.duplicate
+        assert again.duplicate
+        assert again.sequence == first.sequence
+        batch = await b.publish_many([msg("x"), msg("y"), msg("y")])
+        assert [a.duplicate for a in batch] == [True, False, True]
+        got = await drain(b, 3, timeout=1.5)
+        assert sorted(d.message.id for d in got) == ["m-x", "m-y"]
+        assert got[0].message.payload == {"n": "x"}  # the first stored copy wins
+        s = await b.stats()
+        assert (s.total_enqueued, s.duplicates) == (2, 3)
+
+    async def test_publish_many_empty_and_order(self, make_backend: MakeBackend) -> None:
+        b = await make_backend()
+        assert await b.publish_many([]) == []
+        acks = await b.publish_many([msg(i) for i in range(500)])
+        assert [a.message_id for a in acks] == [f"m-{i}" for i in range(500)]
+        seqs = [a.sequence for a in acks]
+        assert seqs == sorted(seqs)
+        assert len(set(seqs)) == 500
+        await settles_to(b, 500)
+
+    async def test_fetch_waits_for_a_message_and_returns_on_arrival(self, make_backend: MakeBackend) -> None:
+        b = await make_backend()
+        started = time.monotonic()
+        assert await b.fetch(10, timeout=0.3) == []
+        assert 0.25 <= time.monotonic() - started < 2.0
+
+        async def later() -> None:
+            await asyncio.sleep(0.2)
+            await b.publish(msg(1))
+
+        task = asyncio.create_task(later())
+        started = time.monotonic()
+        got = await b.fetch(10, timeout=5.0)
+        waited = time.monotonic() - started
+        await task
+        assert [d.message.id for d in got] == ["m-1"]
+        assert waited < 1.0  # returned on arrival, not after the 5 s budget or a full batch
+        await got[0].ack()
+
+    async def test_close_leaves_no_running_tasks(self, make_backend: MakeBackend, backend_kind: str) -> None:
+        before = asyncio.all_tasks()
+        b = await make_backend(ack_wait=0.5)
+        await b.publish_many([msg(i) for i in range(5)])
+        for d in await drain(b, 3):
+            await d.nak(delay=5.0)  # leaves timers/pending redeliveries behind
+        await b.close()
+        await asyncio.sleep(0.05)
+        left = {t for t in asyncio.all_tasks() - before if not t.done()}
+        assert left == set(), f"{backend_kind} backend left tasks: {left}"
+
+    async def test_dedup_forgets_ids_after_the_window(self, make_backend: MakeBackend) -> None:
+        b = await make_backend(dedup_window=1.0, ack_wait=0.4)
+        first = await b.publish(msg("w"))
+        assert (await b.publish(msg("w"))).duplicate
+        await asyncio.sleep(1.8)
+        later = await b.publish(msg("w"))  # outside the window: a new message
+        assert not later.duplicate
+        assert later.sequence > first.sequence
+        got = await drain(b, 2)
+        assert [d.message.id for d in got] == ["m-w", "m-w"]
+
+    async def test_late_ack_still_completes_the_message(self, make_backend: MakeBackend) -> None:
+        """An ack after ack_wait counts (as in JetStream): the message is done."""
+        b = await make_backend(ack_wait=0.4)
+        await b.publish_many([msg("queued"), msg("refetched")])
+        first = await drain(b, 2)
+        await asyncio.sleep(0.7)  # both outlive ack_wait and are due again
+        (again,) = await drain(b, 1)  # one is redelivered, the other waits
+        late = next(d for d in first if d.message.id == again.message.id)
+        other = next(d for d in first if d.message.id != again.message.id)
+        await late.ack()  # completes the message a newer delivery holds
+        await other.ack()  # completes the message waiting for redelivery
+        await again.ack()  # harmless: already complete
+        await asyncio.sleep(0.6)
+        assert await b.fetch(5, timeout=0.3) == []
+        await settles_to(b, 0)
+
+    async def test_retried_batch_is_stored_once(self, make_backend: MakeBackend) -> None:
+        b = await make_backend()
+        batch = [msg(f"r{i}") for i in range(5)]
+        first = await b.publish_many(batch)
+        again = await b.publish_many(batch)  # the whole request retried after a lost answer
+        assert [a.duplicate for a in first] == [False] * 5
+        assert [a.duplicate for a in again] == [True] * 5
+        assert [a.sequence for a in again] == [a.sequence for a in first]
+        got = await drain(b, 6, timeout=1.5)
+        assert sorted(d.message.id for d in got) == sorted(m.id for m in batch)
+        s = await b.stats()
+        assert (s.total_enqueued, s.duplicates) == (5, 5)
+
+
+class NatsContract(BackendContract):
+    """The contract plus what only a NATS server can show: restarts, reconnects, freezes, the server's policy."""
+
+    kind = "nats"
+
+    @pytest.mark.parametrize("hard", [False, True], ids=["graceful", "sigkill"])
+    async def test_messages_survive_a_nats_restart(
+        self, make_backend: MakeBackend, nats_server: Any, hard: bool
+    ) -> None:
+        producer = await make_backend()
+        await producer.publish_many([msg(i) for i in range(300)])
+        await producer.publish(msg(300))
+        await producer.close()
+        nats_server.restart(hard=hard)
+        consumer = await make_backend()
+        got = await drain(consumer, 301, batch=100)
+        assert sorted(d.message.id for d in got) == sorted(f"m-{i}" for i in range(301))
+        for d in got:
+            await d.ack()
+        await settles_to(consumer, 0)
+
+    async def test_backend_reconnects_by_itself(self, make_backend: MakeBackend, nats_server: Any) -> None:
+        b = await make_backend(publish_timeout=0.5, nats_reconnect_wait=0.1)
+        await b.publish(msg("before"))
+        nats_server.stop()
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailable):
+            await b.publish(msg("while-down"))
+        assert time.monotonic() - started < 2.0  # bounded, no hang
+        with pytest.raises(BackendUnavailable):
+            await b.fetch(1, timeout=0.3)
+        assert not (await b.stats()).connected
+        nats_server.start()
+
+        async def accepts() -> bool:
+            try:
+                await b.publish(msg("after"))
+            except BackendUnavailable:
+                return False
+            return True
+
+        await eventually(accepts, timeout=10.0, every=0.2)
+        got = await drain(b, 2)
+        assert sorted(d.message.id for d in got) == ["m-after", "m-before"]
+        s = await b.stats()
+        assert s.connected
+        assert s.current_size == 2
+
+    async def test_publish_to_a_frozen_broker_fails_in_bounded_time(
+        self, make_backend: MakeBackend, nats_server: Any
+    ) -> None:
+        b = await make_backend(publish_timeout=0.5)
+        nats_server.pause()
+        try:
+            started = time.monotonic()
+            with pytest.raises(BackendUnavailable, match="PubAck"):
+                await b.publish(msg("frozen"))
+            assert time.monotonic() - started < 1.5
+        finally:
+            nats_server.resume()
+        retry = await b.publish(msg("frozen"))  # the retry of a maybe-stored message
+        got = await drain(b, 2, timeout=1.5)
+        assert [d.message.id for d in got] == ["m-frozen"]  # stored once either way
+        assert retry.sequence == 1
+
+    async def test_stats_while_the_broker_is_frozen_leave_the_connection_usable(
+        self, make_backend: MakeBackend, nats_server: Any
+    ) -> None:
+        """Found by the durability notebook: a stats() call that timed out during a SIGSTOP left a
+        cancelled PING future in nats-py, whose late PONG then killed the client's read loop for good."""
+        b = await make_backend(publish_timeout=0.5)
+        await b.publish(msg("before"))
+        nats_server.pause()
+        try:
+            for _ in range(3):
+                with contextlib.suppress(BackendUnavailable, TimeoutError):
+                    await asyncio.wait_for(b.stats(), 2.0)
+        finally:
+            nats_server.resume()
+        await b.publish(msg("after"))  # raises if the client died
+        got = await drain(b, 2, timeout=3.0)
+        assert sorted(d.message.id for d in got) == ["m-after", "m-before"]
+        for d in got:
+            await d.ack()
+        await settles_to(b, 0)
+
+    async def test_unreadable_message_on_the_subject_is_terminated(
+        self, make_backend: MakeBackend, nats_server: Any
+    ) -> None:
+        import nats
+
+        b = await make_backend()
+        nc = await nats.connect(nats_server.url)
+        try:
+            await nc.jetstream().publish("diplom.messages", b"not json")
+        finally:
+            await nc.close()
+        await b.publish(msg(1))
+        got = await drain(b, 1)
+        assert [d.message.id for d in got] == ["m-1"]
+        await got[0].ack()
+        await settles_to(b, 0)
+        assert (await b.stats()).termed == 1
+
+    async def test_sync_always_is_verified_on_the_server(self, make_backend: MakeBackend) -> None:
+        with pytest.raises(BackendMisconfigured, match="sync_interval: always"):
+            await make_backend(nats_sync_always=True)
+
+    async def test_close_hands_back_pulled_but_undelivered_messages(self, make_backend: MakeBackend) -> None:
+        """What sat in the pull buffer at close goes to the next consumer now, not after ack_wait."""
+        first = await make_backend(nats_pull_expires=5.0)
+        await first.publish_many([msg("a"), msg("b")])
+        taken = await first.fetch(5, timeout=5.0)  # a pull for 5 stays open after these 2
+        assert [d.message.id for d in taken] == ["m-a", "m-b"]
+        for d in taken:
+            await d.ack()
+        await first.publish_many([msg(i) for i in range(3)])
+        await asyncio.sleep(0.3)  # delivered into the first backend's buffer, never fetched
+        await first.close()
+        second = await make_backend()  # ack_wait is 30 s: only a nak makes this quick
+        got = await drain(second, 3, timeout=3.0)
+        assert sorted(d.message.id for d in got) == ["m-0", "m-1", "m-2"]
+
+
+class TestMemoryBackend(BackendContract):
+    """The contract on the in-memory queue, plus its bound (QUEUE_SIZE)."""
+
+    kind = "memory"
+
+    async def test_full_memory_queue_raises_queue_full(self, make_backend: MakeBackend) -> None:
+        b = await make_backend(queue_size=5, publish_timeout=0.3)
+        await b.publish_many([msg(i) for i in range(5)])
+        started = time.monotonic()
+        with pytest.raises(QueueFull, match="QUEUE_SIZE"):
+            await b.publish(msg(5))
+        assert 0.25 <= time.monotonic() - started < 1.5  # waited the bounded time, no longer
+        with pytest.raises(QueueFull):
+            await b.publish_many([msg(10), msg(11)])
+        with pytest.raises(QueueFull, match="exceeds the queue capacity"):
+            await b.publish_many([msg(i) for i in range(100, 106)])
+        s = await b.stats()
+        assert (s.current_size, s.total_enqueued) == (5, 5)  # nothing of the refused batches stored
+
+    async def test_full_memory_queue_accepts_when_space_frees_in_time(self, make_backend: MakeBackend) -> None:
+        b = await make_backend(queue_size=2, publish_timeout=2.0)
+        await b.publish_many([msg(1), msg(2)])
+
+        async def consume_one() -> None:
+            await asyncio.sleep(0.2)
+            (d,) = await b.fetch(1, timeout=1.0)
+            await d.ack()
+
+        task = asyncio.create_task(consume_one())
+        ack = await b.publish(msg(3))
+        await task
+        assert not ack.duplicate
+        assert (await b.stats()).current_size == 2
+
+
+class TestProcessNats(NatsContract):
+    """The contract on a `nats-server` process (this directory's `nats_server` fixture)."""
 
 
 async def test_first_connect_to_absent_nats_fails_fast() -> None:
@@ -414,30 +494,6 @@ async def test_first_connect_to_absent_nats_fails_fast() -> None:
         await backend.publish(msg(1))
 
 
-@nats_only
-async def test_unreadable_message_on_the_subject_is_terminated(make_backend: MakeBackend, nats_server: Any) -> None:
-    import nats
-
-    b = await make_backend()
-    nc = await nats.connect(nats_server.url)
-    try:
-        await nc.jetstream().publish("diplom.messages", b"not json")
-    finally:
-        await nc.close()
-    await b.publish(msg(1))
-    got = await drain(b, 1)
-    assert [d.message.id for d in got] == ["m-1"]
-    await got[0].ack()
-    await settles_to(b, 0)
-    assert (await b.stats()).termed == 1
-
-
-@nats_only
-async def test_sync_always_is_verified_on_the_server(make_backend: MakeBackend) -> None:
-    with pytest.raises(BackendMisconfigured, match="sync_interval: always"):
-        await make_backend(nats_sync_always=True)
-
-
 async def test_sync_always_accepted_by_a_syncing_server(tmp_path: Any) -> None:
     from experiments.runtime.nats.process import ProcessNats
 
@@ -453,63 +509,3 @@ async def test_sync_always_accepted_by_a_syncing_server(tmp_path: Any) -> None:
             assert (await backend.stats()).current_size == 1
         finally:
             await backend.close()
-
-
-async def test_dedup_forgets_ids_after_the_window(make_backend: MakeBackend) -> None:
-    b = await make_backend(dedup_window=1.0, ack_wait=0.4)
-    first = await b.publish(msg("w"))
-    assert (await b.publish(msg("w"))).duplicate
-    await asyncio.sleep(1.8)
-    later = await b.publish(msg("w"))  # outside the window: a new message
-    assert not later.duplicate
-    assert later.sequence > first.sequence
-    got = await drain(b, 2)
-    assert [d.message.id for d in got] == ["m-w", "m-w"]
-
-
-async def test_late_ack_still_completes_the_message(make_backend: MakeBackend) -> None:
-    """An ack after ack_wait counts (as in JetStream): the message is done."""
-    b = await make_backend(ack_wait=0.4)
-    await b.publish_many([msg("queued"), msg("refetched")])
-    first = await drain(b, 2)
-    await asyncio.sleep(0.7)  # both outlive ack_wait and are due again
-    (again,) = await drain(b, 1)  # one is redelivered, the other waits
-    late = next(d for d in first if d.message.id == again.message.id)
-    other = next(d for d in first if d.message.id != again.message.id)
-    await late.ack()  # completes the message a newer delivery holds
-    await other.ack()  # completes the message waiting for redelivery
-    await again.ack()  # harmless: already complete
-    await asyncio.sleep(0.6)
-    assert await b.fetch(5, timeout=0.3) == []
-    await settles_to(b, 0)
-
-
-async def test_retried_batch_is_stored_once(make_backend: MakeBackend) -> None:
-    b = await make_backend()
-    batch = [msg(f"r{i}") for i in range(5)]
-    first = await b.publish_many(batch)
-    again = await b.publish_many(batch)  # the whole request retried after a lost answer
-    assert [a.duplicate for a in first] == [False] * 5
-    assert [a.duplicate for a in again] == [True] * 5
-    assert [a.sequence for a in again] == [a.sequence for a in first]
-    got = await drain(b, 6, timeout=1.5)
-    assert sorted(d.message.id for d in got) == sorted(m.id for m in batch)
-    s = await b.stats()
-    assert (s.total_enqueued, s.duplicates) == (5, 5)
-
-
-@nats_only
-async def test_close_hands_back_pulled_but_undelivered_messages(make_backend: MakeBackend) -> None:
-    """What sat in the pull buffer at close goes to the next consumer now, not after ack_wait."""
-    first = await make_backend(nats_pull_expires=5.0)
-    await first.publish_many([msg("a"), msg("b")])
-    taken = await first.fetch(5, timeout=5.0)  # a pull for 5 stays open after these 2
-    assert [d.message.id for d in taken] == ["m-a", "m-b"]
-    for d in taken:
-        await d.ack()
-    await first.publish_many([msg(i) for i in range(3)])
-    await asyncio.sleep(0.3)  # delivered into the first backend's buffer, never fetched
-    await first.close()
-    second = await make_backend()  # ack_wait is 30 s: only a nak makes this quick
-    got = await drain(second, 3, timeout=3.0)
-    assert sorted(d.message.id for d in got) == ["m-0", "m-1", "m-2"]

@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from experiments.batch.runner import failing_cell, load_batch, plan
-from experiments.lab.session import Setup
+from experiments.lab.setup import Setup
 from experiments.results.schema import ResultRow
 from experiments.results.stats import nearest_rank, percentiles, quantile_curve, spread
 from experiments.workload.faults import FaultStep, Progress
@@ -141,3 +141,37 @@ async def test_progress_wakes_a_fault_waiting_for_n_requests() -> None:
     progress(3)
     await asyncio.wait_for(waiter, 1.0)
     await asyncio.wait_for(progress.reached(2), 1.0)  # already past: returns at once
+
+
+def test_a_phase_record_counts_by_id_what_was_sent_acked_processed_lost_and_duplicated() -> None:
+    from experiments.lab.record import PhaseObservation, PhaseSpec, RunLabels, build_record
+    from experiments.workload.load import LoadResult, RequestRecord
+
+    t0_ns = 1_000_000_000_000
+    # 4 requests: 0 and 1 acknowledged, 2 timed out (status 0) but stored after all, 3 rejected (429).
+    load = LoadResult(
+        [
+            RequestRecord(0, 10.0, 0.002, 202),
+            RequestRecord(1, 10.1, 0.004, 202),
+            RequestRecord(2, 10.2, 10.0, 0),
+            RequestRecord(3, 10.3, 0.001, 429),
+        ],
+        duration=1.0,
+    )
+    ms = 1_000_000
+    ledger = [
+        ("p-0", t0_ns, t0_ns + 3 * ms, "processed"),
+        ("p-0", t0_ns, t0_ns + 900 * ms, "processed"),  # a redelivery: duplicated
+        ("p-2", t0_ns, t0_ns + 5 * ms, "processed"),  # processed though the client saw no 2xx
+    ]  # p-1 was acknowledged and never processed: lost
+    obs = PhaseObservation("p", load, ledger, t0=10.0, t0_ns=t0_ns, wall_s=2.5)
+    spec = PhaseSpec("rate=4", rate=4.0, duration_s=1.0)
+    rec = build_record(RunLabels("03_durability", "r1", 0, {"k": 1}), Setup(backend="nats"), spec, obs)
+    row = rec.row
+    assert (row.sent, row.acknowledged, row.processed) == (4, 2, 2)
+    assert (row.lost, row.duplicated, row.extra_deliveries, row.unacked_processed) == (1, 1, 1, 1)
+    assert (row.rejected, row.errors) == (1, 1)
+    assert (row.e2e_p50_ms, row.e2e_max_ms) == (3.0, 5.0)  # the first processing of each id
+    assert row.client_max_ms == 4.0
+    assert row.achieved_rate == 2.0
+    assert sum(rec.series.timeline.processed_per_s) * 0.25 == 2  # first processings only, in their bins

@@ -4,8 +4,8 @@
 
 For each backend: publish a batch, let a few concurrent consumers fetch,
 ack, nak one poison message until max_deliver, and print the stats in the
-seed's `/stats` queue shape. Stands in for the experiment batch until the
-papermill runner lands.
+seed's `/stats` queue shape: the backend contract at a glance, in a
+minute, without the services or the notebooks (`make main` runs those).
 """
 
 from __future__ import annotations

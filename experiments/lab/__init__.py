@@ -1,6 +1,8 @@
-"""What a notebook imports: a RunContext per run, a Session per deployment, the suites and the registry."""
+"""What a notebook imports: a RunContext per run, a Session per deployment, the suites."""
 
 from experiments.lab import suites
-from experiments.lab.session import RunContext, Session, Setup
+from experiments.lab.context import RunContext
+from experiments.lab.session import Session
+from experiments.lab.setup import Setup
 
 __all__ = ["RunContext", "Session", "Setup", "suites"]

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from experiments.lab.session import RunContext, Setup
+from experiments.lab.context import RunContext
+from experiments.lab.setup import Setup
 from experiments.results import registry
 from experiments.results.schema import Backend
 from experiments.workload.faults import FaultStep

@@ -179,8 +179,3 @@ def read_run(path: str | Path) -> RunDocument:
 def read_runs(runs_dir: str | Path) -> list[RunDocument]:
     """Every run of a batch, in run-id order (deterministic for the report)."""
     return [read_run(p) for p in sorted(Path(runs_dir).glob("*.json"))]
-
-
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema of a run document, for readers outside Python."""
-    return RunDocument.model_json_schema()

@@ -1,27 +1,23 @@
-"""Durability runs: bounded load through the gateway, one fault, accounting by id.
+"""Accounting by message id: what was sent, acknowledged and processed, and so what was lost or duplicated.
 
 Jepsen's queue workload, in small: A = ids sent, G = ids that got a 2xx,
 P = ids processed (from the processors' ledgers). Nothing lost means G ⊆ P;
 P ⊆ A always (nothing invented). Duplicates (processed more than once) are
 counted, not hidden: at-least-once delivery allows them after a crash.
+The notebooks' result rows and the fault tests count with this one class.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
-
-from experiments.workload.load import LoadResult, open_loop
+from experiments.workload.load import LoadResult
 from services.ledger import read_ledger
-
-Fault = Callable[[], None]
 
 
 @dataclass
@@ -34,21 +30,34 @@ class Accounting:
 
     @property
     def lost(self) -> set[str]:
+        """Acknowledged to the client, never processed."""
         return self.acked - set(self.processed)
 
     @property
     def duplicated(self) -> dict[str, int]:
+        """Ids processed more than once, with how often."""
         return {i: n for i, n in self.processed.items() if n > 1}
 
     @property
+    def extra_deliveries(self) -> int:
+        """Processings beyond the first, over all duplicated ids."""
+        return sum(self.duplicated.values()) - len(self.duplicated)
+
+    @property
+    def unacked_processed(self) -> set[str]:
+        """Processed although the client saw no 2xx (a timed-out request that was stored after all)."""
+        return set(self.processed) - self.acked
+
+    @property
     def invented(self) -> set[str]:
+        """Processed but never sent: must always be empty."""
         return set(self.processed) - self.sent
 
     def summary(self, label: str) -> str:
         dup = self.duplicated
         return (
             f"{label}: A={len(self.sent)} G={len(self.acked)} P={len(self.processed)} "
-            f"lost={len(self.lost)} duplicated={len(dup)} (extra deliveries {sum(dup.values()) - len(dup)})"
+            f"lost={len(self.lost)} duplicated={len(dup)} (extra deliveries {self.extra_deliveries})"
         )
 
 
@@ -76,43 +85,6 @@ async def wait_processed(ledgers: list[Path], ids: set[str], timeout: float, set
     return processed_counts(ledgers)
 
 
-def id_body(prefix: str) -> Callable[[int], bytes]:
-    """Request bodies with client-given ids `prefix-seq`, so A is known exactly."""
-
-    def make(seq: int) -> bytes:
-        return orjson.dumps({"source": "durability", "payload": {"seq": seq}, "id": f"{prefix}-{seq}"})
-
-    return make
-
-
-async def load_with_fault(
-    gateway_url: str,
-    *,
-    rate: float,
-    duration: float,
-    fault: Fault | None,
-    fault_at: float,
-    prefix: str | None = None,
-) -> tuple[LoadResult, set[str], str]:
-    """Open-loop load for `duration` s; `fault` runs (in a thread) after `fault_at` s.
-
-    Returns the load result, the ids sent, and the id prefix used.
-    """
-    prefix = prefix or uuid.uuid4().hex[:8]
-
-    async def inject() -> None:
-        await asyncio.sleep(fault_at)
-        if fault is not None:
-            await asyncio.to_thread(fault)
-
-    injector = asyncio.create_task(inject())
-    result = await open_loop(
-        f"{gateway_url}/api/v1/ingest", id_body(prefix), rate=rate, duration=duration, timeout=10.0, keep_ids=True
-    )
-    await injector
-    sent = {f"{prefix}-{r.seq}" for r in result.records}
-    return result, sent, prefix
-
-
 def acked_ids(result: LoadResult) -> set[str]:
+    """The ids the gateway answered with a 2xx (needs `keep_ids=True` in the load)."""
     return {i for r in result.ok for i in r.ids}

@@ -13,12 +13,15 @@ import asyncio
 import os
 import signal
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 from experiments.runtime.nats.provider import NatsServer
 from experiments.runtime.processes import freeze
 from experiments.runtime.stack import ServiceProcess, Stack
+from experiments.workload.load import LoadResult, id_bodies, open_loop
 
 FaultKind = Literal["none", "restart", "kill", "pause"]
 FaultTarget = Literal["queue", "nats", "processor"]
@@ -47,12 +50,6 @@ class FaultStep:
         if target not in ("", "queue", "nats", "processor"):
             raise ValueError(f"fault {text!r}: target must be queue, nats or processor")
         return cls(kind=kind, target=target or "queue", **kwargs)  # type: ignore[arg-type]
-
-
-class Faultable(Protocol):
-    def stop(self, timeout: float = ...) -> None: ...
-    def kill(self) -> None: ...
-    def start(self) -> None: ...
 
 
 class _ProcessorHandle:
@@ -150,3 +147,37 @@ async def inject(
     start = time.perf_counter() - t0
     await asyncio.to_thread(apply, step, victim)
     return start, time.perf_counter() - t0
+
+
+async def load_with_fault(
+    gateway_url: str,
+    *,
+    rate: float,
+    duration: float,
+    fault: Callable[[], None] | None,
+    fault_at: float,
+    prefix: str | None = None,
+) -> tuple[LoadResult, set[str], str]:
+    """Open-loop load with client-given ids for `duration` s; `fault` (a callable) runs in a thread at `fault_at` s.
+
+    The fault tests' form of `inject`: the fault is code, not a `FaultStep`.
+    Returns the load result, the ids sent, and the id prefix used.
+    """
+    prefix = prefix or uuid.uuid4().hex[:8]
+
+    async def run_fault() -> None:
+        await asyncio.sleep(fault_at)
+        if fault is not None:
+            await asyncio.to_thread(fault)
+
+    injector = asyncio.create_task(run_fault())
+    result = await open_loop(
+        f"{gateway_url}/api/v1/ingest",
+        id_bodies(prefix, source="durability"),
+        rate=rate,
+        duration=duration,
+        timeout=10.0,
+        keep_ids=True,
+    )
+    await injector
+    return result, {f"{prefix}-{r.seq}" for r in result.records}, prefix

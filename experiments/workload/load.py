@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import orjson
@@ -36,19 +37,38 @@ class RequestRecord:
 class LoadResult:
     records: list[RequestRecord]
     duration: float  # seconds the generator ran
-    offered_rate: float | None = None  # requests/s on the schedule (open loop)
 
     @property
     def ok(self) -> list[RequestRecord]:
         return [r for r in self.records if 200 <= r.status < 300]
 
-    @property
-    def achieved_rate(self) -> float:
-        return len(self.ok) / self.duration if self.duration > 0 else 0.0
-
     def latency_ms(self, q: float) -> float:
         """Percentile of successful requests' latency in ms (nearest rank)."""
         return 1000 * nearest_rank(sorted(r.latency for r in self.ok), q)
+
+
+def request_ids(prefix: str, seq: int, batch_size: int = 1) -> list[str]:
+    """The client-given ids of request `seq`: `prefix-seq`, or `prefix-seq-k` for each message of a batch."""
+    if batch_size == 1:
+        return [f"{prefix}-{seq}"]
+    return [f"{prefix}-{seq}-{k}" for k in range(batch_size)]
+
+
+def id_bodies(prefix: str, *, batch_size: int = 1, payload_bytes: int = 0, source: str = "lab") -> BodyFactory:
+    """Request bodies whose ids the client chooses (`request_ids`), so what was sent is known exactly by id.
+
+    `payload_bytes` pads each payload to about that many bytes of JSON; a
+    batch is a JSON list of `batch_size` messages.
+    """
+    pad = "x" * max(0, payload_bytes - 16)
+
+    def message(seq: int, mid: str) -> dict[str, Any]:
+        payload: dict[str, Any] = {"seq": seq, "pad": pad} if pad else {"seq": seq}
+        return {"source": source, "payload": payload, "id": mid}
+
+    if batch_size == 1:
+        return lambda seq: orjson.dumps(message(seq, f"{prefix}-{seq}"))
+    return lambda seq: orjson.dumps([message(seq, mid) for mid in request_ids(prefix, seq, batch_size)])
 
 
 def _session(connections: int, timeout: float) -> aiohttp.ClientSession:
@@ -160,4 +180,4 @@ async def open_loop(
                 on_sent(seq + 1)
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - started
-    return LoadResult(records, elapsed, offered_rate=rate)
+    return LoadResult(records, elapsed)

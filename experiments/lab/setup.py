@@ -1,0 +1,45 @@
+"""What one deployment of a measured phase is: which queue, how many workers and processors, which knobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from experiments.results.schema import Backend
+
+BACKENDS: tuple[Backend, ...] = ("memory", "nats", "nats-sync")
+
+# Faults need quick failure detection and redelivery to finish in seconds.
+FAST_FAILOVER_ENV = {
+    "ACK_WAIT": "2",
+    "PUBLISH_TIMEOUT": "1",
+    "NATS_RECONNECT_WAIT": "0.2",
+    "HTTP_TIMEOUT": "5",
+}
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One deployment: which queue, how many workers and processor instances."""
+
+    backend: Backend = "memory"
+    workers: int = 4
+    processors: int = 1
+    processing_ms: float = 0.0
+    queue_size: int = 10_000  # memory queue capacity (the spec's QUEUE_SIZE)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Checked here, not when a service fails to start 20 s later.
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend {self.backend!r}: expected one of {', '.join(BACKENDS)}")
+        if self.workers < 1 or self.processors < 1:
+            raise ValueError("workers and processors must be >= 1")
+
+    @property
+    def service_env(self) -> dict[str, str]:
+        """Environment shared by every service of the deployment (fast failover, then the setup's own)."""
+        return {"QUEUE_SIZE": str(self.queue_size), **FAST_FAILOVER_ENV, **self.env}
+
+    @property
+    def ack_wait_s(self) -> float:
+        return float(self.service_env.get("ACK_WAIT", "30"))
