@@ -1,0 +1,106 @@
+"""The experiments the lab knows: one entry each, the only place their names, titles, tables and figures meet.
+
+A notebook (`lab.suites.table`) shows `columns`; the report (`report.build`)
+writes `tables(rows)` and draws `figures` for every experiment that has rows,
+in registry order. Adding an experiment is adding an entry here and its
+notebook; nothing else keys on the name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from experiments.results import plots, tables
+from experiments.results.schema import ResultRecord
+
+TablesFn = Callable[[pd.DataFrame], dict[str, pd.DataFrame]]
+DrawFn = Callable[[pd.DataFrame, Sequence[ResultRecord]], Figure]
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One figure of an experiment: its file name and how to draw it from the rows and records."""
+
+    name: str
+    draw: DrawFn
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str  # the notebook's name, also `ResultRow.experiment`
+    title: str
+    columns: tuple[str, ...]  # the notebook's table
+    tables: TablesFn | None = None
+    figures: tuple[FigureSpec, ...] = field(default_factory=tuple)
+
+
+def _rows(draw: Callable[[pd.DataFrame], Figure]) -> DrawFn:
+    return lambda df, _records: draw(df)
+
+
+def _records(draw: Callable[[Sequence[ResultRecord]], Figure]) -> DrawFn:
+    return lambda _df, records: draw(records)
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e
+    for e in (
+        Experiment(
+            "00_tour",
+            "Tour",
+            ("backend", "nats_provider", "offered_rate", "achieved_rate", "sent", "acknowledged", "processed",
+             "lost", "e2e_p50_ms", "e2e_p99_ms"),
+        ),
+        Experiment(
+            "01_latency",
+            "Latency at fixed offered rates",
+            ("backend", "offered_rate", "achieved_rate", "client_p50_ms", "client_p99_ms", "e2e_p50_ms",
+             "e2e_p90_ms", "e2e_p99_ms", "e2e_p999_ms", "e2e_max_ms", "sent", "lost"),
+            tables.latency,
+            (
+                FigureSpec("latency_cdf_e2e", _records(lambda r: plots.latency_cdf(r, "e2e"))),
+                FigureSpec("latency_cdf_client", _records(lambda r: plots.latency_cdf(r, "client"))),
+                FigureSpec("latency_vs_rate", _rows(plots.latency_vs_rate)),
+            ),
+        ),
+        Experiment(
+            "02_throughput",
+            "Throughput: saturation sweep",
+            ("backend", "batch_size", "offered_rate", "achieved_rate", "processed_rate", "client_p50_ms",
+             "client_p99_ms", "e2e_p99_ms", "rejected", "errors", "lost"),
+            tables.throughput,
+            (FigureSpec("throughput", _rows(plots.throughput_curve)),),
+        ),
+        Experiment(
+            "03_durability",
+            "Durability across faults",
+            ("fault", "backend", "sent", "acknowledged", "processed", "lost", "duplicated", "extra_deliveries",
+             "unacked_processed", "errors", "e2e_p99_ms"),
+            tables.durability,
+            (
+                FigureSpec("durability_counts", _rows(plots.durability_bars)),
+                FigureSpec("durability_timeline", _records(plots.durability_timeline)),
+            ),
+        ),
+        Experiment(
+            "04_scaling",
+            "Scaling: workers and processor instances",
+            ("backend", "processors", "workers", "offered_rate", "processed_rate", "e2e_p50_ms", "e2e_p99_ms",
+             "lost"),
+            tables.scaling,
+            (FigureSpec("scaling", _rows(plots.scaling_curve)),),
+        ),
+    )
+}  # fmt: skip
+
+
+def experiment(name: str) -> Experiment:
+    """The entry for `name`, or a KeyError that lists the known ones."""
+    try:
+        return EXPERIMENTS[name]
+    except KeyError:
+        raise KeyError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}") from None
