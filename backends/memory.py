@@ -29,6 +29,7 @@ from backends.contract import (
     QueueFull,
     QueueStats,
 )
+from backends.settings import BackendSettings, default_of
 
 # PublishAck's own __new__ is a Python-level wrapper; on the publish hot path
 # the tuple is built directly (same object, half the cost).
@@ -37,17 +38,17 @@ _new_ack = tuple.__new__
 
 @dataclass(frozen=True, slots=True)
 class MemoryConfig:
-    """Tuning of the memory backend; defaults follow the spec and NATS.
+    """Tuning of the memory backend; the queue defaults are `BackendSettings`' own.
 
     Dedup remembers ids for `dedup_window` seconds or the last
     `dedup_max_ids` ids, whichever is shorter, so memory stays bounded.
     """
 
-    queue_size: int = 1000
-    publish_timeout: float = 1.0
-    ack_wait: float = 30.0
-    max_deliver: int = 5
-    dedup_window: float = 120.0
+    queue_size: int = default_of(BackendSettings, "queue_size")
+    publish_timeout: float = default_of(BackendSettings, "publish_timeout")
+    ack_wait: float = default_of(BackendSettings, "ack_wait")
+    max_deliver: int = default_of(BackendSettings, "max_deliver")
+    dedup_window: float = default_of(BackendSettings, "dedup_window")
     dedup_max_ids: int = 500_000
     dead_letter_size: int = 1000
 

@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import nats
@@ -41,6 +42,7 @@ from backends.contract import (
     QueueFull,
     QueueStats,
 )
+from backends.settings import BackendSettings, default_of
 
 log = logging.getLogger(__name__)
 
@@ -49,33 +51,41 @@ MSG_ID_HEADER = "Nats-Msg-Id"
 _FULL_ERR_CODES = {10047, 10077}
 
 
+def _default(name: str) -> Any:
+    return default_of(BackendSettings, name)
+
+
 @dataclass(frozen=True, slots=True)
 class NatsConfig:
-    """Connection, stream and consumer settings; defaults follow the spec."""
+    """Connection, stream and consumer settings; defaults follow the spec.
 
-    url: str = "nats://nats:4222"
-    stream: str = "DIPLOM_STREAM"
-    subject: str = "diplom.messages"
-    durable: str = "diplom-processor"
-    ack_wait: float = 30.0
-    max_deliver: int = 5
-    max_ack_pending: int = 10_000
+    What the environment can set takes its default from `BackendSettings`
+    (written once there); the rest is fixed here.
+    """
+
+    url: str = _default("nats_url")
+    stream: str = _default("nats_stream")
+    subject: str = _default("nats_subject")
+    durable: str = _default("nats_durable")
+    ack_wait: float = _default("ack_wait")
+    max_deliver: int = _default("max_deliver")
+    max_ack_pending: int = _default("nats_max_ack_pending")
     max_age: float = 24 * 3600.0
-    duplicate_window: float = 120.0
-    max_msgs: int = -1
-    max_bytes: int = -1
-    publish_timeout: float = 2.0
-    connect_timeout: float = 5.0
-    reconnect_wait: float = 0.5
-    pull_expires: float = 1.0
+    duplicate_window: float = _default("dedup_window")
+    max_msgs: int = _default("nats_max_msgs")
+    max_bytes: int = _default("nats_max_bytes")
+    publish_timeout: float = _default("publish_timeout")
+    connect_timeout: float = _default("nats_connect_timeout")
+    reconnect_wait: float = _default("nats_reconnect_wait")
+    pull_expires: float = _default("nats_pull_expires")
     dlq_stream: str = "DIPLOM_DLQ"
     dlq_subject: str = "diplom.dlq"
     dlq_max_age: float = 7 * 24 * 3600.0
-    sync_always: bool = False
-    monitor_url: str | None = None
+    sync_always: bool = _default("nats_sync_always")
+    monitor_url: str | None = _default("nats_monitor_url")
     # Credentials besides those a URL may carry (nats://user:pass@host, nats://token@host).
     # Kept out of repr, logs and error messages.
-    user: str | None = None
+    user: str | None = _default("nats_user")
     password: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
 

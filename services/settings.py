@@ -1,23 +1,38 @@
-"""Service settings from the environment (queue settings live in `backends.factory`).
+"""Service settings from the environment (queue settings: `backends.settings`).
 
 Each service reads its own class once, in its composition root; a wrong value
-stops the service at start with the variable's name.
+stops the service at start with the variable's name (`load`, one formatter for
+every settings class). Each default is written once, in these classes. The
+harness builds the same objects and hands them to a service process as
+environment variables with `to_env`, the one function that does that.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from typing import TypeVar
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from backends.settings import BackendSettings, ConfigError, default_of, load
+
+__all__ = [
+    "BackendSettings",
+    "ConfigError",
+    "GatewaySettings",
+    "HttpSettings",
+    "IngestSettings",
+    "ProcessorSettings",
+    "default_of",
+    "from_env",
+    "load",
+    "to_env",
+]
+
 S = TypeVar("S", bound=BaseSettings)
-
-
-class SettingsError(ValueError):
-    """A service setting is invalid; the message names the variable."""
 
 
 class HttpSettings(BaseSettings):
@@ -64,12 +79,37 @@ class ProcessorSettings(HttpSettings):
     connect_retry: float = Field(1.0, gt=0, description="s between backend connect attempts at start")
 
 
-def load(cls: type[S]) -> S:
-    """Instantiate settings, turning validation errors into one clear line."""
-    try:
-        return cls()
-    except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc']).upper()}={e.get('input')!r}: {e['msg']}" for e in exc.errors()
-        ]
-        raise SettingsError(f"invalid {cls.__name__}: " + "; ".join(problems)) from None
+def _env_value(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def to_env(settings: BaseSettings) -> dict[str, str]:
+    """The environment variables that make a service read exactly `settings` (secrets included).
+
+    Every field is written, so the child does not depend on defaults or the
+    parent's environment. A field that is None is left out (the child reads
+    its default); only a field whose default is None may be None.
+    """
+    env: dict[str, str] = {}
+    for name, field in type(settings).model_fields.items():
+        value = getattr(settings, name)
+        if value is None:
+            if field.default is not None:
+                raise ConfigError(f"{name.upper()} is None, which no environment variable can say")
+            continue
+        env[name.upper()] = _env_value(value)
+    return env
+
+
+def from_env(model: type[S], env: Mapping[str, str]) -> S:
+    """Settings of `model` from a mapping of variables (what `to_env` wrote); `ConfigError` names a bad one.
+
+    Variables the mapping does not have still come from the process
+    environment, as for any settings object.
+    """
+    names = {n.upper(): n for n in model.model_fields}
+    return load(model, **{names[k.upper()]: v for k, v in env.items() if k.upper() in names})

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from backends.contract import BackendUnavailable, Delivery, QueueBackend, QueueError
 from services.ledger import Ledger, Row
+from services.settings import BackendSettings, ProcessorSettings, default_of
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +39,17 @@ class ProcessingFailed(Exception):
 
 @dataclass(frozen=True, slots=True)
 class PoolConfig:
-    workers: int = 4
-    processing_ms: float = 0.0
-    failure_rate: float = 0.0
-    failure_id_prefix: str | None = None
-    fetch_batch: int = 100
-    fetch_timeout: float = 1.0
-    nak_delay: float = 0.0
-    max_deliver: int = 5
-    ack_wait: float = 30.0
+    """What the pool needs of the processor's and the queue's settings (their defaults, written there)."""
+
+    workers: int = default_of(ProcessorSettings, "workers")
+    processing_ms: float = default_of(ProcessorSettings, "processing_ms")
+    failure_rate: float = default_of(ProcessorSettings, "failure_rate")
+    failure_id_prefix: str | None = default_of(ProcessorSettings, "failure_id_prefix")
+    fetch_batch: int = default_of(ProcessorSettings, "fetch_batch")
+    fetch_timeout: float = default_of(ProcessorSettings, "fetch_timeout")
+    nak_delay: float = default_of(ProcessorSettings, "nak_delay")
+    max_deliver: int = default_of(BackendSettings, "max_deliver")
+    ack_wait: float = default_of(BackendSettings, "ack_wait")
     instance: str = "processor"
 
     @property

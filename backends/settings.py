@@ -1,0 +1,80 @@
+"""Queue settings from the environment, and the one way any settings are read.
+
+`BackendSettings` is the single source of every queue default: the backends'
+own config dataclasses take theirs from it (`default_of`), so a default is
+written once. `load` turns validation errors of any settings class (these and
+the services') into one `ConfigError` whose message names each variable, so a
+wrong value stops a service at start, not at the first request.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+class ConfigError(ValueError):
+    """A setting from the environment is invalid; the message names the variable."""
+
+
+class BackendSettings(BaseSettings):
+    """Queue settings; every field is read from the upper-case variable of its name."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    queue_type: Literal["memory", "nats"] = "memory"
+    nats_url: str = "nats://nats:4222"
+    queue_size: int = Field(1000, ge=1)
+    publish_timeout: float = Field(2.0, gt=0)
+    ack_wait: float = Field(30.0, gt=0)
+    max_deliver: int = Field(5, ge=1)
+    dedup_window: float = Field(120.0, gt=0)
+    nats_stream: str = "DIPLOM_STREAM"
+    nats_subject: str = "diplom.messages"
+    nats_durable: str = "diplom-processor"
+    nats_connect_timeout: float = Field(5.0, gt=0)
+    nats_reconnect_wait: float = Field(0.5, gt=0)
+    nats_max_ack_pending: int = Field(10_000, ge=1)
+    nats_max_msgs: int = Field(-1, ge=-1)
+    nats_max_bytes: int = Field(-1, ge=-1)
+    nats_pull_expires: float = Field(1.0, gt=0)
+    nats_sync_always: bool = False
+    nats_monitor_url: str | None = None
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
+    nats_token: SecretStr | None = None
+
+
+def default_of(model: type[BaseSettings], name: str) -> Any:
+    """The default a settings class declares for `name` (for config objects that mirror it)."""
+    field = model.model_fields[name]
+    if field.default_factory is not None:
+        raise TypeError(f"{model.__name__}.{name} has a per-instance default, not a constant")
+    return field.default
+
+
+def _secret(model: type[BaseSettings], name: str) -> bool:
+    field = model.model_fields.get(name)
+    return field is not None and "SecretStr" in repr(field.annotation)
+
+
+def describe(model: type[BaseSettings], exc: ValidationError) -> str:
+    """One line naming each bad variable, its value (a secret's masked) and what it accepts."""
+    problems = []
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err["loc"])
+        value = "'**********'" if _secret(model, name) else repr(err.get("input"))
+        problems.append(f"{name.upper()}={value}: {err['msg']}")
+    return "; ".join(problems)
+
+
+def load(model: type[S], label: str | None = None, **overrides: Any) -> S:
+    """Instantiate settings from the environment (and `overrides`); `ConfigError` names each bad variable."""
+    try:
+        return model(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid {label or model.__name__}: {describe(model, exc)}") from None
