@@ -20,21 +20,21 @@ from experiments.runtime.nats.process import ProcessNats
 
 def up(args: argparse.Namespace) -> int:
     from experiments.runtime.stack import Stack, StackConfig
+    from services.settings import BackendSettings, GatewaySettings, load
 
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     nats = None
     if args.queue == "nats":
         nats = ProcessNats(workdir / "nats", port=args.nats_port, monitor_port=args.nats_monitor_port)
-    env = {"QUEUE_SIZE": str(args.queue_size)} if args.queue_size else {}
     cfg = StackConfig(
         queue=args.queue,
         workers=args.workers,
         gateway_port=args.gateway_port,
         ingest_port=args.ingest_port,
         processor_ports=[args.processor_port],
-        env=env,
-        gateway_env={"API_KEY": args.api_key} if args.api_key else {},
+        backend=load(BackendSettings, queue_size=args.queue_size) if args.queue_size else None,
+        gateway=load(GatewaySettings, api_key=args.api_key) if args.api_key else None,
     )
     stack = Stack(cfg, workdir, nats=nats)
     stopping = threading.Event()

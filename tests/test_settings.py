@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -10,6 +12,7 @@ from pydantic_settings import BaseSettings
 
 from backends.memory import MemoryConfig
 from backends.nats_jetstream import NatsConfig
+from experiments.runtime.stack import Stack, StackConfig
 from services.settings import (
     BackendSettings,
     ConfigError,
@@ -100,7 +103,8 @@ def test_to_env_round_trips(settings: BaseSettings) -> None:
     env = to_env(settings)
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
     assert from_env(type(settings), env) == settings
-    assert type(settings)(**{k.lower(): v for k, v in env.items()}) == settings
+    fields: dict[str, Any] = {k.lower(): v for k, v in env.items()}
+    assert type(settings)(**fields) == settings
 
 
 def test_to_env_carries_secrets_that_repr_and_logs_hide(caplog: pytest.LogCaptureFixture) -> None:
@@ -124,3 +128,37 @@ def test_to_env_writes_every_field_so_the_parent_environment_does_not_leak(monke
 def test_from_env_refuses_a_bad_value_by_name() -> None:
     with pytest.raises(ConfigError, match="MAX_BATCH='x'"):
         from_env(GatewaySettings, {"MAX_BATCH": "x"})
+
+
+def test_the_stack_hands_each_service_its_settings_as_environment(tmp_path: Path) -> None:
+    """What a stack would start, without starting it: settings objects, env overrides and wiring, in that order."""
+    cfg = StackConfig(
+        workers=3,
+        processor=ProcessorSettings(processing_ms=5, workers=1),
+        backend=BackendSettings(queue_size=77, ack_wait=9),
+        gateway=GatewaySettings(api_key=SecretStr("k")),
+        env={"ACK_WAIT": "2", "MAX_BATCH": "20", "SOMETHING_ELSE": "x"},
+        processor_env={"FETCH_BATCH": "5"},
+    )
+    stack = Stack(cfg, tmp_path)
+    proc, ingest, gateway = (s.child_env() for s in (stack.processors[0], stack.ingest, stack.gateway))
+    assert from_env(ProcessorSettings, proc) == ProcessorSettings(
+        processing_ms=5,
+        workers=3,
+        max_batch=20,
+        fetch_batch=5,
+        ledger_path=str(stack.ledger_paths[0]),
+        instance="processor-0",
+    )
+    assert from_env(BackendSettings, proc) == BackendSettings(queue_type="memory", queue_size=77, ack_wait=2)
+    assert from_env(IngestSettings, ingest) == IngestSettings(max_batch=20, processor_url=stack.processor_url)
+    assert gateway["API_KEY"] == "k"
+    assert (gateway["INGEST_URL"], gateway["MAX_BATCH"]) == (stack.ingest.url, "20")
+    assert all(env["SOMETHING_ELSE"] == "x" for env in (proc, ingest, gateway))
+    assert "API_KEY" not in repr(stack.gateway)
+    assert "'k'" not in repr(cfg)
+
+
+def test_a_bad_stack_setting_fails_before_anything_starts(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="WORKERS='none'"):
+        Stack(StackConfig(processor_env={"WORKERS": "none"}), tmp_path)

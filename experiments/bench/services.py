@@ -37,6 +37,7 @@ import orjson
 from experiments.runtime.nats.process import free_port, nats_server_version
 from experiments.runtime.stack import ServiceProcess, Stack, StackConfig
 from experiments.workload.load import closed_loop, open_loop
+from services.settings import BackendSettings
 
 PAD = "x" * 64
 
@@ -169,7 +170,7 @@ def run_round(work: Path, configs: list[tuple[str, int]], duration: float, worke
             queue=backend,
             workers=workers,
             processors=processors,
-            env={"QUEUE_SIZE": "200000", "NATS_MAX_ACK_PENDING": "20000"},
+            backend=BackendSettings(queue_size=200_000, nats_max_ack_pending=20_000),
         )
         with Stack(cfg, work / name) as stack:
             counter = Processed([f"{p.url}/stats" for p in stack.processors])

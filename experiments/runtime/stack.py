@@ -4,6 +4,9 @@ Each service is its own uvicorn process on 127.0.0.1 (uvloop + httptools),
 started with its environment, waited for on `/health`, and stopped by pid:
 SIGTERM first (the processor drains in-flight work), SIGKILL if it hangs.
 Used by `diplom up`, the benchmarks and the end-to-end tests alike.
+
+A service is configured by settings objects (`services.settings`), validated
+here, before any process starts; `to_env` turns them into its environment.
 """
 
 from __future__ import annotations
@@ -14,15 +17,21 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any, TypeVar
 
 import httpx
+from pydantic_settings import BaseSettings
 
 from experiments.runtime.nats.process import ProcessNats, free_port
 from experiments.runtime.nats.provider import NatsServer
 from experiments.runtime.processes import register_child, signal_and_wait
+from services.settings import BackendSettings, GatewaySettings, IngestSettings, ProcessorSettings, load, to_env
+
+S = TypeVar("S", bound=BaseSettings)
 
 
 class ServiceNotReady(RuntimeError):
@@ -31,13 +40,19 @@ class ServiceNotReady(RuntimeError):
 
 @dataclass
 class ServiceProcess:
-    """One uvicorn process serving one app factory."""
+    """One uvicorn process serving one app factory.
+
+    Its environment: this process's, then `settings` (through `to_env`), then
+    `env` (variables no settings class knows, or overrides). Not in repr: it
+    carries secrets.
+    """
 
     name: str
     app: str
     port: int
-    env: dict[str, str]
+    env: dict[str, str] = field(repr=False)
     log_path: Path
+    settings: Sequence[BaseSettings] = field(default=(), repr=False)
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -63,10 +78,19 @@ class ServiceProcess:
             "--no-access-log", "--log-level", "warning",
             "--timeout-graceful-shutdown", "15",
         ]  # fmt: skip
-        env = {**os.environ, **self.env}
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd, env=self.child_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         register_child(self.proc.pid)
+
+    def child_env(self) -> dict[str, str]:
+        """The environment the process is started with."""
+        env = dict(os.environ)
+        for settings in self.settings:
+            env.update(to_env(settings))
+        env.update(self.env)
+        return env
 
     def wait_ready(self, timeout: float) -> None:
         """Until /health answers at all (a processor whose backend is down answers 503)."""
@@ -98,15 +122,54 @@ class ServiceProcess:
 
 @dataclass
 class StackConfig:
+    """The deployment's knobs, and each service's settings.
+
+    `gateway`, `ingest`, `processor`, `backend`: settings objects each service
+    starts from (else its defaults and this process's environment). The stack
+    sets on them what it wires itself: `queue` (QUEUE_TYPE), `workers`, the
+    services' URLs, the NATS URLs, each processor's ledger and instance name.
+    `env`, `processor_env`, `gateway_env`: the same settings as variables
+    (`{"ACK_WAIT": "2"}`), validated into those objects; a variable no
+    settings class of that service knows is passed to it as it is.
+    Precedence: settings objects < `env` < wiring < `processor_env` / `gateway_env`.
+    """
+
     queue: str = "memory"
     workers: int = 4
     processors: int = 1
     gateway_port: int = 0
     ingest_port: int = 0
     processor_ports: list[int] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)  # for every service
-    processor_env: dict[str, str] = field(default_factory=dict)
-    gateway_env: dict[str, str] = field(default_factory=dict)
+    gateway: GatewaySettings | None = None
+    ingest: IngestSettings | None = None
+    processor: ProcessorSettings | None = None
+    backend: BackendSettings | None = None
+    env: dict[str, str] = field(default_factory=dict, repr=False)  # for every service
+    processor_env: dict[str, str] = field(default_factory=dict, repr=False)
+    gateway_env: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+def _fields(model: type[BaseSettings], env: Mapping[str, str]) -> dict[str, str]:
+    names = {n.upper(): n for n in model.model_fields}
+    return {names[k.upper()]: v for k, v in env.items() if k.upper() in names}
+
+
+_KNOWN = {
+    n.upper() for m in (GatewaySettings, IngestSettings, ProcessorSettings, BackendSettings) for n in m.model_fields
+}
+
+
+def _unknown(*envs: Mapping[str, str]) -> dict[str, str]:
+    """Variables no settings class reads (for a service's own extras): passed through as they are."""
+    return {k: v for env in envs for k, v in env.items() if k.upper() not in _KNOWN}
+
+
+def _build(model: type[S], base: S | None, *layers: Mapping[str, Any]) -> S:
+    """`base` (or the defaults) with each layer of field values over it, validated; ConfigError names a bad one."""
+    values: dict[str, Any] = base.model_dump() if base is not None else {}
+    for layer in layers:
+        values.update(layer)
+    return load(model, **values)
 
 
 class Stack:
@@ -150,25 +213,39 @@ class Stack:
 
     def _wire(self) -> None:
         cfg = self.config
-        common = {"QUEUE_TYPE": cfg.queue, **cfg.env}
-        if self.nats is not None:
-            common["NATS_URL"] = self.nats.url
-            common["NATS_MONITOR_URL"] = self.nats.monitor_url
+        nats = {"nats_url": self.nats.url, "nats_monitor_url": self.nats.monitor_url} if self.nats is not None else {}
+        backend = _build(
+            BackendSettings,
+            cfg.backend,
+            {"queue_type": cfg.queue},
+            _fields(BackendSettings, cfg.env),
+            nats,
+            _fields(BackendSettings, cfg.processor_env),
+        )
         for i, p in enumerate(self.processors):
-            p.env = {
-                **common,
-                "WORKERS": str(cfg.workers),
-                "LEDGER_PATH": str(self.ledger_paths[i]),
-                "INSTANCE": p.name,
-                **cfg.processor_env,
-            }
-        self.ingest.env = {**common, "PROCESSOR_URL": ",".join(p.url for p in self.processors)}
-        self.gateway.env = {
-            **common,
-            "INGEST_URL": self.ingest.url,
-            "PROCESSOR_URL": self.processors[0].url,
-            **cfg.gateway_env,
-        }
+            wiring = {"workers": cfg.workers, "ledger_path": str(self.ledger_paths[i]), "instance": p.name}
+            settings = _build(
+                ProcessorSettings,
+                cfg.processor,
+                _fields(ProcessorSettings, cfg.env),
+                wiring,
+                _fields(ProcessorSettings, cfg.processor_env),
+            )
+            p.settings = (settings, backend)
+            p.env = _unknown(cfg.env, cfg.processor_env)
+        urls = ",".join(p.url for p in self.processors)
+        ingest = _build(IngestSettings, cfg.ingest, _fields(IngestSettings, cfg.env), {"processor_url": urls})
+        self.ingest.settings = (ingest,)
+        self.ingest.env = _unknown(cfg.env)
+        gateway = _build(
+            GatewaySettings,
+            cfg.gateway,
+            _fields(GatewaySettings, cfg.env),
+            {"ingest_url": self.ingest.url, "processor_url": self.processors[0].url},
+            _fields(GatewaySettings, cfg.gateway_env),
+        )
+        self.gateway.settings = (gateway,)
+        self.gateway.env = _unknown(cfg.env, cfg.gateway_env)
 
     @property
     def ledger_paths(self) -> list[Path]:
