@@ -25,6 +25,8 @@ from services.http import (
     ERROR_RESPONSES,
     ApiError,
     Downstream,
+    NextHop,
+    NextHopFactory,
     install_common,
     json_response,
     new_app,
@@ -79,12 +81,16 @@ def with_ids(items: list[IngestItem], idempotency_key: str | None) -> list[dict[
     return out
 
 
-def create_app() -> FastAPI:
-    """Composition root: every setting is read here, once."""
-    settings = load(GatewaySettings)
+def create_app(settings: GatewaySettings | None = None, downstream: NextHopFactory = Downstream) -> FastAPI:
+    """Composition root: settings read here, once (from the environment unless given).
+
+    `downstream` makes the clients for ingest and the processor (TCP by
+    default; `services.inprocess.AsgiHops` for the chain in one process).
+    """
+    settings = settings if settings is not None else load(GatewaySettings)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    ingest = Downstream("ingest", settings.ingest_url, settings.http_timeout, settings.http_connections)
-    processor = Downstream("processor", settings.processor_url, settings.status_timeout, 4)
+    ingest = downstream("ingest", settings.ingest_url, settings.http_timeout, settings.http_connections)
+    processor = downstream("processor", settings.processor_url, settings.status_timeout, 4)
     check_key = ApiKeyCheck(settings.api_key.get_secret_value() if settings.api_key else None)
 
     @contextlib.asynccontextmanager
@@ -138,7 +144,7 @@ def create_app() -> FastAPI:
     async def status() -> Response:
         """Health of gateway, ingest, processor and the queue backend, in bounded time."""
 
-        async def probe(client: Downstream) -> dict[str, Any]:
+        async def probe(client: NextHop) -> dict[str, Any]:
             try:
                 code, body = await client.get_json("/health", settings.status_timeout)
             except TimeoutError:

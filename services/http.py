@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -243,6 +243,24 @@ def install_common(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return metrics.registry
+
+
+class NextHop(Protocol):
+    """The client a service calls the next one with (`Downstream` over TCP; `AsgiDownstream` in process)."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def post_json(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]: ...
+
+    async def get_json(self, path: str, timeout: float) -> tuple[int, Any]: ...
+
+
+# How a composition root makes its next hop: (name, base URL, timeout s, pooled connections).
+NextHopFactory = Callable[[str, str, float, int], NextHop]
 
 
 class Downstream:

@@ -20,7 +20,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from services.batcher import ForwardBatcher
-from services.http import ERROR_RESPONSES, Downstream, install_common, new_app, passthrough, read_json_sized
+from services.http import (
+    ERROR_RESPONSES,
+    Downstream,
+    NextHopFactory,
+    install_common,
+    new_app,
+    passthrough,
+    read_json_sized,
+)
 from services.models import Accepted, IngestItem, parse_items
 from services.openapi import document_body
 from services.settings import IngestSettings, load
@@ -42,15 +50,19 @@ def stamp(items: list[IngestItem], now_ns: int) -> list[dict[str, Any]]:
     ]
 
 
-def create_app() -> FastAPI:
-    """Composition root: every setting is read here, once."""
-    settings = load(IngestSettings)
+def create_app(settings: IngestSettings | None = None, downstream: NextHopFactory = Downstream) -> FastAPI:
+    """Composition root: settings read here, once (from the environment unless given).
+
+    `downstream` makes the client for each processor (TCP by default;
+    `services.inprocess.AsgiHops` for the chain in one process).
+    """
+    settings = settings if settings is not None else load(IngestSettings)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # One or more processors (comma-separated PROCESSOR_URL): requests go round
     # robin, so publishing spreads over every processor's event loop, while the
     # shared durable consumer (NATS) spreads the work.
     urls = [u.strip() for u in settings.processor_url.split(",") if u.strip()]
-    processors = [Downstream(f"processor {u}", u, settings.http_timeout, settings.http_connections) for u in urls]
+    processors = [downstream(f"processor {u}", u, settings.http_timeout, settings.http_connections) for u in urls]
     next_processor = itertools.cycle(processors).__next__
 
     async def post(body: bytes) -> tuple[int, bytes]:

@@ -37,10 +37,13 @@ log = logging.getLogger("services.processor")
 class Processor:
     """Composition of backend, ledger and worker pool, with their lifecycle."""
 
-    def __init__(self, settings: ProcessorSettings, backend_settings: BackendSettings) -> None:
+    def __init__(
+        self, settings: ProcessorSettings, backend_settings: BackendSettings, backend: QueueBackend | None = None
+    ) -> None:
+        """`backend`: one built by the caller (not connected; `start` connects it), else the one the settings name."""
         self.settings = settings
         self.backend_settings = backend_settings
-        self.backend: QueueBackend = create_backend(backend_settings)
+        self.backend: QueueBackend = backend if backend is not None else create_backend(backend_settings)
         self.ledger = Ledger(settings.ledger_path)
         self.pool = WorkerPool(
             self.backend,
@@ -160,12 +163,22 @@ def _latency_summary(sorted_ms: list[float]) -> dict[str, float] | None:
     }
 
 
-def create_app() -> FastAPI:
-    """Composition root: every setting is read here, once."""
-    settings = load(ProcessorSettings)
-    backend_settings = load_settings()
+def create_app(
+    settings: ProcessorSettings | None = None,
+    backend: QueueBackend | None = None,
+    backend_settings: BackendSettings | None = None,
+) -> FastAPI:
+    """Composition root: settings read here, once (from the environment unless given).
+
+    `backend`: a queue backend built by the caller (the app connects and
+    closes it in its lifespan); else `backend_settings` (or QUEUE_TYPE and
+    friends) name one. `max_deliver` and `ack_wait` for the pool come from
+    `backend_settings` either way.
+    """
+    settings = settings if settings is not None else load(ProcessorSettings)
+    backend_settings = backend_settings if backend_settings is not None else load_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    processor = Processor(settings, backend_settings)
+    processor = Processor(settings, backend_settings, backend)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

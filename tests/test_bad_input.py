@@ -1,43 +1,91 @@
-"""Bad input through the real gateway: a clear 4xx naming the problem, nothing enqueued.
+"""Bad input: a clear 4xx naming the problem, nothing enqueued.
 
-One stack (memory queue, API key on, small limits) serves the whole matrix;
-after it, the processor's counters must not have moved.
+The matrix runs in process: the three real apps (`create_app` with settings
+given, a memory backend) chained by `httpx.ASGITransport`, so it costs
+milliseconds a case; after each case, the processor's counters must not have
+moved. What only the deployment decides (body framing and limits on the
+wire, through uvicorn and aiohttp between real processes) is checked once
+more against a real stack at the end.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+import pytest_asyncio
+from pydantic import SecretStr
 
+from backends.memory import MemoryBackend
 from experiments.runtime.stack import Stack, StackConfig
+from services import gateway, ingest, processor
+from services.inprocess import AsgiHops, lifespans
 from services.models import InvalidInput, wire_to_message
+from services.settings import BackendSettings, GatewaySettings, IngestSettings, ProcessorSettings
 
-pytestmark = pytest.mark.e2e
+in_process = pytest.mark.asyncio(loop_scope="module")  # the chain's loop: one for the module
 
 KEY = "s3cret-key"
 MAX_BATCH = 50
 MAX_BODY = 65_536
 OK_HEADERS = {"X-API-Key": KEY, "Content-Type": "application/json"}
+INGEST_URL = "http://ingest.inprocess"
+PROCESSOR_URL = "http://processor.inprocess"
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    cfg = StackConfig(
-        queue="memory",
-        workers=2,
-        env={"MAX_BATCH": str(MAX_BATCH), "MAX_BODY_BYTES": str(MAX_BODY)},
-        gateway_env={"API_KEY": KEY},
+@dataclass
+class Chain:
+    """gateway -> ingest -> processor in this process; a client for each, as their ports would be."""
+
+    gateway: httpx.AsyncClient
+    ingest: httpx.AsyncClient
+    processor: httpx.AsyncClient
+
+
+def _client(app: Any, name: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{name}.inprocess", timeout=10)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def chain(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Chain]:
+    ledger = tmp_path_factory.mktemp("bad-input") / "ledger.sqlite"
+    proc_app = processor.create_app(
+        ProcessorSettings(
+            workers=2, max_batch=MAX_BATCH, max_body_bytes=MAX_BODY, ledger_path=str(ledger), instance="p-0"
+        ),
+        backend=MemoryBackend(),
+        backend_settings=BackendSettings(),
     )
-    with Stack(cfg, tmp_path_factory.mktemp("bad-input")) as st:
-        yield st
+    ingest_app = ingest.create_app(
+        IngestSettings(max_batch=MAX_BATCH, max_body_bytes=MAX_BODY, processor_url=PROCESSOR_URL),
+        downstream=AsgiHops({PROCESSOR_URL: proc_app}),
+    )
+    gateway_app = gateway.create_app(
+        GatewaySettings(
+            max_batch=MAX_BATCH,
+            max_body_bytes=MAX_BODY,
+            ingest_url=INGEST_URL,
+            processor_url=PROCESSOR_URL,
+            api_key=SecretStr(KEY),
+        ),
+        downstream=AsgiHops({INGEST_URL: ingest_app, PROCESSOR_URL: proc_app}),
+    )
+    async with lifespans(proc_app, ingest_app, gateway_app):
+        clients = Chain(_client(gateway_app, "gateway"), _client(ingest_app, "ingest"), _client(proc_app, "processor"))
+        try:
+            yield clients
+        finally:
+            for c in (clients.gateway, clients.ingest, clients.processor):
+                await c.aclose()
 
 
-def enqueued(stack: Stack) -> int:
-    return int(httpx.get(f"{stack.processor_url}/stats", trust_env=False).json()["queue"]["total_enqueued"])
+async def enqueued(chain: Chain) -> int:
+    return int((await chain.processor.get("/stats")).json()["queue"]["total_enqueued"])
 
 
 def deep(n: int) -> bytes:
@@ -49,6 +97,23 @@ def chunks(total: int) -> Iterator[bytes]:
     while sent < total:
         yield b" " * 8192
         sent += 8192
+
+
+async def _async(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    for c in chunks:
+        yield c
+
+
+def _request(request_kw: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
+    """Headers and httpx keywords for one case of the matrix."""
+    kw = dict(request_kw)
+    headers = {**OK_HEADERS, **kw.pop("headers", {})}
+    if kw.pop("no_key", False):
+        headers.pop("X-API-Key")
+    headers = {k: v for k, v in headers.items() if v}
+    if "json" in kw:
+        kw["content"] = orjson.dumps(kw.pop("json"))
+    return headers, kw
 
 
 GOOD = {"source": "s", "payload": 1}
@@ -85,59 +150,90 @@ CASES: list[tuple[str, dict[str, Any], int, str]] = [
 ]
 
 
+@in_process
 @pytest.mark.parametrize(("case", "request_kw", "status", "names"), CASES, ids=[c[0] for c in CASES])
-def test_bad_input_is_a_clear_4xx_and_nothing_is_enqueued(
-    stack: Stack, case: str, request_kw: dict[str, Any], status: int, names: str
+async def test_bad_input_is_a_clear_4xx_and_nothing_is_enqueued(
+    chain: Chain, case: str, request_kw: dict[str, Any], status: int, names: str
 ) -> None:
-    kw = dict(request_kw)
-    headers = {**OK_HEADERS, **kw.pop("headers", {})}
-    if kw.pop("no_key", False):
-        headers.pop("X-API-Key")
-    headers = {k: v for k, v in headers.items() if v}
-    if "json" in kw:
-        kw["content"] = orjson.dumps(kw.pop("json"))
-    before = enqueued(stack)
-    r = httpx.post(f"{stack.gateway_url}/api/v1/ingest", headers=headers, timeout=10, trust_env=False, **kw)
+    headers, kw = _request(request_kw)
+    if isinstance(kw.get("content"), Iterator):
+        kw["content"] = _async(kw["content"])
+    before = await enqueued(chain)
+    r = await chain.gateway.post("/api/v1/ingest", headers=headers, **kw)
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/json")
     assert names in r.json()["error"] or names in str(r.json().get("details")), r.json()
-    assert enqueued(stack) == before
+    assert await enqueued(chain) == before
 
 
-def test_the_matrix_positive_controls_are_accepted(stack: Stack) -> None:
-    """The same stack takes good input both ways of giving the key: the 4xx above are about the input."""
-    url = f"{stack.gateway_url}/api/v1/ingest"
-    before = enqueued(stack)
-    a = httpx.post(url, json=GOOD, headers={"X-API-Key": KEY}, trust_env=False)
-    b = httpx.post(url, json=[GOOD] * MAX_BATCH, headers={"Authorization": f"Bearer {KEY}"}, trust_env=False)
-    c = httpx.post(url, json={"source": "s", "payload": None}, headers={"X-API-Key": KEY}, trust_env=False)
+@in_process
+async def test_the_matrix_positive_controls_are_accepted(chain: Chain) -> None:
+    """The same chain takes good input both ways of giving the key: the 4xx above are about the input."""
+    before = await enqueued(chain)
+    a = await chain.gateway.post("/api/v1/ingest", json=GOOD, headers={"X-API-Key": KEY})
+    b = await chain.gateway.post("/api/v1/ingest", json=[GOOD] * MAX_BATCH, headers={"Authorization": f"Bearer {KEY}"})
+    c = await chain.gateway.post("/api/v1/ingest", json={"source": "s", "payload": None}, headers={"X-API-Key": KEY})
     assert (a.status_code, b.status_code, c.status_code) == (202, 202, 202)
-    assert enqueued(stack) == before + 1 + MAX_BATCH + 1
+    assert await enqueued(chain) == before + 1 + MAX_BATCH + 1
 
 
-def test_ingest_and_processor_refuse_bad_input_directly(stack: Stack) -> None:
+@in_process
+async def test_ingest_and_processor_refuse_bad_input_directly(chain: Chain) -> None:
     """The inner services validate too: they are reachable on their own ports."""
-    r = httpx.post(f"{stack.ingest.url}/api/v1/ingest", json={"payload": 1}, trust_env=False)
+    r = await chain.ingest.post("/api/v1/ingest", json={"payload": 1})
     assert r.status_code == 422
     assert "source" in r.json()["error"]
-    r = httpx.post(
-        f"{stack.processor_url}/api/v1/messages", json=[{"id": "x", "source": "s", "created_at": 1}], trust_env=False
-    )
+    r = await chain.processor.post("/api/v1/messages", json=[{"id": "x", "source": "s", "created_at": 1}])
     assert r.status_code == 422
     assert "payload" in r.json()["error"]
-    r = httpx.post(f"{stack.processor_url}/api/v1/messages", content=b"[", trust_env=False,
-                   headers={"Content-Type": "application/json"})  # fmt: skip
+    r = await chain.processor.post("/api/v1/messages", content=b"[", headers={"Content-Type": "application/json"})
     assert r.status_code == 400
 
 
+@in_process
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
-def test_wrong_method_and_unknown_path_are_json_4xx(stack: Stack, method: str) -> None:
-    r = httpx.request(method, f"{stack.gateway_url}/api/v1/ingest", trust_env=False)
+async def test_wrong_method_and_unknown_path_are_json_4xx(chain: Chain, method: str) -> None:
+    r = await chain.gateway.request(method, "/api/v1/ingest")
     assert r.status_code == 405
     assert "error" in r.json()
-    r = httpx.request(method, f"{stack.gateway_url}/nowhere", trust_env=False)
+    r = await chain.gateway.request(method, "/nowhere")
     assert r.status_code == 404
     assert "error" in r.json()
+
+
+# What the deployment decides: framing and limits of bodies on the wire, through
+# uvicorn (httptools) and the aiohttp hops between real processes.
+WIRE_CASES = ["body over the limit", "chunked body over the limit", "malformed JSON", "wrong content type"]
+
+
+@pytest.mark.e2e
+def test_the_deployment_refuses_bad_bodies_on_the_wire_and_takes_good_ones(tmp_path: Path) -> None:
+    cfg = StackConfig(
+        queue="memory",
+        workers=2,
+        env={"MAX_BATCH": str(MAX_BATCH), "MAX_BODY_BYTES": str(MAX_BODY)},
+        gateway_env={"API_KEY": KEY},
+    )
+    wire_cases = {c[0]: c for c in CASES if c[0] in WIRE_CASES}
+    wire_cases["chunked body over the limit"] = (
+        "chunked body over the limit", {"content": chunks(MAX_BODY + 10_000)}, 413, "MAX_BODY_BYTES"
+    )  # fmt: skip
+    assert sorted(wire_cases) == sorted(WIRE_CASES)
+    with Stack(cfg, tmp_path / "stack") as stack, httpx.Client(trust_env=False, timeout=10) as client:
+        url = f"{stack.gateway_url}/api/v1/ingest"
+
+        def stored() -> int:
+            return int(client.get(f"{stack.processor_url}/stats").json()["queue"]["total_enqueued"])
+
+        for case, request_kw, status, names in wire_cases.values():
+            headers, kw = _request(request_kw)
+            r = client.post(url, headers=headers, **kw)
+            assert r.status_code == status, (case, r.text)
+            assert names in r.json()["error"], (case, r.json())
+        assert stored() == 0
+        good = client.post(url, json=[GOOD] * MAX_BATCH, headers={"X-API-Key": KEY})
+        assert good.status_code == 202, good.text
+        assert stored() == MAX_BATCH
 
 
 @pytest.mark.parametrize(
