@@ -156,13 +156,45 @@ class Ledger:
             conn.close()
 
 
+_COLUMNS = "id, source, created_at, processed_at, delivery_count, worker, instance, outcome"
+
+
+class LedgerTail:
+    """Incremental, read-only reader of one ledger file: each `poll` returns the rows added since the last.
+
+    By rowid, so a poll costs only the new rows however long the run. A file
+    or table the processor has not created yet reads as no rows.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.last_rowid = 0
+
+    def poll(self) -> list[LedgerRow]:
+        if not self.path.exists():
+            return []
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
+        try:
+            new = conn.execute(
+                f"SELECT rowid, {_COLUMNS} FROM deliveries WHERE rowid > ? ORDER BY rowid", (self.last_rowid,)
+            ).fetchall()
+        except sqlite3.OperationalError as exc:
+            # Not created yet, or busy for longer than the timeout: nothing new this time.
+            if "no such table" in str(exc) or "locked" in str(exc):
+                return []
+            raise
+        finally:
+            conn.close()
+        if new:
+            self.last_rowid = new[-1][0]
+        return [LedgerRow(*r[1:]) for r in new]
+
+
 def read_ledger(path: str | Path) -> list[LedgerRow]:
     """All rows of a ledger file (for experiments and tests; read-only)."""
     conn = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
     try:
-        rows = conn.execute(
-            "SELECT id, source, created_at, processed_at, delivery_count, worker, instance, outcome FROM deliveries"
-        ).fetchall()
+        rows = conn.execute(f"SELECT {_COLUMNS} FROM deliveries").fetchall()
     finally:
         conn.close()
     return [LedgerRow(*r) for r in rows]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 
 from backends.contract import Message
 from backends.memory import MemoryBackend, MemoryConfig
-from services.ledger import Ledger, read_ledger
+from services.ledger import Ledger, LedgerRow, LedgerTail, read_ledger
 from services.worker_pool import PoolConfig, WorkerPool, go_duration
 
 
@@ -118,3 +120,28 @@ async def test_work_longer_than_ack_wait_signals_progress_and_is_not_redelivered
     rows = read_ledger(tmp_path / "l.sqlite")
     assert sorted((r.id, r.outcome) for r in rows) == [(f"long{i}", "processed") for i in range(3)]
     assert (s.redelivered, s.current_size, pool.redelivered) == (0, 0, 0)
+
+
+async def test_ledger_tail_reads_each_committed_row_once_while_the_processor_writes(tmp_path: Path) -> None:
+    """Before the file, before the table, during writes and after: every row once, in commit order, read-only."""
+    path = tmp_path / "l.sqlite"
+    tail = LedgerTail(path)
+    assert tail.poll() == []  # no file yet
+    sqlite3.connect(path).close()  # a file without the table (the processor is starting)
+    assert tail.poll() == []
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT name FROM sqlite_master").fetchall() == []  # the tail created nothing
+    ledger = Ledger(path)
+    await ledger.start()
+    seen: list[LedgerRow] = []
+    for batch in range(5):
+        await ledger.record([(f"m{batch}-{i}", "s", batch, batch + 1, 1, "w0", "p", "processed") for i in range(40)])
+        new = tail.poll()
+        assert [r.id for r in new] == [f"m{batch}-{i}" for i in range(40)]  # only what is new, in order
+        seen.extend(new)
+    assert tail.poll() == []
+    await ledger.record([("late", "s", 7, 8, 2, "w1", "p", "duplicate")])
+    await ledger.close()
+    assert tail.poll() == [LedgerRow("late", "s", 7, 8, 2, "w1", "p", "duplicate")]
+    assert len(seen) == 200
+    assert [*seen, LedgerRow("late", "s", 7, 8, 2, "w1", "p", "duplicate")] == read_ledger(path)

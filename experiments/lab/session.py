@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import tempfile
 import time
 import uuid
@@ -30,38 +29,28 @@ from experiments.runtime.nats.provider import NatsServer, nats_server_from_env
 from experiments.runtime.stack import Stack, StackConfig
 from experiments.workload.faults import FaultStep, Progress, inject
 from experiments.workload.load import id_bodies, open_loop
+from services.ledger import LedgerTail
 
 if TYPE_CHECKING:
     from experiments.lab.context import RunContext
 
 STATS_EVERY_S = 0.25  # backlog sampling period
 
-_SINCE = "SELECT rowid, id, created_at, processed_at, outcome FROM deliveries WHERE rowid > ? ORDER BY rowid"
-
 
 @dataclass
 class _Ledgers:
-    """Incremental reader of the processors' SQLite ledgers (by rowid, so a poll costs only new rows)."""
+    """The processors' ledgers read incrementally (`services.ledger.LedgerTail`, one per file)."""
 
     paths: list[Path]
-    _last: dict[Path, int] = field(default_factory=dict)
     rows: list[LedgerEntry] = field(default_factory=list)
+    _tails: list[LedgerTail] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._tails = [LedgerTail(p) for p in self.paths]
 
     def poll(self) -> None:
-        for path in self.paths:
-            if not path.exists():
-                continue
-            last = self._last.get(path, 0)
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-            try:
-                new = conn.execute(_SINCE, (last,)).fetchall()
-            except sqlite3.OperationalError:  # table not created yet
-                new = []
-            finally:
-                conn.close()
-            if new:
-                self._last[path] = new[-1][0]
-                self.rows.extend((r[1], r[2], r[3], r[4]) for r in new)
+        for tail in self._tails:
+            self.rows.extend((r.id, r.created_at, r.processed_at, r.outcome) for r in tail.poll())
 
 
 class Session:
