@@ -21,10 +21,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from experiments.runtime.nats.docker import LABEL_RUN, RUN_ID, DockerNats, containers_of_run, docker_engine_problem
 from experiments.runtime.nats.process import ProcessNats
+from experiments.runtime.processes import alive
 from testcontainers_tests.fault_matrix import FaultMatrix
 from tests.backend_fixtures import make_backend
 
@@ -90,12 +92,9 @@ def _recording(start: Callable[..., None], pids: list[int]) -> Callable[..., Non
 def _nats_server_alive(pid: int) -> bool:
     """A live (not zombie) process with this pid that is a nats-server (pids can be reused)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (FileNotFoundError, ProcessLookupError):
+        return alive(pid) and any("nats-server" in part for part in psutil.Process(pid).cmdline())
+    except psutil.NoSuchProcess:
         return False
-    state = stat.rsplit(")", 1)[1].split()[0]
-    return state != "Z" and b"nats-server" in cmdline
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -20,6 +20,7 @@ import httpx
 import nats
 import orjson
 
+from experiments.runtime import processes
 from experiments.runtime.nats.provider import NatsServer
 from experiments.runtime.stack import Stack, StackConfig
 from experiments.workload.accounting import Accounting, wait_processed
@@ -189,9 +190,6 @@ async def dlq_ids(nats_url: str, stream: str = "DIPLOM_DLQ") -> list[str]:
 
 
 def rss_mib(pid: int | None) -> float:
-    """Resident memory of a process in MiB (from /proc)."""
+    """Resident memory of a process in MiB."""
     assert pid is not None
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS for pid {pid}")
+    return processes.rss_mib(pid)

@@ -17,6 +17,7 @@ import pytest
 
 from experiments.batch.runner import BatchOutcome, report_main, run_batch
 from experiments.results.schema import read_runs
+from experiments.runtime.processes import alive
 
 pytestmark = [pytest.mark.notebooks, pytest.mark.e2e]
 
@@ -166,4 +167,4 @@ def test_a_run_over_its_timeout_is_stopped_with_everything_it_started(tmp_path: 
     started = [int(line.split()[0]) for line in pids_file.read_text().split("\n") if line]
     assert len(started) >= 4  # nats-server, processor, ingest, gateway
     for pid in started:
-        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2], pid
+        assert not alive(pid), pid

@@ -49,7 +49,7 @@ from tqdm import tqdm
 
 from experiments.results.schema import read_run
 from experiments.runtime.paths import DEFAULT_BATCH, NOTEBOOKS, REPO, RESULTS
-from experiments.runtime.processes import CHILDREN_ENV, reap_registered
+from experiments.runtime.processes import CHILDREN_ENV, descendants, reap_registered
 
 
 class RunSpec(BaseModel):
@@ -174,27 +174,9 @@ def plan(batch: BatchFile, only: set[str] | None = None) -> list[PlannedRun]:
     return planned
 
 
-def _descendants(pid: int) -> list[int]:
-    """Children, grandchildren... of `pid` from /proc (the kernel papermill started, and what it started)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = [], [pid]
-    while frontier:
-        nxt = [c for c, p in parents.items() if p in frontier]
-        found.extend(nxt)
-        frontier = nxt
-    return found
-
-
 def _stop_tree(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM papermill and everything below it by pid, then SIGKILL what is left."""
-    pids = [proc.pid, *_descendants(proc.pid)]
+    pids = [proc.pid, *descendants(proc.pid)]  # the kernel papermill started, and what it started
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):

@@ -1,4 +1,8 @@
-"""Stopping child processes by pid: a signal, a bounded wait, then SIGKILL."""
+"""Stopping child processes by pid: a signal, a bounded wait, then SIGKILL.
+
+What the kernel knows of a process (threads and their states, start time,
+zombie or not, resident memory) comes from psutil, not from parsing /proc.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import os
 import signal
 import subprocess
 import time
+
+import psutil
 
 
 def signal_and_wait(proc: subprocess.Popen[bytes] | None, sig: signal.Signals, timeout: float) -> None:
@@ -37,14 +43,47 @@ def freeze(pid: int, timeout: float = 2.0) -> None:
     os.kill(pid, signal.SIGSTOP)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        states = []
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError):
-                states.append(open(f"/proc/{pid}/task/{task}/stat").read().rsplit(")", 1)[1].split()[0])  # noqa: SIM115
-        if states and all(s in ("T", "t") for s in states):
+        if all_threads_stopped(pid):
             return
         time.sleep(0.001)
     raise TimeoutError(f"pid {pid} not stopped {timeout} s after SIGSTOP")
+
+
+_STOPPED = (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
+
+
+def all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of `pid` is in the stopped state (a process is stopped only when all are)."""
+    try:
+        threads = psutil.Process(pid).threads()
+    except psutil.NoSuchProcess:
+        return False
+    states = []
+    for t in threads:
+        with contextlib.suppress(psutil.NoSuchProcess):  # a thread that just ended
+            states.append(psutil.Process(t.id).status())
+    return bool(states) and all(s in _STOPPED for s in states)
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process in MiB."""
+    return psutil.Process(pid).memory_info().rss / 2**20
+
+
+def alive(pid: int) -> bool:
+    """Running (or stopped), not gone and not a zombie."""
+    try:
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def descendants(pid: int) -> list[int]:
+    """Children, grandchildren... of `pid` (none if it is gone)."""
+    try:
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
 
 
 # A batch runs each notebook in a kernel it does not control: if a run times out
@@ -55,21 +94,21 @@ def freeze(pid: int, timeout: float = 2.0) -> None:
 CHILDREN_ENV = "QUEUE_LAB_CHILDREN_FILE"
 
 
-def _start_ticks(pid: int) -> str | None:
+def _started_at(pid: int) -> float | None:
+    """When `pid` started (s since the epoch): with the pid, it tells a reused pid apart."""
     try:
-        stat = open(f"/proc/{pid}/stat").read()  # noqa: SIM115 (one read)
-    except OSError:
+        return psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
 
 
 def register_child(pid: int) -> None:
     """Note a started child in the registry file, when a batch runner set one."""
     path = os.environ.get(CHILDREN_ENV)
-    ticks = _start_ticks(pid)
-    if path and ticks is not None:
+    started = _started_at(pid)
+    if path and started is not None:
         with open(path, "a") as f:
-            f.write(f"{pid} {ticks}\n")
+            f.write(f"{pid} {started!r}\n")
 
 
 def reap_registered(path: str) -> list[int]:
@@ -80,9 +119,9 @@ def reap_registered(path: str) -> list[int]:
         return []
     killed = []
     for line in filter(None, lines):
-        pid_text, ticks = line.split()
-        pid = int(pid_text)
-        if _start_ticks(pid) == ticks:
+        pid_text, started_text = line.split()
+        pid, started = int(pid_text), _started_at(int(pid_text))
+        if started is not None and abs(started - float(started_text)) < 0.05:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
                 os.kill(pid, signal.SIGKILL)
@@ -95,11 +134,5 @@ def _wait_gone(pids: list[int], timeout: float) -> None:
     """Until each pid is gone or a zombie: SIGKILL is delivered at once, the exit takes a moment."""
     deadline = time.monotonic() + timeout
     for pid in pids:
-        while time.monotonic() < deadline:
-            try:
-                state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]  # noqa: SIM115
-            except OSError:
-                break
-            if state in ("Z", "X"):
-                break
+        while time.monotonic() < deadline and alive(pid):
             time.sleep(0.02)
