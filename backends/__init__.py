@@ -11,7 +11,6 @@ from backends.contract import (
     QueueError,
     QueueFull,
     QueueStats,
-    new_message_id,
 )
 
 __all__ = [
@@ -25,5 +24,4 @@ __all__ = [
     "QueueError",
     "QueueFull",
     "QueueStats",
-    "new_message_id",
 ]

@@ -12,7 +12,6 @@ within `ack_wait` it is delivered again, up to `max_deliver` times in total.
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, runtime_checkable
 
@@ -46,11 +45,6 @@ class BackendMisconfigured(QueueError):
 
 class AlreadySettled(QueueError):
     """ack/nak/term was called on a delivery that was already settled."""
-
-
-def new_message_id() -> str:
-    """A random, globally unique id; it is the deduplication key on publish."""
-    return uuid.uuid4().hex
 
 
 @dataclass(frozen=True, slots=True)

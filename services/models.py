@@ -131,13 +131,3 @@ def wire_to_message(d: Any) -> Message:
     if attributes and not all(type(v) is str for v in attributes.values()):
         raise InvalidInput(422, "attributes must map strings to strings")
     return Message(id=mid, source=source, payload=payload, created_at=created_at, attributes=attributes)
-
-
-def message_to_wire(m: Message) -> dict[str, Any]:
-    return {
-        "id": m.id,
-        "source": m.source,
-        "payload": m.payload,
-        "created_at": m.created_at,
-        "attributes": m.attributes,
-    }

@@ -205,7 +205,6 @@ class _Heartbeat:
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = self._loop.call_later(self._interval, self._beat)
         self._sending: asyncio.Task[None] | None = None
-        self.beats = 0
 
     def _beat(self) -> None:
         if self._sending is None or self._sending.done():
@@ -213,7 +212,6 @@ class _Heartbeat:
         self._timer = self._loop.call_later(self._interval, self._beat)
 
     async def _send(self) -> None:
-        self.beats += 1
         for d in self._deliveries:
             try:
                 await d.in_progress()
