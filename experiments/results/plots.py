@@ -13,6 +13,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
@@ -56,7 +57,7 @@ def _agg(df: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
     return pd.DataFrame({"median": g.median(), "lo": g.min(), "hi": g.max(), "n": g.count()}).reset_index()
 
 
-def _errorbar(ax: Any, x: Any, agg: pd.DataFrame, backend: str, **kw: Any) -> None:
+def _errorbar(ax: Axes, x: Any, agg: pd.DataFrame, backend: str, **kw: Any) -> None:
     """Median with a min..max bar, in the backend's colour and marker (`kw` overrides, e.g. label, linestyle)."""
     st = _style(backend)
     yerr = [agg["median"] - agg["lo"], agg["hi"] - agg["median"]]
@@ -159,7 +160,7 @@ def durability_bars(df: pd.DataFrame) -> Figure:
 def durability_timeline(records: Sequence[ResultRecord]) -> Figure:
     """Messages processed per second (solid) and queue backlog (dotted) around each fault, the fault window shaded."""
     faults = sorted({r.row.fault for r in records})
-    backlog_axes: dict[str, Any] = {}
+    backlog_axes: dict[str, Axes] = {}
     fig, axes = plt.subplots(len(faults), 1, figsize=(8.0, 2.4 * len(faults)), sharex=True, squeeze=False)
     for ax, fault in zip(axes[:, 0], faults, strict=True):
         shaded = False
