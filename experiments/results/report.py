@@ -17,8 +17,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from experiments.results import plots
-from experiments.results.schema import ROW_COLUMNS, ResultRecord, RunDocument, read_runs
 from experiments.results.registry import EXPERIMENTS
+from experiments.results.schema import ROW_COLUMNS, ResultRecord, RunDocument, read_runs
 
 FLOAT_FORMAT = "%.6g"
 
