@@ -33,7 +33,15 @@ from services.http import (
     passthrough,
     read_json,
 )
-from services.models import ID_PATTERN, Accepted, IngestItem, parse_items
+from services.models import (
+    ID_PATTERN,
+    Accepted,
+    IngestItem,
+    OriginalItem,
+    SystemStatus,
+    parse_items,
+    with_original_fields,
+)
 from services.openapi import document_body
 from services.settings import GatewaySettings, load
 
@@ -77,6 +85,8 @@ def with_ids(items: list[IngestItem], idempotency_key: str | None) -> list[dict[
         d: dict[str, Any] = {"source": item.source, "payload": item.payload}
         if mid is not None:
             d["id"] = mid
+        if item.attributes:
+            d["attributes"] = item.attributes
         out.append(d)
     return out
 
@@ -118,7 +128,7 @@ def create_app(settings: GatewaySettings | None = None, downstream: NextHopFacto
         responses=ERROR_RESPONSES,
         tags=["ingest"],
         openapi_extra={
-            **document_body(IngestItem, settings.max_batch),
+            **document_body(IngestItem, settings.max_batch, OriginalItem),
             "parameters": [
                 {
                     "name": "Idempotency-Key",
@@ -136,13 +146,27 @@ def create_app(settings: GatewaySettings | None = None, downstream: NextHopFacto
         key = request.headers.get("idempotency-key")
         if key is not None and not _ID.match(key):
             raise ApiError(422, f"Idempotency-Key must match {ID_PATTERN}")
-        items = parse_items(await read_json(request, settings.max_body_bytes), settings.max_batch)
+        data = await read_json(request, settings.max_body_bytes)
+        items = parse_items(data, settings.max_batch)
         status, answer = await ingest.post_json("/api/v1/ingest", orjson.dumps(with_ids(items, key)))
+        if isinstance(data, dict):
+            answer = with_original_fields(status, answer)
         return passthrough(status, answer)
 
-    @app.get("/api/v1/status", tags=["ops"], responses={503: {"description": "a component is down"}})
+    @app.get(
+        "/api/v1/status",
+        tags=["ops"],
+        responses={
+            200: {"model": SystemStatus, "description": "every component is ok"},
+            503: {"model": SystemStatus, "description": "a component is down"},
+        },
+    )
     async def status() -> Response:
-        """Health of gateway, ingest, processor and the queue backend, in bounded time."""
+        """Health of gateway, ingest, processor and the queue backend, in bounded time.
+
+        Ours is `status` and `components` (with reasons); the original's is
+        `healthy` and `ingest` / `processor` each with `healthy` and `stats`.
+        """
 
         async def probe(client: NextHop) -> dict[str, Any]:
             try:
@@ -153,13 +177,29 @@ def create_app(settings: GatewaySettings | None = None, downstream: NextHopFacto
                 return {"status": "down", "reason": f"{type(exc).__name__}: {exc}"}
             return {"status": "ok" if code == 200 else "unavailable", "http": code, **_strip(body)}
 
-        ing, proc = await asyncio.gather(probe(ingest), probe(processor))
+        async def stats_of(client: NextHop) -> Any:
+            try:
+                code, body = await client.get_json("/stats", settings.status_timeout)
+            except Exception:  # no stats is null, as in the original; the health probe gives the reason
+                return None
+            return body if code == 200 else None
+
+        ing, proc, ing_stats, proc_stats = await asyncio.gather(
+            probe(ingest), probe(processor), stats_of(ingest), stats_of(processor)
+        )
         backend = proc.pop("backend", {"status": "unknown", "reason": "processor unreachable"})
         if "status" not in backend:
             backend["status"] = "ok" if backend.get("connected") else "down"
         components = {"gateway": {"status": "ok"}, "ingest": ing, "processor": proc, "backend": backend}
         ok = all(c["status"] == "ok" for c in components.values())
-        return json_response({"status": "ok" if ok else "degraded", "components": components}, 200 if ok else 503)
+        body = {
+            "status": "ok" if ok else "degraded",
+            "healthy": ok,
+            "components": components,
+            "ingest": {"healthy": ing["status"] == "ok", "stats": ing_stats},
+            "processor": {"healthy": proc["status"] == "ok", "stats": proc_stats},
+        }
+        return json_response(body, 200 if ok else 503)
 
     return app
 
@@ -167,4 +207,4 @@ def create_app(settings: GatewaySettings | None = None, downstream: NextHopFacto
 def _strip(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         return {}
-    return {k: v for k, v in body.items() if k not in ("service", "status")}
+    return {k: v for k, v in body.items() if k not in ("service", "status", "healthy")}

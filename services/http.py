@@ -231,9 +231,10 @@ def install_common(
 
     @app.get("/health", tags=["ops"], responses={503: {"model": ErrorBody}})
     async def health_route() -> Response:
-        """Liveness and readiness: 200 when this service can do its job, 503 otherwise."""
+        """Liveness and readiness: 200 when this service can do its job, 503 otherwise (and `healthy`)."""
         ok, body = await health()
-        return json_response({"service": service, "status": "ok" if ok else "unavailable", **body}, 200 if ok else 503)
+        answer = {"service": service, "status": "ok" if ok else "unavailable", "healthy": ok, **body}
+        return json_response(answer, 200 if ok else 503)
 
     @app.get("/metrics", tags=["ops"], response_class=Response)
     async def metrics_route() -> Response:

@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -25,11 +26,12 @@ from services.http import (
     Downstream,
     NextHopFactory,
     install_common,
+    json_response,
     new_app,
     passthrough,
     read_json_sized,
 )
-from services.models import Accepted, IngestItem, parse_items
+from services.models import Accepted, IngestItem, OriginalItem, parse_items, with_original_fields
 from services.openapi import document_body
 from services.settings import IngestSettings, load
 
@@ -44,10 +46,22 @@ def stamp(items: list[IngestItem], now_ns: int) -> list[dict[str, Any]]:
             "source": item.source,
             "payload": item.payload,
             "created_at": now_ns,
-            "attributes": {},
+            "attributes": item.attributes or {},
         }
         for item in items
     ]
+
+
+@dataclass
+class IngestCounts:
+    """What ingest's /stats reports (the original's TotalReceived, TotalSent, TotalFailed), in messages."""
+
+    received: int = 0
+    sent: int = 0
+    failed: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"total_received": self.received, "total_sent": self.sent, "total_failed": self.failed}
 
 
 def create_app(settings: IngestSettings | None = None, downstream: NextHopFactory = Downstream) -> FastAPI:
@@ -93,6 +107,12 @@ def create_app(settings: IngestSettings | None = None, downstream: NextHopFactor
         return True, {}
 
     install_common(app, "ingest", health)
+    counts = IngestCounts()
+
+    @app.get("/stats", tags=["ops"])
+    async def stats() -> Response:
+        """Messages received (valid), sent (stored by the processor) and failed, as the original's ingest counts."""
+        return json_response(counts.as_dict())
 
     @app.post(
         "/api/v1/ingest",
@@ -100,14 +120,25 @@ def create_app(settings: IngestSettings | None = None, downstream: NextHopFactor
         response_model=Accepted,
         responses=ERROR_RESPONSES,
         tags=["ingest"],
-        openapi_extra=document_body(IngestItem, settings.max_batch),
+        openapi_extra=document_body(IngestItem, settings.max_batch, OriginalItem),
     )
     async def ingest(request: Request) -> Response:
         """Stamp and forward; 202 once the processor's backend stored every message."""
         data, size = await read_json_sized(request, settings.max_body_bytes)
         items = parse_items(data, settings.max_batch)
-        # size + ~100 bytes a message for the id, created_at and attributes stamped here
-        status, answer = await batcher.submit(stamp(items, time.time_ns()), size + 100 * len(items))
+        counts.received += len(items)
+        try:
+            # size + ~100 bytes a message for the id, created_at and attributes stamped here
+            status, answer = await batcher.submit(stamp(items, time.time_ns()), size + 100 * len(items))
+        except BaseException:
+            counts.failed += len(items)
+            raise
+        if 200 <= status < 300:
+            counts.sent += len(items)
+        else:
+            counts.failed += len(items)
+        if isinstance(data, dict):
+            answer = with_original_fields(status, answer)
         return passthrough(status, answer)
 
     return app

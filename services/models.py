@@ -1,6 +1,7 @@
 """Request and response shapes shared by the services, and their validation.
 
-The public shape (`IngestItem`) is validated strictly with pydantic so every
+The public shape (`IngestItem`, and `OriginalItem`: the Go original's body,
+which its clients still send) is validated strictly with pydantic so every
 error names its field; the internal hop ingest -> processor carries full
 messages (`WireMessage`) and is checked by a fast hand-written function,
 since it runs for every message at full rate and its input comes from ingest.
@@ -9,8 +10,9 @@ since it runs for every message at full rate and its input comes from ingest.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from backends.contract import Message
@@ -30,6 +32,23 @@ class IngestItem(BaseModel):
         pattern=ID_PATTERN,
         description="optional client-given id: the dedup key, so a retried request is stored once",
     )
+    attributes: dict[str, str] | None = Field(
+        None, description="optional string labels stored with the message (the original's `metadata`)"
+    )
+
+
+class OriginalItem(BaseModel):
+    """One message in the Go original's format: `data` becomes the payload, `metadata` the attributes.
+
+    Its clients, scripts and load tests still send this body, so both are
+    accepted; a body with both `data` and `payload`, or neither, is a 422.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    source: str = Field(min_length=1, max_length=256, description="who sent it; non-empty")
+    data: str = Field(description="the payload, as a string (the original's format)")
+    metadata: dict[str, str] | None = Field(None, description="optional string labels: become the attributes")
 
 
 # ns since the epoch, until the year 2255: inside a signed 64-bit integer, and
@@ -56,6 +75,37 @@ class Accepted(BaseModel):
     count: int
     duplicates: int = Field(description="ids that were already stored (a retry); stored once")
     duplicate_positions: list[int] = Field(default_factory=list, description="which of `ids` were duplicates")
+    message_id: str | None = Field(None, description="the original's field: the id, when the body was one message")
+    status: Literal["accepted"] | None = Field(None, description="the original's field, when the body was one message")
+
+
+def with_original_fields(status: int, answer: bytes) -> bytes:
+    """The answer to one message, plus the original's `message_id` and `status` (only on a 2xx)."""
+    if not 200 <= status < 300:
+        return answer
+    body = orjson.loads(answer)
+    body["message_id"] = body["ids"][0]
+    body["status"] = "accepted"
+    return orjson.dumps(body)
+
+
+class ComponentStats(BaseModel):
+    """One service in `/api/v1/status` in the original's shape."""
+
+    healthy: bool = Field(description="its /health answered 200")
+    stats: dict[str, Any] | None = Field(description="its /stats, or null when it did not answer")
+
+
+class SystemStatus(BaseModel):
+    """`GET /api/v1/status`: ours (`status`, `components`) and the original's (`healthy`, `ingest`, `processor`)."""
+
+    status: Literal["ok", "degraded"]
+    healthy: bool = Field(description="every component is ok (the original's field)")
+    components: dict[str, dict[str, Any]] = Field(
+        description="gateway, ingest, processor, backend: each with `status` (ok/down/unavailable) and reasons"
+    )
+    ingest: ComponentStats
+    processor: ComponentStats
 
 
 class ErrorBody(BaseModel):
@@ -64,6 +114,7 @@ class ErrorBody(BaseModel):
 
 
 _items = TypeAdapter(list[IngestItem])
+_original = TypeAdapter(OriginalItem)
 
 
 class InvalidInput(ValueError):
@@ -77,7 +128,7 @@ class InvalidInput(ValueError):
 
 
 def parse_items(data: Any, max_batch: int) -> list[IngestItem]:
-    """One object or a list of them -> validated items, or `InvalidInput` naming the field."""
+    """One object or a list of them (ours or the original's format) -> validated items, or `InvalidInput`."""
     single = isinstance(data, dict)
     raw = [data] if single else data
     if not isinstance(raw, list):
@@ -86,6 +137,8 @@ def parse_items(data: Any, max_batch: int) -> list[IngestItem]:
         raise InvalidInput(422, "empty list: send at least one message")
     if len(raw) > max_batch:
         raise InvalidInput(422, f"too many messages: {len(raw)} > MAX_BATCH={max_batch}")
+    if any(type(d) is dict and "data" in d for d in raw):
+        raw = [_from_original(d, "" if single else f"{i}.") if type(d) is dict else d for i, d in enumerate(raw)]
     try:
         return _items.validate_python(raw)
     except ValidationError as exc:
@@ -94,8 +147,35 @@ def parse_items(data: Any, max_batch: int) -> list[IngestItem]:
             loc = list(err["loc"])
             field = ".".join(str(p) for p in (loc[1:] if single else loc))
             details.append({"field": f"body.{field}" if field else "body", "problem": err["msg"]})
+            if err["type"] == "missing" and loc[-1] == "payload":
+                details.append({"field": details[-1]["field"][: -len("payload")] + "data", "problem": _EITHER})
         first = details[0]
         raise InvalidInput(422, f"invalid message: {first['field']}: {first['problem']}", details) from None
+
+
+_EITHER = "give payload (any JSON) or data (a string, the original's format): one of the two"
+
+
+def _from_original(d: dict[str, Any], at: str) -> dict[str, Any]:
+    """An item of the original's format as ours (`data` -> payload, `metadata` -> attributes)."""
+    if "data" not in d:
+        return d
+    if "payload" in d:
+        details = [{"field": f"body.{at}payload", "problem": _EITHER}, {"field": f"body.{at}data", "problem": _EITHER}]
+        raise InvalidInput(422, f"invalid message: body.{at}payload and body.{at}data: {_EITHER}", details)
+    try:
+        item = _original.validate_python(d)
+    except ValidationError as exc:
+        details = [
+            {"field": f"body.{at}" + ".".join(str(p) for p in err["loc"]), "problem": err["msg"]}
+            for err in exc.errors(include_url=False, include_input=False)
+        ]
+        first = details[0]
+        raise InvalidInput(422, f"invalid message: {first['field']}: {first['problem']}", details) from None
+    out: dict[str, Any] = {"source": item.source, "payload": item.data}
+    if item.metadata:
+        out["attributes"] = item.metadata
+    return out
 
 
 _WIRE_FIELDS = frozenset(("id", "source", "payload", "created_at", "attributes"))

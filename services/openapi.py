@@ -12,10 +12,15 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 
-def document_body(model: type[BaseModel], max_items: int | None = None) -> dict[str, Any]:
-    """`openapi_extra` for a JSON body that is one `model` or a list of them."""
-    one = TypeAdapter(model).json_schema()
-    defs = one.pop("$defs", {})
+def document_body(model: type[BaseModel], max_items: int | None = None, *also: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` for a JSON body that is one `model` (or one of `also`) or a list of them."""
+    defs: dict[str, Any] = {}
+    shapes = []
+    for m in (model, *also):
+        shape = TypeAdapter(m).json_schema()
+        defs.update(shape.pop("$defs", {}))
+        shapes.append(shape)
+    one: dict[str, Any] = shapes[0] if len(shapes) == 1 else {"anyOf": shapes}
     many: dict[str, Any] = {"type": "array", "items": one, "minItems": 1}
     if max_items is not None:
         many["maxItems"] = max_items

@@ -103,6 +103,12 @@ class ResultRow(BaseModel):
     dead_lettered: int = Field(ge=0)
     wall_time_s: float = Field(ge=0)
     params: str = Field(description="the notebook's parameters as JSON, for grouping")
+    # resident memory with a backlog held (08_footprint; None in the other experiments)
+    backlog: int | None = Field(None, ge=0, description="messages stored and not yet acked when sampled")
+    queue_size: int | None = Field(None, ge=1, description="the memory queue's QUEUE_SIZE (None: NATS)")
+    processor_rss_mib: float | None = Field(None, ge=0, description="processor's resident memory, MiB")
+    nats_rss_mib: float | None = Field(None, ge=0, description="nats-server's resident memory, MiB (None: memory)")
+    store_mib: float | None = Field(None, ge=0, description="JetStream store on disk, MiB (None: memory)")
 
     @model_validator(mode="after")
     def _consistent(self) -> ResultRow:
