@@ -22,7 +22,7 @@ from experiments.runtime.processes import alive
 pytestmark = [pytest.mark.notebooks, pytest.mark.e2e]
 
 BATCH_FILE = Path(__file__).resolve().parent.parent / "experiments" / "batches" / "default.yaml"
-NOTEBOOKS = ["00_tour", "01_latency", "02_throughput", "03_durability", "04_scaling"]
+NOTEBOOKS = ["00_tour", "01_latency", "02_throughput", "03_durability", "04_scaling", "08_footprint"]
 FIGURES = [
     "latency_cdf_e2e",
     "latency_cdf_client",
@@ -31,7 +31,9 @@ FIGURES = [
     "durability_counts",
     "durability_timeline",
     "scaling",
+    "footprint",
 ]
+FOOTPRINT = "08_footprint"  # holds its backlog by design: no processing, so no end-to-end latency
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +74,13 @@ def test_run_documents_match_the_schema(quick_batch: BatchOutcome, rows: pd.Data
 
 
 def test_every_phase_moved_messages(rows: pd.DataFrame) -> None:
+    rows = rows[rows["experiment"] != FOOTPRINT]
     assert (rows["achieved_rate"] > 0).all()
     assert (rows["processed"] > 0).all()
 
 
 def test_latency_percentiles_are_ordered(rows: pd.DataFrame) -> None:
+    rows = rows[rows["experiment"] != FOOTPRINT]
     for prefix in ("client", "e2e"):
         cols = [f"{prefix}_{p}_ms" for p in ("p50", "p90", "p99", "p999", "max")]
         values = rows[cols].dropna()
@@ -97,6 +101,34 @@ def test_durability_nats_loses_nothing_and_memory_loses_its_backlog(rows: pd.Dat
     assert (killed["lost"] > 0).all(), "a SIGKILLed processor holding a backlog in memory must lose it"
 
 
+def test_footprint_holds_the_backlog_where_each_queue_keeps_it(rows: pd.DataFrame) -> None:
+    """Bounds that catch a wrong pid or a drained queue, not noise: the payload bytes must be somewhere."""
+    fp = rows[rows["experiment"] == FOOTPRINT]
+    assert len(fp) > 0
+    assert (fp["processor_rss_mib"] > 0).all()
+    assert (fp["lost"] == 0).all()
+    mib = 1024 * 1024
+    for (backend, qsize, payload), part in fp.groupby(["backend", "queue_size", "payload_bytes"], dropna=False):
+        part = part.sort_values("sent")
+        empty, full = part.iloc[0], part.iloc[-1]
+        assert empty["sent"] == 0
+        assert full["sent"] > 0
+        volume_mib = full["backlog"] * payload / mib
+        if backend == "nats":
+            assert full["backlog"] == full["acknowledged"] == full["sent"]
+            assert (part["nats_rss_mib"] > 0).all()
+            assert full["store_mib"] >= 0.9 * volume_mib, part[["sent", "store_mib"]]
+        elif qsize > full["sent"]:  # memory queue with room for everything
+            assert full["backlog"] == full["acknowledged"] == full["sent"]
+            assert part["nats_rss_mib"].isna().all()
+            grew = full["processor_rss_mib"] - empty["processor_rss_mib"]
+            assert grew >= 0.5 * volume_mib, part[["sent", "processor_rss_mib"]]
+        else:  # the spec's default QUEUE_SIZE: the backlog stops there, the rest is refused (429), not dropped
+            assert full["backlog"] <= qsize
+            assert full["rejected"] > 0
+            assert full["acknowledged"] + full["rejected"] == full["sent"]
+
+
 def test_repeated_latency_runs_agree(quick_batch: BatchOutcome) -> None:
     rep = pd.read_csv(quick_batch.batch_dir / "tables" / "repeatability.csv")
     p50 = rep[rep["metric"] == "e2e_p50_ms"]
@@ -114,7 +146,7 @@ def test_report_has_every_figure_and_table(quick_batch: BatchOutcome) -> None:
         for ext in ("png", "svg"):
             assert (batch_dir / "figures" / f"{name}.{ext}").stat().st_size > 1000, (name, ext)
         assert f"alt='{name}'" in html
-    for table in ("latency", "repeatability", "throughput", "durability", "scaling"):
+    for table in ("latency", "repeatability", "throughput", "durability", "scaling", "footprint"):
         assert (batch_dir / "tables" / f"{table}.csv").exists()
 
 

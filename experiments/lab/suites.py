@@ -9,13 +9,15 @@ Every function returns the rows of this run as a DataFrame; the records
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from experiments.lab import footprint as _footprint
 from experiments.lab.context import RunContext
 from experiments.lab.setup import Setup
 from experiments.results import registry
-from experiments.results.schema import Backend
+from experiments.results.schema import Backend, ResultRecord
 from experiments.workload.faults import FaultStep
 
 
@@ -128,6 +130,35 @@ async def scaling(
                         duration_s=duration_s,
                         drain_timeout_s=30.0,
                     )
+    return ctx.frame()
+
+
+async def footprint(
+    ctx: RunContext,
+    *,
+    queues: Sequence[_footprint.FootprintQueue],
+    backlogs: Sequence[int],
+    payload_sizes: Sequence[int],
+    parallel: int = 3,
+) -> Any:
+    """Resident memory against backlog: one deployment per queue x payload size, filled step by step.
+
+    `queues`: memory (QUEUE_SIZE above the largest backlog), memory-default
+    (the spec's QUEUE_SIZE, where the backlog becomes 429s), nats (JetStream).
+    Up to `parallel` deployments run side by side: memory is read per pid and
+    nothing here is timed, so they do not disturb each other's figures, and
+    the run spends most of its time starting services.
+    """
+    gate = asyncio.Semaphore(max(1, parallel))
+
+    async def one(queue: _footprint.FootprintQueue, payload: int) -> list[ResultRecord]:
+        async with gate, ctx.session(_footprint.setup_for(queue, max(backlogs))) as session:
+            return await _footprint.measure_steps(session, queue, backlogs=backlogs, payload_bytes=payload)
+
+    done = await asyncio.gather(*(one(q, p) for q in queues for p in payload_sizes))
+    for records in done:  # in a fixed order, whichever deployment finished first
+        for record in records:
+            ctx.add(record)
     return ctx.frame()
 
 

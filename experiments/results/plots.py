@@ -209,3 +209,55 @@ def scaling_curve(df: pd.DataFrame) -> Figure:
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def footprint_label(backend: str, queue_size: Any) -> str:
+    """A deployment of the footprint runs by its queue: NATS, or the memory queue with its QUEUE_SIZE."""
+    if backend == "memory" and queue_size == queue_size and queue_size is not None:  # not NaN
+        return f"memory queue, QUEUE_SIZE={int(queue_size):,}"
+    return str(_style(backend)["label"])
+
+
+def footprint_curve(df: pd.DataFrame) -> Figure:
+    """Resident memory against the backlog built, one line per process x queue x payload size (and the store on disk).
+
+    x is what was sent (with the memory queue at its default QUEUE_SIZE most
+    of it was refused with 429, so its backlog stays at QUEUE_SIZE).
+    """
+    fig, ax = plt.subplots(figsize=(7.2, 6.4))
+    payloads = sorted(int(p) for p in df["payload_bytes"].unique())
+    dashes = ["-", "--", ":", "-."]
+    shades = {"memory": ["#1f77b4", "#17becf"], "nats": ["#d62728"], "nats-sync": ["#9467bd"]}
+    queues = sorted({(str(b), q if q == q else None) for b, q in zip(df["backend"], df["queue_size"], strict=True)},
+                    key=lambda k: (k[0], -(k[1] or 0)))  # fmt: skip
+    for i_q, (backend, qsize) in enumerate(queues):
+        same = df[
+            (df["backend"] == backend) & ((df["queue_size"] == qsize) if qsize is not None else df["queue_size"].isna())
+        ]
+        colour = shades.get(backend, ["black"])[min(sum(1 for b, _ in queues[:i_q] if b == backend), 1)]
+        for process, column, marker in (
+            ("processor", "processor_rss_mib", "o"),
+            ("nats-server", "nats_rss_mib", "s"),
+            ("on disk, JetStream store", "store_mib", "^"),
+        ):
+            for i_p, payload in enumerate(payloads):
+                part = same[(same["payload_bytes"] == payload) & same[column].notna()]
+                if part.empty:
+                    continue
+                agg = _agg(part, ["sent"], column)
+                yerr = [agg["median"] - agg["lo"], agg["hi"] - agg["median"]]
+                label = f"{process}: {footprint_label(backend, qsize)}, {_size(payload)}"
+                ax.errorbar(agg["sent"], agg["median"], yerr=yerr, color=colour, marker=marker, capsize=3,
+                            linestyle=dashes[i_p % len(dashes)], markersize=4, label=label)  # fmt: skip
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.ticklabel_format(axis="x", style="plain")
+    ax.set_xlabel("backlog built [messages sent, none processed]")
+    ax.set_ylabel("resident memory (RSS), or store on disk [MiB]")
+    ax.set_title("Where the backlog lives: memory queue vs NATS JetStream")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def _size(n: int) -> str:
+    return f"{n // 1024} KiB payload" if n >= 1024 and n % 1024 == 0 else f"{n} B payload"

@@ -94,6 +94,14 @@ EXPERIMENTS: dict[str, Experiment] = {
             tables.scaling,
             (FigureSpec("scaling", _rows(plots.scaling_curve)),),
         ),
+        Experiment(
+            "08_footprint",
+            "Footprint: resident memory against backlog",
+            ("backend", "queue_size", "payload_bytes", "sent", "acknowledged", "rejected", "errors", "backlog",
+             "processor_rss_mib", "nats_rss_mib", "store_mib", "lost"),
+            tables.footprint,
+            (FigureSpec("footprint", _rows(plots.footprint_curve)),),
+        ),
     )
 }  # fmt: skip
 

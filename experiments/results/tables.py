@@ -6,8 +6,11 @@ tables; `registry` says which function belongs to which experiment.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
+from experiments.results.plots import footprint_label
 from experiments.results.stats import spread
 
 
@@ -48,3 +51,40 @@ def durability(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
 def scaling(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     values = ["offered_rate", "processed_rate", "e2e_p99_ms"]
     return {"scaling": median_table(df, ["backend", "processors", "workers"], values)}
+
+
+def footprint(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    return {"footprint": footprint_table(df), "footprint_cost": footprint_cost(df)}
+
+
+def footprint_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per queue, payload and backlog built: what was held and refused, and what it cost in RSS and on disk."""
+    df = df.assign(queue=[footprint_label(b, q) for b, q in zip(df["backend"], df["queue_size"], strict=True)])
+    values = ["acknowledged", "rejected", "errors", "backlog", "processor_rss_mib", "nats_rss_mib", "store_mib", "lost"]
+    return median_table(df, ["queue", "payload_bytes", "sent"], values)
+
+
+_COST_OF = (("processor_rss_mib", "processor"), ("nats_rss_mib", "nats_server"), ("store_mib", "disk"))
+
+
+def footprint_cost(df: pd.DataFrame) -> pd.DataFrame:
+    """Bytes per message held, from the empty deployment to its largest backlog: RSS per process, disk for JetStream.
+
+    The payload size beside it shows the overhead: what a message costs
+    beyond its payload, and in which process.
+    """
+    rows: list[dict[str, Any]] = []
+    for (queue, payload), part in footprint_table(df).groupby(["queue", "payload_bytes"], sort=True):
+        ordered = part.sort_values("sent")
+        empty, full = ordered.iloc[0], ordered.iloc[-1]
+        held = full["backlog"] - empty["backlog"]
+        row: dict[str, Any] = {"queue": queue, "payload_bytes": payload, "backlog": full["backlog"]}
+        for column, name in (
+            ("processor_rss_mib", "processor"),
+            ("nats_rss_mib", "nats_server"),
+            ("store_mib", "disk"),
+        ):
+            grew = (full[column] - empty[column]) * 1024 * 1024
+            row[f"{name}_bytes_per_msg"] = grew / held if held > 0 else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)

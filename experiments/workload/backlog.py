@@ -54,7 +54,7 @@ async def fill(
     prefix: str,
     start_seq: int = 0,
     in_flight: int = 4,
-    timeout_s: float = 30.0,
+    timeout_s: float = 60.0,
 ) -> FillResult:
     """POST `count` messages (ids `prefix-<seq>`, payload a string of `payload_bytes`) to `url` in batches."""
     size = batch_size_for(payload_bytes)

@@ -67,6 +67,11 @@ class NatsServer(Protocol):
         ...
 
     @property
+    def pid(self) -> int | None:
+        """Host pid of the running nats-server (None while stopped): for signals and memory readings."""
+        ...
+
+    @property
     def store_dir(self) -> Path:
         """Host directory holding the JetStream store (in its `js/` subdir)."""
         ...
