@@ -9,5 +9,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+bash scripts/ensure-fuse.sh  # 06_power_loss mounts a lazy file system under the NATS store
 export HARNESS_NATS=${HARNESS_NATS:-process}
 exec .venv/bin/diplom run experiments/batches/default.yaml "$@"

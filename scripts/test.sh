@@ -9,5 +9,7 @@ echo "== import contracts" && .venv/bin/lint-imports --no-cache
 # In CI the container tests must run for real: install and start an engine
 # (fails loudly if it cannot). On a user's machine only an engine that is
 # already there is used; without one, those tests skip with the reason.
-case "${CI:-}" in ""|0|false|no) ;; *) echo "== docker engine" && bash scripts/ensure-docker.sh ;; esac
+# FUSE (the lazy file system of the power-loss tests) likewise: installed in CI.
+case "${CI:-}" in ""|0|false|no) ;; *) echo "== docker engine" && bash scripts/ensure-docker.sh
+  echo "== fuse" && bash scripts/ensure-fuse.sh ;; esac
 echo "== pytest" && .venv/bin/pytest "$@"

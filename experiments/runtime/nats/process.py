@@ -85,12 +85,17 @@ class ProcessNats:
         port: int | None = None,
         monitor_port: int | None = None,
         sync_always: bool = False,
+        jetstream_dir: str | Path | None = None,
         ready_timeout: float = 15.0,
         user: str | None = None,
         password: str | None = None,
         token: str | None = None,
     ) -> None:
-        """`user` + `password`, or `token`: clients must authenticate (the monitoring port stays open)."""
+        """`user` + `password`, or `token`: clients must authenticate (the monitoring port stays open).
+
+        `jetstream_dir` puts the JetStream store elsewhere than `store_dir/js`
+        (on a lazy file system for power loss, say); config and log stay in `store_dir`.
+        """
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if store_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="nats-store-")
@@ -99,6 +104,7 @@ class ProcessNats:
         self.port = port or free_port()
         self.monitor_port = monitor_port or free_port()
         self.sync_always = sync_always
+        self.jetstream_dir = Path(jetstream_dir) if jetstream_dir is not None else self.store_dir / "js"
         self._auth = (user, password, token)
         self.ready_timeout = ready_timeout
         self._proc: subprocess.Popen[bytes] | None = None
@@ -125,7 +131,7 @@ class ProcessNats:
             auth = f'authorization {{\n  user: "{user}"\n  password: "{password}"\n}}\n'
         elif token is not None:
             auth = f'authorization {{\n  token: "{token}"\n}}\n'
-        conf.write_text(f'jetstream {{\n  store_dir: "{self.store_dir / "js"}"{sync}\n}}\n{auth}')
+        conf.write_text(f'jetstream {{\n  store_dir: "{self.jetstream_dir}"{sync}\n}}\n{auth}')
         return conf
 
     def start(self) -> None:

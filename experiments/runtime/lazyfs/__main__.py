@@ -1,0 +1,3 @@
+from experiments.runtime.lazyfs.daemon import main
+
+main()

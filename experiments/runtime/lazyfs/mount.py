@@ -1,0 +1,149 @@
+"""Start, command and stop a lazy file system mount from the harness (or a test).
+
+`LazyFS(backing, mountpoint, writeback_s=None)` starts the daemon
+(`experiments.runtime.lazyfs.daemon`) as a child process in its own session,
+waits until the mount answers, and offers `lose()`, `flush()` and
+`pending_bytes()`. `stop()` always unmounts (`fusermount3 -u`, lazily if
+busy) and stops the daemon by its pid; it runs at interpreter exit too
+(atexit) and on leaving the `with` block. A run killed outright leaves
+nothing either: the daemon unmounts when its parent is gone, and
+`auto_unmount` covers a SIGKILL of the daemon itself.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from experiments.runtime.lazyfs.availability import require_fuse
+from experiments.runtime.lazyfs.control import send_command
+from experiments.runtime.processes import register_child, signal_and_wait
+
+Writeback = float | None  # seconds, or None for "never"
+
+
+class LazyFSNotReady(RuntimeError):
+    """The daemon did not mount in time (its log is in the message)."""
+
+
+def is_mounted(path: str | Path) -> bool:
+    """Whether `path` is a mount point in /proc/self/mounts (works for a dead FUSE mount too)."""
+    target = os.path.realpath(path)
+    with open("/proc/self/mounts") as f:
+        return any(line.split()[1] == target for line in f if len(line.split()) > 1)
+
+
+def writeback_arg(writeback_s: Writeback) -> str:
+    return "never" if writeback_s is None else repr(float(writeback_s))
+
+
+class LazyFS:
+    """A lazy FUSE mount of `backing` on `mountpoint`, run by a child process."""
+
+    def __init__(
+        self,
+        backing: str | Path,
+        mountpoint: str | Path,
+        *,
+        writeback_s: Writeback = None,
+        fsync_backing: bool = True,
+        ready_timeout: float = 10.0,
+    ) -> None:
+        self.backing = Path(backing)
+        self.mountpoint = Path(mountpoint)
+        self.writeback_s = writeback_s
+        self.fsync_backing = fsync_backing
+        self.ready_timeout = ready_timeout
+        self.control_path = self.backing.parent / f".{self.backing.name}.lazyfs.sock"
+        self.log_path = self.backing.parent / f"{self.backing.name}.lazyfs.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
+    def start(self) -> None:
+        require_fuse()
+        if self.pid is not None:
+            raise RuntimeError(f"lazyfs already running as pid {self.pid}")
+        self.backing.mkdir(parents=True, exist_ok=True)
+        self.mountpoint.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "experiments.runtime.lazyfs", str(self.backing), str(self.mountpoint),
+               "--control", str(self.control_path), "--writeback-s", writeback_arg(self.writeback_s),
+               "--parent-pid", str(os.getpid())]  # fmt: skip
+        if not self.fsync_backing:
+            cmd.append("--no-fsync-backing")
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        register_child(self._proc.pid)
+        atexit.register(self.stop)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self._proc is None or self._proc.poll() is not None:
+                break
+            if is_mounted(self.mountpoint):
+                with contextlib.suppress(OSError, ValueError):
+                    send_command(self.control_path, "ping", timeout=1.0)
+                    return
+            time.sleep(0.02)
+        tail = self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""
+        raise LazyFSNotReady(f"lazyfs on {self.mountpoint} not ready within {self.ready_timeout}s\n--- log ---\n{tail}")
+
+    def command(self, name: str) -> dict[str, Any]:
+        if self.pid is None:
+            raise RuntimeError("lazyfs is not running")
+        return send_command(self.control_path, name)
+
+    def lose(self) -> int:
+        """The power loss: drop every write not yet durable. Returns the bytes dropped."""
+        return int(self.command("lose")["lost_bytes"])
+
+    def flush(self) -> int:
+        """Make every pending write durable. Returns the bytes written."""
+        return int(self.command("flush")["written_bytes"])
+
+    def report(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.command("report").items()}
+
+    def pending_bytes(self) -> int:
+        return self.report()["pending_bytes"]
+
+    def stop(self) -> None:
+        """Unmount and stop the daemon, by pid; safe to call twice, and at exit."""
+        with contextlib.suppress(ValueError):
+            atexit.unregister(self.stop)
+        if is_mounted(self.mountpoint):
+            done = subprocess.run(["fusermount3", "-u", str(self.mountpoint)], capture_output=True, check=False)
+            if done.returncode != 0 and is_mounted(self.mountpoint):
+                subprocess.run(["fusermount3", "-uz", str(self.mountpoint)], capture_output=True, check=False)
+        if self._proc is not None:
+            signal_and_wait(self._proc, signal.SIGTERM, 5.0)
+            self._proc = None
+        self.control_path.unlink(missing_ok=True)
+        deadline = time.monotonic() + 5.0
+        while is_mounted(self.mountpoint) and time.monotonic() < deadline:
+            time.sleep(0.02)  # auto_unmount's watcher finishing
+
+    def __enter__(self) -> LazyFS:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
