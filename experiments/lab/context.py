@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from experiments.lab.record import RunLabels
 from experiments.lab.setup import Setup
-from experiments.results.schema import ResultRecord, RunDocument, RunInfo, write_run
+from experiments.results.schema import PublishRate, ResultRecord, RunDocument, RunInfo, write_run
 from experiments.runtime.environment import environment
 from experiments.runtime.paths import RESULTS
 
@@ -39,6 +39,7 @@ class RunContext:
         self.results_dir = Path(results_dir) if results_dir else ADHOC_DIR
         self.params = params or {}
         self.records: list[ResultRecord] = []
+        self.publish_rates: list[PublishRate] = []  # raw publish-rate measurements (power-loss suite)
         self.started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         self._t0 = time.perf_counter()
 
@@ -76,5 +77,6 @@ class RunContext:
             ),
             environment=env,
             results=self.records,
+            publish_rates=self.publish_rates,
         )
         return write_run(self.results_dir / "runs" / f"{self.run_id}.json", doc)

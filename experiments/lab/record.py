@@ -15,7 +15,7 @@ from typing import Any
 from experiments.lab.setup import Setup
 from experiments.results.schema import FaultWindow, ResultRecord, ResultRow, Series, Timeline
 from experiments.results.stats import percentiles, quantile_curve
-from experiments.workload.accounting import Accounting
+from experiments.workload.accounting import Accounting, loss_split, recovered
 from experiments.workload.faults import FaultStep
 from experiments.workload.load import LoadResult, request_ids
 
@@ -98,6 +98,13 @@ def build_record(run: RunLabels, setup: Setup, spec: PhaseSpec, obs: PhaseObserv
     t_axis, processed_per_s = bins(done_times, end_s)
     _, acked_per_s = bins([r.scheduled - obs.t0 for r in load.ok for _ in range(batch)], end_s)
     in_window = sum(1 for t in done_times if t <= load.duration)
+    ok_in_order = [i for r in sorted(load.ok, key=lambda r: r.seq) for i in request_ids(obs.prefix, r.seq, batch)]
+    split = loss_split(ok_in_order, acc.processed)
+    kept = 0
+    if obs.window is not None:
+        start_s, end_s_fault = obs.window
+        before = [i for r in load.ok if r.scheduled - obs.t0 < start_s for i in request_ids(obs.prefix, r.seq, batch)]
+        kept = recovered(before, {i: d for i, (_, d) in first_done.items()}, obs.t0_ns + int(end_s_fault * 1e9))
     latency: dict[str, Any] = {f"client_{k}_ms": _ms(v) for k, v in percentiles(client_ms).items()}
     latency.update({f"e2e_{k}_ms": _ms(v) for k, v in percentiles(e2e_ms).items()})
     row = ResultRow(
@@ -122,6 +129,10 @@ def build_record(run: RunLabels, setup: Setup, spec: PhaseSpec, obs: PhaseObserv
         acknowledged=len(acc.acked),
         processed=len(acc.processed),
         lost=len(acc.lost),
+        lost_prefix=split.prefix,
+        lost_middle=split.middle,
+        lost_postfix=split.postfix,
+        recovered=kept,
         duplicated=len(acc.duplicated),
         extra_deliveries=acc.extra_deliveries,
         unacked_processed=len(acc.unacked_processed),

@@ -25,6 +25,7 @@ import aiohttp
 from experiments.lab.record import LedgerEntry, PhaseObservation, PhaseSpec, build_record
 from experiments.lab.setup import Setup
 from experiments.results.schema import ResultRecord
+from experiments.runtime.nats.lazy import LazyNats
 from experiments.runtime.nats.provider import NatsServer, nats_server_from_env
 from experiments.runtime.stack import Stack, StackConfig
 from experiments.workload.faults import FaultStep, Progress, inject
@@ -64,7 +65,12 @@ class Session:
         self.nats: NatsServer | None = None
         env = setup.service_env
         if setup.backend != "memory":
-            self.nats = nats_server_from_env(self.workdir / "nats", sync_always=setup.backend == "nats-sync")
+            sync = setup.backend == "nats-sync"
+            self.nats = (
+                LazyNats(self.workdir / "nats", sync_always=sync, writeback_s=setup.writeback_s)
+                if setup.store == "lazyfs"
+                else nats_server_from_env(self.workdir / "nats", sync_always=sync)
+            )
         self.stack = Stack(
             StackConfig(
                 queue="memory" if setup.backend == "memory" else "nats",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from experiments.results.schema import Backend
 
@@ -27,6 +28,8 @@ class Setup:
     processing_ms: float = 0.0
     queue_size: int = 10_000  # memory queue capacity (the spec's QUEUE_SIZE)
     env: dict[str, str] = field(default_factory=dict)
+    store: Literal["disk", "lazyfs"] = "disk"  # lazyfs: NATS's store on a lazy FS (a local process), for power-loss
+    writeback_s: float | None = None  # lazyfs only: pending data made durable after this long; None = never
 
     def __post_init__(self) -> None:
         # Checked here, not when a service fails to start 20 s later.

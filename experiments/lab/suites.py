@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from experiments.lab import footprint as _footprint
 from experiments.lab.context import RunContext
 from experiments.lab.setup import Setup
 from experiments.results import registry
-from experiments.results.schema import Backend, ResultRecord
+from experiments.results.schema import Backend, PublishRate, ResultRecord
+from experiments.runtime.nats.process import ProcessNats
 from experiments.workload.faults import FaultStep
+from experiments.workload.publish import PUBLISH_MODES, publish_rate
 
 
 async def latency(
@@ -160,6 +162,105 @@ async def footprint(
         for record in records:
             ctx.add(record)
     return ctx.frame()
+
+
+def _writeback_label(writeback_s: float | None) -> str:
+    return "never" if writeback_s is None else f"{writeback_s:g}"
+
+
+def parse_writeback(value: float | str | None) -> float | None:
+    """A notebook's writeback value: seconds, or 'never' / None."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "never"):
+        return None
+    seconds = float(value)
+    if seconds <= 0:
+        raise ValueError(f"writeback_s={value!r}: expected seconds > 0 or 'never'")
+    return seconds
+
+
+async def _publish_costs(
+    ctx: RunContext, backend: Backend, lazy_url: str, workdir: Any, counts: dict[str, int], rounds: int
+) -> None:
+    """Raw publish rate on the lazy store and on a plain dir with the same fsync policy, interleaved."""
+    plain = ProcessNats(workdir / "plain-nats", sync_always=backend == "nats-sync")
+    plain.start()
+    try:
+        for rnd in range(rounds):
+            stores: tuple[tuple[Literal["plain", "lazyfs"], str], ...] = (("plain", plain.url), ("lazyfs", lazy_url))
+            for store, url in stores:
+                for mode in PUBLISH_MODES:
+                    rate = await publish_rate(url, mode, counts[mode])
+                    row = PublishRate(
+                        experiment=ctx.experiment,
+                        run_id=ctx.run_id,
+                        repetition=ctx.repetition,
+                        backend=backend,
+                        store=store,
+                        mode=mode,
+                        round=rnd,
+                        messages=counts[mode],
+                        rate=round(rate, 1),
+                    )
+                    ctx.publish_rates.append(row)
+    finally:
+        plain.close()
+
+
+async def power_loss(
+    ctx: RunContext,
+    *,
+    backends: Sequence[Backend],
+    writebacks: Sequence[float | str | None],
+    rate: float,
+    duration_s: float,
+    fault_at_s: float,
+    down_s: float,
+    processing_ms: float,
+    workers: int = 1,
+    nodes: int = 1,
+    replicas: int = 1,
+    publish_single: int = 300,
+    publish_pipelined: int = 2000,
+    publish_rounds: int = 1,
+) -> Any:
+    """Power loss of the node holding the queue, mid-load, in a fresh deployment per setting; accounting by id.
+
+    NATS runs with its store on the lazy file system, so SIGKILL + `lose`
+    drops what it wrote but never fsynced. Slow workers (`processing_ms`)
+    keep a backlog of acknowledged, unprocessed messages at the moment of
+    the fault: that backlog is what is at stake. The memory queue is the
+    baseline (its power loss is the processor's death). `writebacks` apply to
+    the default policy only (`nats-sync` has nothing pending). For each NATS
+    policy the raw publish rate (one at a time and pipelined) is measured on
+    the lazy store and on a plain dir, so the figure shows what durability costs.
+    `nodes` / `replicas` > 1 need the cluster providers (not here yet).
+    """
+    if nodes != 1 or replicas != 1:
+        raise ValueError(f"nodes={nodes}, replicas={replicas}: only a single node (R1) is available so far")
+    step = FaultStep(kind="power-loss", target="queue", at_s=fault_at_s, down_s=down_s)
+    counts = {"single": publish_single, "pipelined": publish_pipelined}
+    for backend in backends:
+        settings: list[float | None] = [None]
+        if backend == "nats":
+            settings = [parse_writeback(w) for w in writebacks]
+        for i, writeback_s in enumerate(settings):
+            store: Literal["disk", "lazyfs"] = "disk" if backend == "memory" else "lazyfs"
+            setup = Setup(backend=backend, workers=workers, processing_ms=processing_ms, store=store,
+                          writeback_s=writeback_s)  # fmt: skip
+            async with ctx.session(setup) as session:
+                if backend != "memory" and i == 0 and publish_rounds > 0:
+                    assert session.nats is not None
+                    await _publish_costs(ctx, backend, session.nats.url, session.workdir, counts, publish_rounds)
+                label = "-" if backend == "memory" else _writeback_label(writeback_s)
+                await session.measure(f"power-loss,writeback={label}", rate=rate, duration_s=duration_s, fault=step)
+    return ctx.frame()
+
+
+def publish_frame(ctx: RunContext) -> Any:
+    """This run's raw publish rates as a DataFrame."""
+    import pandas as pd
+
+    return pd.DataFrame([p.model_dump() for p in ctx.publish_rates])
 
 
 def table(df: Any, experiment: str, digits: int = 2) -> Any:

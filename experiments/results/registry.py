@@ -94,6 +94,14 @@ EXPERIMENTS: dict[str, Experiment] = {
             tables.scaling,
             (FigureSpec("scaling", _rows(plots.scaling_curve)),),
         ),
+        # Its tables and figure also need the run documents' publish rates: `report.build`
+        # adds them from `results/power_loss.py`.
+        Experiment(
+            "06_power_loss",
+            "Power loss: what fsync buys, and what it costs",
+            ("backend", "nats_provider", "phase", "sent", "acknowledged", "processed", "lost", "lost_prefix",
+             "lost_middle", "lost_postfix", "duplicated", "recovered", "errors"),
+        ),
         Experiment(
             "08_footprint",
             "Footprint: resident memory against backlog",

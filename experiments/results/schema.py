@@ -95,6 +95,10 @@ class ResultRow(BaseModel):
     acknowledged: int = Field(ge=0)
     processed: int = Field(ge=0, description="distinct sent ids found processed in the ledgers")
     lost: int = Field(ge=0, description="acknowledged but never processed")
+    lost_prefix: int = Field(0, ge=0, description="lost, sent before the first processed acknowledged id")
+    lost_middle: int = Field(0, ge=0, description="lost, sent between processed acknowledged ids")
+    lost_postfix: int = Field(0, ge=0, description="lost, sent after the last processed acknowledged id")
+    recovered: int = Field(0, ge=0, description="acknowledged before the fault, first processed after it")
     duplicated: int = Field(ge=0, description="ids processed more than once")
     extra_deliveries: int = Field(ge=0, description="processings beyond the first, summed")
     unacked_processed: int = Field(ge=0, description="processed although the client got no 2xx")
@@ -136,6 +140,22 @@ class ResultRecord(BaseModel):
     series: Series = Field(default_factory=Series)
 
 
+class PublishRate(BaseModel):
+    """One raw JetStream publish-rate measurement (no HTTP): what a storage setting costs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    experiment: str
+    run_id: str
+    repetition: int = Field(ge=0)
+    backend: Backend = Field(description="nats (default fsync policy) or nats-sync (sync_interval: always)")
+    store: Literal["lazyfs", "plain"] = Field(description="the store on the lazy FUSE mount, or on a plain dir")
+    mode: Literal["single", "pipelined"] = Field(description="one publish at a time, or publish_async in chunks")
+    round: int = Field(ge=0, description="interleaved round within the run")
+    messages: int = Field(ge=1)
+    rate: float = Field(gt=0, description="acknowledged publishes/s")
+
+
 class RunInfo(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -156,6 +176,7 @@ class RunDocument(BaseModel):
     run: RunInfo
     environment: dict[str, Any]
     results: list[ResultRecord]
+    publish_rates: list[PublishRate] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _version(self) -> RunDocument:

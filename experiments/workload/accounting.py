@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,3 +88,36 @@ async def wait_processed(ledgers: list[Path], ids: set[str], timeout: float, set
 def acked_ids(result: LoadResult) -> set[str]:
     """The ids the gateway answered with a 2xx (needs `keep_ids=True` in the load)."""
     return {i for r in result.ok for i in r.ids}
+
+
+@dataclass(frozen=True)
+class LossSplit:
+    """Lost ids by where they sit in send order, as Jepsen splits them.
+
+    prefix: lost before the first acknowledged id that was processed;
+    postfix: lost after the last one; middle: lost between processed ones
+    (a hole, not a truncated tail: the worst kind). All lost when none was processed.
+    """
+
+    prefix: int = 0
+    middle: int = 0
+    postfix: int = 0
+
+
+def loss_split(acked_in_send_order: Sequence[str], processed: Container[str]) -> LossSplit:
+    """Split the acknowledged-but-unprocessed ids by their place in send order."""
+    survived = [i for i, mid in enumerate(acked_in_send_order) if mid in processed]
+    lost = [i for i, mid in enumerate(acked_in_send_order) if mid not in processed]
+    if not survived:
+        return LossSplit(postfix=len(lost))
+    first, last = survived[0], survived[-1]
+    return LossSplit(
+        prefix=sum(1 for i in lost if i < first),
+        middle=sum(1 for i in lost if first < i < last),
+        postfix=sum(1 for i in lost if i > last),
+    )
+
+
+def recovered(sent_before_fault: Iterable[str], first_processed_ns: Mapping[str, int], fault_end_ns: int) -> int:
+    """Acknowledged before the fault and first processed after it: what the store kept across it."""
+    return sum(1 for mid in sent_before_fault if first_processed_ns.get(mid, -1) > fault_end_ns)

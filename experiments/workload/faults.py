@@ -1,10 +1,16 @@
-"""Fault steps that run inside a measured phase: restart, kill or pause a component.
+"""Fault steps that run inside a measured phase: restart, kill, pause or power-loss a component.
 
 A step names *what* fails by role, not by process, so one notebook compares
 backends fairly: `target="queue"` is where the queue lives (the NATS server
 for JetStream, the processor itself for the memory queue), `"nats"` and
 `"processor"` name the process directly. It fires at a time or after the
 load generator issued N requests, whichever the step sets.
+
+`power-loss` is a kill that also drops what the victim wrote but never
+fsynced: SIGKILL, `lose` on its lazy file system, `down_s`, start. It needs
+NATS on a lazy store (`LazyNats`); for the memory queue the machine's power
+loss is the processor's death, so it is a kill. `power_loss()` takes a list
+of nodes, so a cluster can lose power on one node or several at once.
 """
 
 from __future__ import annotations
@@ -14,16 +20,17 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
 from experiments.runtime.nats.provider import NatsServer
 from experiments.runtime.processes import freeze
 from experiments.runtime.stack import ServiceProcess, Stack
 from experiments.workload.load import LoadResult, id_bodies, open_loop
 
-FaultKind = Literal["none", "restart", "kill", "pause"]
+FaultKind = Literal["none", "restart", "kill", "pause", "power-loss"]
+FAULT_KINDS: tuple[str, ...] = ("none", "restart", "kill", "pause", "power-loss")
 FaultTarget = Literal["queue", "nats", "processor"]
 
 
@@ -43,13 +50,30 @@ class FaultStep:
 
     @classmethod
     def parse(cls, text: str, **kwargs: float | int | None) -> FaultStep:
-        """'none', 'kill', 'pause:nats', 'restart:processor' ... (target defaults to the queue)."""
+        """'none', 'kill', 'pause:nats', 'restart:processor', 'power-loss' ... (target defaults to the queue)."""
         kind, _, target = text.partition(":")
-        if kind not in ("none", "restart", "kill", "pause"):
-            raise ValueError(f"fault {text!r}: kind must be none, restart, kill or pause")
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"fault {text!r}: kind must be one of {', '.join(FAULT_KINDS)}")
         if target not in ("", "queue", "nats", "processor"):
             raise ValueError(f"fault {text!r}: target must be queue, nats or processor")
         return cls(kind=kind, target=target or "queue", **kwargs)  # type: ignore[arg-type]
+
+
+@runtime_checkable
+class PowerLossable(Protocol):
+    """A node whose power can fail: `power_off` kills it and drops its unsynced writes."""
+
+    def power_off(self) -> int: ...
+    def start(self) -> None: ...
+
+
+def power_loss(nodes: Sequence[PowerLossable], down_s: float) -> int:
+    """Every node loses power at once, stays off `down_s`, and starts again; returns the bytes lost."""
+    lost = sum(node.power_off() for node in nodes)
+    time.sleep(down_s)
+    for node in nodes:
+        node.start()
+    return lost
 
 
 class _ProcessorHandle:
@@ -75,6 +99,11 @@ class _ProcessorHandle:
 
     def resume(self) -> None:
         self._signal(signal.SIGCONT)
+
+    def power_off(self) -> int:
+        """The memory queue's machine loses power: the processor dies with its queue (a kill)."""
+        self.service.kill()
+        return 0
 
     def _signal(self, sig: signal.Signals) -> None:
         pid = self.service.pid
@@ -104,6 +133,12 @@ def apply(step: FaultStep, victim: NatsServer | _ProcessorHandle) -> None:
         victim.kill()
         time.sleep(step.down_s)
         victim.start()
+    elif step.kind == "power-loss":
+        if not isinstance(victim, PowerLossable):
+            raise ValueError(
+                f"fault {step.label}: {type(victim).__name__} has no lazy store; use Setup(store='lazyfs')"
+            )
+        power_loss([victim], step.down_s)
     elif step.kind == "pause":
         victim.pause()
         try:
