@@ -16,6 +16,7 @@ from typing import Any, Literal
 from experiments.lab import footprint as _footprint
 from experiments.lab.context import RunContext
 from experiments.lab.setup import Setup
+from experiments.results import power_loss as power_loss_results
 from experiments.results import registry
 from experiments.results.schema import Backend, PublishRate, ResultRecord
 from experiments.runtime.nats.process import ProcessNats
@@ -258,9 +259,7 @@ async def power_loss(
 
 def publish_frame(ctx: RunContext) -> Any:
     """This run's raw publish rates as a DataFrame."""
-    import pandas as pd
-
-    return pd.DataFrame([p.model_dump() for p in ctx.publish_rates])
+    return power_loss_results.publish_frame(ctx.publish_rates)
 
 
 def table(df: Any, experiment: str, digits: int = 2) -> Any:

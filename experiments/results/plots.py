@@ -261,3 +261,75 @@ def footprint_curve(df: pd.DataFrame) -> Figure:
 
 def _size(n: int) -> str:
     return f"{n // 1024} KiB payload" if n >= 1024 and n % 1024 == 0 else f"{n} B payload"
+
+
+POWER_LOSS_PARTS = (
+    ("recovered", "#2ca02c", "recovered (acked before, processed after)"),
+    ("lost_prefix", "#ff9896", "lost-prefix"),
+    ("lost_middle", "#d62728", "lost-middle"),
+    ("lost_postfix", "#8c564b", "lost-postfix"),
+    ("duplicated", "#ffbb78", "duplicated"),
+)
+
+
+def setting_label(backend: str, phase: str) -> str:
+    """'JetStream default, writeback never' from a row's backend and its `power-loss,writeback=...` phase."""
+    names = {"memory": "memory queue", "nats": "JetStream default", "nats-sync": "JetStream sync_always"}
+    writeback = phase.split("writeback=", 1)[1] if "writeback=" in phase else "-"
+    name = names.get(backend, backend)
+    if backend != "nats":
+        return name
+    return f"{name}\nwriteback {writeback}" + ("" if writeback == "never" else " s")
+
+
+def power_loss_figure(df: pd.DataFrame, publish: pd.DataFrame) -> Figure:
+    """Durability against speed: what a power loss did per setting (left), what each fsync policy costs (right).
+
+    Left: acknowledged messages at stake, as counted by id (sums over
+    repetitions): recovered, lost split by send order, duplicated. Right: raw
+    JetStream publish rate, one at a time and pipelined, on the lazy FS and
+    on a plain dir (median, min..max bar over rounds and repetitions).
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.2), gridspec_kw={"width_ratios": [1.3, 1]})
+    order = {"memory": 0, "nats": 1, "nats-sync": 2}
+    groups = sorted(
+        {(b, p) for b, p in zip(df["backend"], df["phase"], strict=True)}, key=lambda k: (order.get(k[0], 9), k[1])
+    )
+    labels = [setting_label(b, p) for b, p in groups]
+    width = 0.8 / len(POWER_LOSS_PARTS)
+    for i, (col, color, name) in enumerate(POWER_LOSS_PARTS):
+        values = [int(df[(df["backend"] == b) & (df["phase"] == p)][col].sum()) for b, p in groups]
+        xs = [j + (i - (len(POWER_LOSS_PARTS) - 1) / 2) * width for j in range(len(groups))]
+        bars = left.bar(xs, values, width=width, color=color, label=name)
+        left.bar_label(bars, fontsize=6)
+    acked = [int(df[(df["backend"] == b) & (df["phase"] == p)]["acknowledged"].sum()) for b, p in groups]
+    left.set_xticks(range(len(groups)), [f"{lab}\n({a} acked)" for lab, a in zip(labels, acked, strict=True)],
+                    fontsize=7)  # fmt: skip
+    left.set_xlabel("setting (one node, R1)")
+    left.set_ylabel("messages (sum over repetitions)")
+    left.set_title("Power loss mid-load: acknowledged messages by fate", fontsize=9)
+    left.legend(fontsize=7)
+    if publish.empty:
+        right.text(0.5, 0.5, "no publish-rate measurements", ha="center", va="center", transform=right.transAxes)
+    else:
+        cases = [(b, s) for b in ("nats", "nats-sync") for s in ("plain", "lazyfs")
+                 if ((publish["backend"] == b) & (publish["store"] == s)).any()]  # fmt: skip
+        modes = ["single", "pipelined"]
+        width = 0.8 / len(cases)
+        for i, (backend, store) in enumerate(cases):
+            part = publish[(publish["backend"] == backend) & (publish["store"] == store)]
+            agg = _agg(part, ["mode"], "rate").set_index("mode").reindex(modes)
+            xs = [j + (i - (len(cases) - 1) / 2) * width for j in range(len(modes))]
+            st = _style(backend)
+            yerr = [agg["median"] - agg["lo"], agg["hi"] - agg["median"]]
+            right.bar(xs, agg["median"], width=width, yerr=yerr, capsize=3, color=st["color"],
+                      alpha=1.0 if store == "plain" else 0.55, hatch="" if store == "plain" else "//",
+                      label=f"{st['label']}, {'plain dir' if store == 'plain' else 'lazy FS'}")  # fmt: skip
+        right.set_xticks(range(len(modes)), ["one at a time", "pipelined (publish_async)"])
+        right.set_xlabel("publish mode (raw nats-py, 128 B)")
+        right.set_yscale("log")
+        right.set_ylabel("acknowledged publishes [msg/s, log scale]")
+        right.set_title("What each fsync policy costs", fontsize=9)
+        right.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

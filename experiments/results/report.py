@@ -16,7 +16,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from experiments.results import plots
+from experiments.results import plots, power_loss
 from experiments.results.registry import EXPERIMENTS
 from experiments.results.schema import ROW_COLUMNS, ResultRecord, RunDocument, read_runs
 
@@ -88,6 +88,10 @@ def figures(df: pd.DataFrame, docs: list[RunDocument], directory: Path) -> dict[
             fig = spec.draw(rows, records)
             made[spec.name] = plots.save(fig, directory, spec.name)
             plt.close(fig)
+    power = power_loss.figure(df, docs)  # needs the documents' publish rates, not only rows
+    if power is not None:
+        made["power_loss"] = plots.save(power, directory, "power_loss")
+        plt.close(power)
     return made
 
 
@@ -128,7 +132,7 @@ def build(batch_dir: str | Path) -> Report:
         raise FileNotFoundError(f"no run documents in {batch_dir / 'runs'}")
     df = load_rows(docs)
     df.to_csv(batch_dir / "results.csv", index=False, float_format=FLOAT_FORMAT)
-    report = Report(batch_dir, df, tables(df))
+    report = Report(batch_dir, df, {**tables(df), **power_loss.tables(df, docs)})
     (batch_dir / "tables").mkdir(exist_ok=True)
     for name, table in report.tables.items():
         table.to_csv(batch_dir / "tables" / f"{name}.csv", index=False, float_format=FLOAT_FORMAT)
