@@ -22,7 +22,7 @@ from experiments.runtime.processes import alive
 pytestmark = [pytest.mark.notebooks, pytest.mark.e2e]
 
 BATCH_FILE = Path(__file__).resolve().parent.parent / "experiments" / "batches" / "default.yaml"
-NOTEBOOKS = ["00_tour", "01_latency", "02_throughput", "03_durability", "04_scaling", "08_footprint"]
+NOTEBOOKS = ["00_tour", "01_latency", "02_throughput", "03_durability", "04_scaling", "06_power_loss", "08_footprint"]
 FIGURES = [
     "latency_cdf_e2e",
     "latency_cdf_client",
@@ -31,6 +31,7 @@ FIGURES = [
     "durability_counts",
     "durability_timeline",
     "scaling",
+    "power_loss",
     "footprint",
 ]
 FOOTPRINT = "08_footprint"  # holds its backlog by design: no processing, so no end-to-end latency
@@ -129,6 +130,24 @@ def test_footprint_holds_the_backlog_where_each_queue_keeps_it(rows: pd.DataFram
             assert full["acknowledged"] + full["rejected"] == full["sent"]
 
 
+def test_power_loss_bites_the_default_policy_and_not_sync_always(rows: pd.DataFrame) -> None:
+    """The notebook's finding, on the quick profile: unsynced acknowledged messages die with the power."""
+    power = rows[rows["experiment"] == "06_power_loss"]
+    default, synced = power[power["backend"] == "nats"], power[power["backend"] == "nats-sync"]
+    assert len(default) > 0
+    assert len(synced) > 0
+    assert (default["lost"] > 0).all(), default[["phase", "acknowledged", "processed", "lost"]]
+    assert (synced["lost"] == 0).all(), synced[["phase", "acknowledged", "processed", "lost"]]
+    assert (synced["recovered"] > 0).all(), "a backlog must have been at stake for lost=0 to mean anything"
+
+
+def test_power_loss_run_measured_publish_rates(quick_batch: BatchOutcome) -> None:
+    costs = pd.read_csv(quick_batch.batch_dir / "tables" / "publish_cost.csv")
+    assert set(costs["store"]) == {"plain", "lazyfs"}
+    assert set(costs["backend"]) == {"nats", "nats-sync"}
+    assert (costs["median_msg_s"] > 0).all()
+
+
 def test_repeated_latency_runs_agree(quick_batch: BatchOutcome) -> None:
     rep = pd.read_csv(quick_batch.batch_dir / "tables" / "repeatability.csv")
     p50 = rep[rep["metric"] == "e2e_p50_ms"]
@@ -146,7 +165,8 @@ def test_report_has_every_figure_and_table(quick_batch: BatchOutcome) -> None:
         for ext in ("png", "svg"):
             assert (batch_dir / "figures" / f"{name}.{ext}").stat().st_size > 1000, (name, ext)
         assert f"alt='{name}'" in html
-    for table in ("latency", "repeatability", "throughput", "durability", "scaling", "footprint"):
+    for table in ("latency", "repeatability", "throughput", "durability", "scaling", "power_loss", "publish_cost",
+                  "publish_ratios", "footprint"):  # fmt: skip
         assert (batch_dir / "tables" / f"{table}.csv").exists()
 
 

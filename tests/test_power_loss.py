@@ -17,8 +17,11 @@ import pytest
 
 from experiments.lab.context import RunContext
 from experiments.lab.setup import Setup
-from experiments.results.schema import Backend, ResultRow
-from experiments.workload.faults import FaultStep
+from experiments.results import power_loss as power_loss_results
+from experiments.results.schema import Backend, PublishRate, ResultRow
+from experiments.runtime.nats.process import ProcessNats
+from experiments.workload.accounting import LossSplit, loss_split
+from experiments.workload.faults import FaultStep, apply
 from tests.lazyfs_fixtures import require_fuse_or_skip
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
@@ -61,3 +64,35 @@ async def test_sync_always_loses_nothing_on_power_loss(tmp_path: Path) -> None:
     assert row.lost == 0, row
     assert row.recovered > 0, f"no backlog was at stake, so lost=0 proves nothing: {row}"
     print(f"sync_always: acknowledged={row.acknowledged} lost={row.lost} recovered={row.recovered}")
+
+
+def test_loss_split_follows_send_order() -> None:
+    order = [f"m{i}" for i in range(10)]
+    processed = {"m2", "m3", "m6"}
+    split = loss_split(order, processed)
+    assert (split.prefix, split.middle, split.postfix) == (2, 2, 3)  # m0 m1 | m4 m5 | m7 m8 m9
+    assert loss_split(order, set()) == LossSplit(postfix=10)  # nothing survived: all of it is the tail
+    assert loss_split(order, set(order)) == LossSplit()
+
+
+def test_power_loss_parses_and_needs_a_lazy_store(tmp_path: Path) -> None:
+    step = FaultStep.parse("power-loss", at_s=1.0, down_s=0.1)
+    assert (step.kind, step.target, step.label) == ("power-loss", "queue", "power-loss:queue")
+    with ProcessNats(tmp_path / "nats") as plain, pytest.raises(ValueError, match="no lazy store"):
+        apply(step, plain)
+
+
+def test_publish_cost_ratios_pair_rounds() -> None:
+    def rate(backend: str, store: str, rnd: int, value: float) -> PublishRate:
+        return PublishRate(experiment="06_power_loss", run_id="r", repetition=0, backend=backend,  # type: ignore[arg-type]
+                           store=store, mode="single", round=rnd, messages=10, rate=value)  # type: ignore[arg-type]  # fmt: skip
+
+    df = power_loss_results.publish_frame([
+        rate("nats", "plain", 0, 1000), rate("nats-sync", "plain", 0, 100),
+        rate("nats", "plain", 1, 500), rate("nats-sync", "plain", 1, 100),
+        rate("nats", "lazyfs", 0, 800), rate("nats-sync", "lazyfs", 0, 40),
+    ])  # fmt: skip
+    t = power_loss_results.cost_table(df).set_index(["ratio", "at"])
+    assert t.loc[("nats-sync / nats", "plain"), "median"] == pytest.approx(0.15)  # 0.1 and 0.2, paired by round
+    assert t.loc[("nats-sync / nats", "plain"), "n"] == 2
+    assert t.loc[("lazyfs / plain", "nats"), "median"] == pytest.approx(0.8)
