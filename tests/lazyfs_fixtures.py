@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,25 @@ def lazyfs(tmp_path: Path) -> Iterator[LazyFS]:
         fs.stop()
         assert not is_mounted(fs.mountpoint)
         assert pid is None or not Path(f"/proc/{pid}").exists() or _zombie(pid)
+        _wait_no_process_naming(fs.mountpoint)
+
+
+def _wait_no_process_naming(mnt: Path, timeout: float = 5.0) -> None:
+    """The daemon's watchdog exits right after the daemon: wait for it, fail if it lingers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _names(p, mnt) and not _zombie(int(p.name))]
+        if not left:
+            return
+        assert time.monotonic() < deadline, f"processes naming {mnt} outlived the mount: {[p.name for p in left]}"
+        time.sleep(0.05)
+
+
+def _names(proc: Path, mnt: Path) -> bool:
+    try:
+        return str(mnt).encode() in (proc / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
 
 
 def _zombie(pid: int) -> bool:

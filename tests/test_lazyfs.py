@@ -253,13 +253,35 @@ OWNER = textwrap.dedent(
 )
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def _naming(mnt: Path) -> list[int]:
+    """Live processes whose command line names the mount point (the daemon, its watchdog, fusermount3)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if str(mnt).encode() in cmdline and _alive(int(entry.name)):
+                found.append(int(entry.name))
+    return found
+
+
 def _gone(pid: int, mnt: Path, timeout: float) -> bool:
+    """The daemon, every process naming the mount, and the mount itself are gone within `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        alive = Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] not in "ZX"
-        if not alive and not is_mounted(mnt):
+        if not _alive(pid) and not is_mounted(mnt) and not _naming(mnt):
             return True
         time.sleep(0.05)
+    print(f"after {timeout} s: pid {pid} alive={_alive(pid)}, {mnt} mounted={is_mounted(mnt)}, left: {_naming(mnt)}")
     return False
 
 

@@ -3,8 +3,8 @@
 Run as `python -m experiments.runtime.lazyfs BACKING MOUNTPOINT --control SOCK
 [--writeback-s N|never] [--parent-pid PID]`. It runs in the foreground until
 unmounted (`fusermount3 -u MOUNTPOINT`) or sent SIGTERM/SIGINT; libfuse then
-unmounts. Mounted with `auto_unmount`, so even a SIGKILL leaves no mount
-(fusermount3 stays behind as a watcher and unmounts when this process dies).
+unmounts. Even a SIGKILL leaves no mount: a watchdog process (`watchdog.py`) unmounts
+when this process is gone, and libfuse's `auto_unmount` tries the same.
 When the process that started it is gone (its parent pid changed), it
 unmounts and exits by itself: a timed-out notebook kernel leaves nothing.
 """
@@ -17,6 +17,8 @@ import logging
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -105,6 +107,11 @@ def main(argv: list[str] | None = None) -> None:
         threading.Thread(target=_writeback, args=(ops, writeback_s), daemon=True).start()
     if args.parent_pid is not None:
         threading.Thread(target=_watch_parent, args=(args.parent_pid,), daemon=True).start()
+    # Outlives a SIGKILL of this process just long enough to unmount (stdio closed: it holds no pipe open).
+    subprocess.Popen(
+        [sys.executable, "-m", "experiments.runtime.lazyfs.watchdog", str(os.getpid()), args.mountpoint],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
     log.info("mounting %s on %s (writeback_s=%s)", args.backing, args.mountpoint, args.writeback_s)
     try:
         mfusepy.FUSE(
