@@ -274,7 +274,7 @@ POWER_LOSS_PARTS = (
 
 def setting_label(backend: str, phase: str) -> str:
     """'JetStream default, writeback never' from a row's backend and its `power-loss,writeback=...` phase."""
-    names = {"memory": "memory queue", "nats": "JetStream default", "nats-sync": "JetStream sync_always"}
+    names = {"memory": "memory queue", "nats": "JetStream\ndefault fsync", "nats-sync": "JetStream\nsync_always"}
     writeback = phase.split("writeback=", 1)[1] if "writeback=" in phase else "-"
     name = names.get(backend, backend)
     if backend != "nats":
@@ -290,7 +290,7 @@ def power_loss_figure(df: pd.DataFrame, publish: pd.DataFrame) -> Figure:
     JetStream publish rate, one at a time and pipelined, on the lazy FS and
     on a plain dir (median, min..max bar over rounds and repetitions).
     """
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.2), gridspec_kw={"width_ratios": [1.3, 1]})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12.5, 5.0), gridspec_kw={"width_ratios": [1.4, 1]})
     order = {"memory": 0, "nats": 1, "nats-sync": 2}
     groups = sorted(
         {(b, p) for b, p in zip(df["backend"], df["phase"], strict=True)}, key=lambda k: (order.get(k[0], 9), k[1])
@@ -308,7 +308,7 @@ def power_loss_figure(df: pd.DataFrame, publish: pd.DataFrame) -> Figure:
     left.set_xlabel("setting (one node, R1)")
     left.set_ylabel("messages (sum over repetitions)")
     left.set_title("Power loss mid-load: acknowledged messages by fate", fontsize=9)
-    left.legend(fontsize=7)
+    left.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=3)
     if publish.empty:
         right.text(0.5, 0.5, "no publish-rate measurements", ha="center", va="center", transform=right.transAxes)
     else:
@@ -330,6 +330,6 @@ def power_loss_figure(df: pd.DataFrame, publish: pd.DataFrame) -> Figure:
         right.set_yscale("log")
         right.set_ylabel("acknowledged publishes [msg/s, log scale]")
         right.set_title("What each fsync policy costs", fontsize=9)
-        right.legend(fontsize=7)
+        right.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
     fig.tight_layout()
     return fig
