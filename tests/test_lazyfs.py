@@ -246,6 +246,7 @@ OWNER = textwrap.dedent(
     fs = LazyFS(sys.argv[1] + "/backing", sys.argv[1] + "/mnt")
     fs.start()
     print(fs.pid, flush=True)
+    sys.stdin.readline()  # the test looked at the mount
     if sys.argv[2] == "hang":
         time.sleep(600)
     # "exit": return without stop(): atexit must unmount
@@ -290,12 +291,18 @@ def test_a_run_that_ends_or_is_killed_leaves_no_mount_and_no_process(tmp_path: P
     """`exit`: the owner returns without stop() (atexit unmounts); `hang`: it is SIGKILLed, as a timed-out kernel is."""
     require_fuse_or_skip()
     owner = subprocess.Popen(
-        [sys.executable, "-c", OWNER, str(tmp_path), how], stdout=subprocess.PIPE, start_new_session=True
+        [sys.executable, "-c", OWNER, str(tmp_path), how],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
     )
     try:
         assert owner.stdout is not None
+        assert owner.stdin is not None
         daemon_pid = int(owner.stdout.readline())
         assert is_mounted(tmp_path / "mnt")
+        owner.stdin.write(b"go\n")
+        owner.stdin.flush()
         if how == "hang":
             os.kill(owner.pid, signal.SIGKILL)
         owner.wait(timeout=15)
