@@ -7,9 +7,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from experiments.runtime.lazyfs import LazyFS, fuse_problem, is_mounted
+from experiments.runtime.processes import alive
 
 
 def require_fuse_or_skip() -> None:
@@ -33,7 +35,7 @@ def lazyfs(tmp_path: Path) -> Iterator[LazyFS]:
         pid = fs._proc.pid if fs._proc is not None else None
         fs.stop()
         assert not is_mounted(fs.mountpoint)
-        assert pid is None or not Path(f"/proc/{pid}").exists() or _zombie(pid)
+        assert pid is None or not alive(pid)
         _wait_no_process_naming(fs.mountpoint)
 
 
@@ -41,22 +43,9 @@ def _wait_no_process_naming(mnt: Path, timeout: float = 5.0) -> None:
     """The daemon's watchdog exits right after the daemon: wait for it, fail if it lingers."""
     deadline = time.monotonic() + timeout
     while True:
-        left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _names(p, mnt) and not _zombie(int(p.name))]
+        left = [p.pid for p in psutil.process_iter(["cmdline"]) if str(mnt) in (p.info["cmdline"] or [])
+                and alive(p.pid)]  # fmt: skip
         if not left:
             return
-        assert time.monotonic() < deadline, f"processes naming {mnt} outlived the mount: {[p.name for p in left]}"
+        assert time.monotonic() < deadline, f"processes naming {mnt} outlived the mount: {left}"
         time.sleep(0.05)
-
-
-def _names(proc: Path, mnt: Path) -> bool:
-    try:
-        return str(mnt).encode() in (proc / "cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except OSError:
-        return True

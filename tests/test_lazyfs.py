@@ -18,6 +18,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,6 +26,7 @@ from hypothesis import strategies as st
 from experiments.runtime.lazyfs import LazyFS, is_mounted
 from experiments.runtime.lazyfs.daemon import parse_writeback
 from experiments.runtime.lazyfs.pending import PAGE
+from experiments.runtime.processes import alive
 from tests.lazyfs_fixtures import lazyfs, require_fuse_or_skip
 
 __all__ = ["lazyfs"]
@@ -254,35 +256,19 @@ OWNER = textwrap.dedent(
 )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
-
-
 def _naming(mnt: Path) -> list[int]:
     """Live processes whose command line names the mount point (the daemon, its watchdog, fusermount3)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if str(mnt).encode() in cmdline and _alive(int(entry.name)):
-                found.append(int(entry.name))
-    return found
+    return [p.pid for p in psutil.process_iter(["cmdline"]) if str(mnt) in (p.info["cmdline"] or []) and alive(p.pid)]
 
 
 def _gone(pid: int, mnt: Path, timeout: float) -> bool:
     """The daemon, every process naming the mount, and the mount itself are gone within `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid) and not is_mounted(mnt) and not _naming(mnt):
+        if not alive(pid) and not is_mounted(mnt) and not _naming(mnt):
             return True
         time.sleep(0.05)
-    print(f"after {timeout} s: pid {pid} alive={_alive(pid)}, {mnt} mounted={is_mounted(mnt)}, left: {_naming(mnt)}")
+    print(f"after {timeout} s: pid {pid} alive={alive(pid)}, {mnt} mounted={is_mounted(mnt)}, left: {_naming(mnt)}")
     return False
 
 

@@ -84,8 +84,8 @@ def test_power_loss_parses_and_needs_a_lazy_store(tmp_path: Path) -> None:
 
 def test_publish_cost_ratios_pair_rounds() -> None:
     def rate(backend: str, store: str, rnd: int, value: float) -> PublishRate:
-        return PublishRate(experiment="06_power_loss", run_id="r", repetition=0, backend=backend,  # type: ignore[arg-type]
-                           store=store, mode="single", round=rnd, messages=10, rate=value)  # type: ignore[arg-type]  # fmt: skip
+        return PublishRate(experiment="06_power_loss", run_id="r", repetition=0, backend=backend,
+                           store=store, mode="single", round=rnd, messages=10, rate=value)  # fmt: skip
 
     df = power_loss_results.publish_frame([
         rate("nats", "plain", 0, 1000), rate("nats-sync", "plain", 0, 100),

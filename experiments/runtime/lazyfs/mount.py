@@ -23,6 +23,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import psutil
+
 from experiments.runtime.lazyfs.availability import require_fuse
 from experiments.runtime.lazyfs.control import send_command
 from experiments.runtime.processes import register_child, signal_and_wait
@@ -35,10 +37,9 @@ class LazyFSNotReady(RuntimeError):
 
 
 def is_mounted(path: str | Path) -> bool:
-    """Whether `path` is a mount point in /proc/self/mounts (works for a dead FUSE mount too)."""
+    """Whether `path` is a mount point in the mount table (a dead FUSE mount counts too: it needs unmounting)."""
     target = os.path.realpath(path)
-    with open("/proc/self/mounts") as f:
-        return any(line.split()[1] == target for line in f if len(line.split()) > 1)
+    return any(part.mountpoint == target for part in psutil.disk_partitions(all=True))
 
 
 def writeback_arg(writeback_s: Writeback) -> str:

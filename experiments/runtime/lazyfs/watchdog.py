@@ -11,18 +11,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from experiments.runtime.lazyfs.mount import is_mounted
+from experiments.runtime.processes import alive
 
 POLL_S = 0.05
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
 
 
 def main(argv: list[str] | None = None) -> None:
