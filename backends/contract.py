@@ -12,6 +12,7 @@ within `ack_wait` it is delivered again, up to `max_deliver` times in total.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, runtime_checkable
 
@@ -53,6 +54,9 @@ class Message:
 
     `created_at` is nanoseconds since the Unix epoch, stamped once at ingest so
     end-to-end latency can be measured across processes without float rounding.
+    `stamps` carries the other hops' times on the same clock (`time.time_ns()`),
+    e.g. `gateway` and `processor` received, so the consumer's ledger row can
+    say where a message's time went.
     """
 
     id: str
@@ -60,6 +64,7 @@ class Message:
     payload: JsonValue
     created_at: int = field(default_factory=time.time_ns)
     attributes: dict[str, str] = field(default_factory=dict)
+    stamps: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         """The wire form used by backends that store bytes."""
@@ -70,6 +75,7 @@ class Message:
                 "payload": self.payload,
                 "created_at": self.created_at,
                 "attributes": self.attributes,
+                "stamps": self.stamps,
             }
         )
 
@@ -84,6 +90,7 @@ class Message:
                 payload=raw["payload"],
                 created_at=raw["created_at"],
                 attributes=raw.get("attributes") or {},
+                stamps=raw.get("stamps") or {},
             )
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             raise ValueError(f"not a queue message: {exc}") from exc
@@ -158,6 +165,11 @@ class Delivery(Protocol):
         """1 on first delivery, 2 on the first redelivery, and so on."""
         ...
 
+    @property
+    def stored_at(self) -> int:
+        """When the backend stored the message, ns since the epoch (JetStream: the stream's own timestamp)."""
+        ...
+
     async def ack(self) -> None:
         """Processing finished: remove the message for good."""
 
@@ -191,6 +203,9 @@ class QueueBackend(Protocol):
     async def fetch(self, batch: int, timeout: float) -> list[Delivery]:
         """Up to `batch` deliveries; waits at most `timeout` s for the first."""
         ...
+
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        """`ack()` each of this backend's deliveries, at once (NATS: one write); AlreadySettled as `ack()`."""
 
     async def dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Park a message that will not succeed, then settle its delivery for good.

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from backends.contract import (
@@ -71,14 +72,17 @@ class MemoryDelivery:
     (a late ack after ack_wait), so it is skipped or its settling is a no-op.
     """
 
-    __slots__ = ("_backend", "_count", "_deadline", "_done", "_message", "_seq", "_void")
+    __slots__ = ("_backend", "_count", "_deadline", "_done", "_message", "_seq", "_stored_at", "_void")
 
-    def __init__(self, backend: MemoryBackend, message: Message, seq: int, count: int, deadline: float) -> None:
+    def __init__(
+        self, backend: MemoryBackend, message: Message, seq: int, count: int, deadline: float, stored_at: int
+    ) -> None:
         self._backend = backend
         self._message = message
         self._seq = seq
         self._count = count
         self._deadline = deadline
+        self._stored_at = stored_at
         self._done = False
         self._void = False
 
@@ -89,6 +93,10 @@ class MemoryDelivery:
     @property
     def delivery_count(self) -> int:
         return self._count
+
+    @property
+    def stored_at(self) -> int:
+        return self._stored_at
 
     def _settle_once(self) -> None:
         if self._done:
@@ -143,6 +151,7 @@ class MemoryBackend:
         self._max_ids = self.config.dedup_max_ids
         self._fresh: deque[Message] = deque()  # never delivered; seqs _fresh_seq, _fresh_seq + 1, ...
         self._fresh_seq = 1
+        self._fresh_at: deque[int] = deque()  # time_ns() each of _fresh was stored (ints: no object per message)
         self._retry: deque[MemoryDelivery] = deque()  # last deliveries of messages due again
         self._queued: dict[int, MemoryDelivery] = {}  # seq -> its entry in _retry
         self._in_flight: dict[int, MemoryDelivery] = {}  # seq -> current delivery, in deadline order
@@ -206,6 +215,7 @@ class MemoryBackend:
         if len(recent) > self._max_ids:
             del recent[next(iter(recent))]
         self._fresh.append(message)
+        self._fresh_at.append(time.time_ns())
         self._size += 1
         if self._fetchers_waiting:
             self._nonempty.set()
@@ -263,7 +273,7 @@ class MemoryBackend:
             if last._void:  # completed by a late ack while queued
                 continue
             del self._queued[last._seq]
-            d = MemoryDelivery(self, last._message, last._seq, last._count + 1, deadline)
+            d = MemoryDelivery(self, last._message, last._seq, last._count + 1, deadline, last._stored_at)
             in_flight[last._seq] = d
             out.append(d)
         self._redelivered += len(out)
@@ -272,13 +282,17 @@ class MemoryBackend:
         if take > 0:
             first = self._fresh_seq
             self._fresh_seq = first + take
-            popleft = fresh.popleft
+            popleft, stored_at = fresh.popleft, self._fresh_at.popleft
             for seq in range(first, first + take):
-                d = MemoryDelivery(self, popleft(), seq, 1, deadline)
+                d = MemoryDelivery(self, popleft(), seq, 1, deadline, stored_at())
                 in_flight[seq] = d
                 out.append(d)
         self._dequeued += len(out)
         return out
+
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        for d in deliveries:
+            await d.ack()
 
     async def _wait_nonempty(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()

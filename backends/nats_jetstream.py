@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,13 +133,14 @@ def consumer_config(cfg: NatsConfig) -> js_api.ConsumerConfig:
 class NatsDelivery:
     """A JetStream message handed to a worker; settling maps to JetStream acks."""
 
-    __slots__ = ("_backend", "_count", "_done", "_message", "_msg")
+    __slots__ = ("_backend", "_count", "_done", "_message", "_msg", "_stored_at")
 
-    def __init__(self, backend: NatsJetStreamBackend, msg: Msg, message: Message, count: int) -> None:
+    def __init__(self, backend: NatsJetStreamBackend, msg: Msg, message: Message, count: int, stored_at: int) -> None:
         self._backend = backend
         self._msg = msg
         self._message = message
         self._count = count
+        self._stored_at = stored_at
         self._done = False
 
     @property
@@ -149,6 +150,10 @@ class NatsDelivery:
     @property
     def delivery_count(self) -> int:
         return self._count
+
+    @property
+    def stored_at(self) -> int:
+        return self._stored_at
 
     def _settle_once(self) -> None:
         if self._done:
@@ -605,12 +610,37 @@ class NatsJetStreamBackend:
                 log.warning("terminating an unreadable message on %s", msg.subject)
                 await self._settle(msg.term(), "termed")
                 continue
-            count = _num_delivered(msg.reply)
+            count, stored_at = _ack_fields(msg.reply)
             if count > 1:
                 self._redelivered += 1
-            out.append(NatsDelivery(self, msg, message, count))
+            out.append(NatsDelivery(self, msg, message, count, stored_at))
         self._dequeued += len(out)
         return out
+
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        """Ack a worker's batch with one queued protocol write (one PUB per delivery, joined).
+
+        Same wire effect as `ack()` on each: an empty publish to its ack
+        subject. nats-py's per-publish checks and buffer bookkeeping are paid
+        once per batch instead of once per message.
+        """
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            raise BackendUnavailable(f"NATS at {_redact(self.config.url)} unreachable: batch not acked")
+        commands = []
+        for d in deliveries:
+            if not isinstance(d, NatsDelivery):
+                raise TypeError(f"not a NATS delivery: {d!r}")
+            d._settle_once()
+            commands.append(b"PUB " + d._msg.reply.encode() + b" 0\r\n\r\n")
+        if not commands:
+            return
+        try:
+            await nc._send_command(b"".join(commands))
+            await nc._flush_pending()
+        except nats.errors.Error as exc:
+            raise BackendUnavailable(f"acking a batch failed: {exc!r}") from exc
+        self._settled["acked"] += len(commands)
 
     async def _settle(self, ack: Awaitable[None], counter: str | None) -> None:
         """Send an ack-kind reply; JetStream redelivers if it never arrives."""
@@ -666,14 +696,16 @@ class NatsJetStreamBackend:
         )
 
 
-def _num_delivered(reply: str) -> int:
-    """The delivery count from a JetStream ack subject.
+def _ack_fields(reply: str) -> tuple[int, int]:
+    """The delivery count and the stream's store time (ns) from a JetStream ack subject.
 
     `Msg.metadata` parses every field and builds a datetime per message; this
-    reads one token, at nats-py's own index for the domain-aware form.
+    reads two tokens, at nats-py's own indexes for the domain-aware form.
     """
     tokens = reply.split(".")
-    return int(tokens[4] if len(tokens) == 9 else tokens[Msg.Ack.NumDelivered])
+    if len(tokens) == 9:
+        return int(tokens[4]), int(tokens[7])
+    return int(tokens[Msg.Ack.NumDelivered]), int(tokens[Msg.Ack.Timestamp])
 
 
 def _redact(url: str) -> str:

@@ -14,6 +14,7 @@ import contextlib
 import hmac
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,6 +36,7 @@ from services.http import (
 )
 from services.models import (
     ID_PATTERN,
+    RECEIVED_HEADER,
     Accepted,
     IngestItem,
     OriginalItem,
@@ -142,13 +144,16 @@ def create_app(settings: GatewaySettings | None = None, downstream: NextHopFacto
     )
     async def ingest_route(request: Request) -> Response:
         """Submit one message or a list; 202 with the ids once all are stored."""
+        received_at = time.time_ns()
         check_key(request)
         key = request.headers.get("idempotency-key")
         if key is not None and not _ID.match(key):
             raise ApiError(422, f"Idempotency-Key must match {ID_PATTERN}")
         data = await read_json(request, settings.max_body_bytes)
         items = parse_items(data, settings.max_batch)
-        status, answer = await ingest.post_json("/api/v1/ingest", orjson.dumps(with_ids(items, key)))
+        status, answer = await ingest.post_json(
+            "/api/v1/ingest", orjson.dumps(with_ids(items, key)), {RECEIVED_HEADER: str(received_at)}
+        )
         if isinstance(data, dict):
             answer = with_original_fields(status, answer)
         return passthrough(status, answer)

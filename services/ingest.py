@@ -31,15 +31,16 @@ from services.http import (
     passthrough,
     read_json_sized,
 )
-from services.models import Accepted, IngestItem, OriginalItem, parse_items, with_original_fields
+from services.models import RECEIVED_HEADER, Accepted, IngestItem, OriginalItem, parse_items, with_original_fields
 from services.openapi import document_body
 from services.settings import IngestSettings, load
 
 log = logging.getLogger("services.ingest")
 
 
-def stamp(items: list[IngestItem], now_ns: int) -> list[dict[str, Any]]:
-    """Wire messages for the processor: the client's id or a new one, and one timestamp."""
+def stamp(items: list[IngestItem], now_ns: int, gateway_at: int | None = None) -> list[dict[str, Any]]:
+    """Wire messages for the processor: the client's id or a new one, one timestamp, the gateway's stamp."""
+    stamps = {"gateway": gateway_at} if gateway_at is not None else {}
     return [
         {
             "id": item.id or uuid.uuid4().hex,
@@ -47,6 +48,7 @@ def stamp(items: list[IngestItem], now_ns: int) -> list[dict[str, Any]]:
             "payload": item.payload,
             "created_at": now_ns,
             "attributes": item.attributes or {},
+            "stamps": stamps,
         }
         for item in items
     ]
@@ -62,6 +64,14 @@ class IngestCounts:
 
     def as_dict(self) -> dict[str, int]:
         return {"total_received": self.received, "total_sent": self.sent, "total_failed": self.failed}
+
+
+def gateway_stamp(request: Request) -> int | None:
+    """The gateway's received time (ns) from its header; None when ingest was called directly or it is malformed."""
+    value = request.headers.get(RECEIVED_HEADER)
+    if value is None or not value.isdigit() or len(value) > 19:
+        return None
+    return int(value)
 
 
 def create_app(settings: IngestSettings | None = None, downstream: NextHopFactory = Downstream) -> FastAPI:
@@ -128,8 +138,9 @@ def create_app(settings: IngestSettings | None = None, downstream: NextHopFactor
         items = parse_items(data, settings.max_batch)
         counts.received += len(items)
         try:
-            # size + ~100 bytes a message for the id, created_at and attributes stamped here
-            status, answer = await batcher.submit(stamp(items, time.time_ns()), size + 100 * len(items))
+            # size + ~130 bytes a message for the id, created_at, attributes and stamps added here
+            wire = stamp(items, time.time_ns(), gateway_stamp(request))
+            status, answer = await batcher.submit(wire, size + 130 * len(items))
         except BaseException:
             counts.failed += len(items)
             raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,11 +24,31 @@ CREATE TABLE IF NOT EXISTS deliveries (
     delivery_count INTEGER NOT NULL,
     worker TEXT NOT NULL,
     instance TEXT NOT NULL,
-    outcome TEXT NOT NULL             -- processed | failed | dead_lettered | duplicate
+    outcome TEXT NOT NULL,            -- processed | failed | dead_lettered | duplicate
+    gateway_at INTEGER,               -- stage stamps, ns since epoch, one clock (time.time_ns()):
+    processor_at INTEGER,             --   received by gateway / by the publishing processor,
+    stored_at INTEGER,                --   stored (memory put, JetStream's stream timestamp),
+    delivered_at INTEGER              --   handed to a worker by fetch
+);
+CREATE TABLE IF NOT EXISTS settlements (
+    id TEXT NOT NULL,                 -- one row per deliveries row that was acked, written after the ack
+    delivery_count INTEGER NOT NULL,
+    instance TEXT NOT NULL,
+    committed_at INTEGER NOT NULL,    -- ns: the deliveries row's group commit returned
+    acked_at INTEGER NOT NULL         -- ns: the ack returned
 );
 """  # no index: it would tax every insert; readers load the table whole
 
-Row = tuple[str, str, int, int, int, str, str, str]
+# Columns added after the first release: a ledger file from before gets them by ALTER TABLE.
+STAGE_COLUMNS = ("gateway_at", "processor_at", "stored_at", "delivered_at")
+INSERT = (
+    "INSERT INTO deliveries (id, source, created_at, processed_at, delivery_count, worker, instance, outcome, "
+    "gateway_at, processor_at, stored_at, delivered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_SETTLED = "INSERT INTO settlements VALUES (?, ?, ?, ?, ?)"
+
+Row = tuple[str, str, int, int, int, str, str, str, int | None, int | None, int | None, int | None]
+Settled = tuple[str, int, str, int, int]  # id, delivery_count, instance, committed_at, acked_at
 GATHER_ROWS = 64  # a commit with fewer pending rows waits GATHER_SECONDS for more
 GATHER_SECONDS = 0.002
 
@@ -51,7 +72,8 @@ class Ledger:
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
         self._pending: list[Row] = []
-        self._waiters: list[asyncio.Future[None]] = []
+        self._settled: list[Settled] = []
+        self._waiters: list[asyncio.Future[int]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
@@ -67,13 +89,20 @@ class Ledger:
         # it); only a power loss could cost the newest rows.
         conn.execute("PRAGMA synchronous=OFF")
         conn.executescript(SCHEMA)
+        have = {r[1] for r in conn.execute("PRAGMA table_info(deliveries)")}
+        for column in STAGE_COLUMNS:
+            if column not in have:  # a ledger written before the stage stamps
+                conn.execute(f"ALTER TABLE deliveries ADD COLUMN {column} INTEGER")
         self._conn = conn
 
-    def _write(self, rows: list[Row]) -> None:
+    def _write(self, rows: list[Row], settled: list[Settled]) -> None:
         conn = self._conn
         assert conn is not None
         conn.execute("BEGIN")
-        conn.executemany("INSERT INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        if rows:
+            conn.executemany(INSERT, rows)
+        if settled:
+            conn.executemany(INSERT_SETTLED, settled)
         conn.execute("COMMIT")
 
     def processed_among(self, ids: list[str]) -> set[str]:
@@ -96,21 +125,31 @@ class Ledger:
         self._open()
         self._writer = asyncio.create_task(self._write_loop(), name="ledger-writer")
 
-    async def record(self, rows: list[Row]) -> None:
-        """Returns once the rows are committed (shared with concurrent callers).
+    async def record(self, rows: list[Row]) -> int:
+        """Returns once the rows are committed (shared with concurrent callers): the commit's time_ns().
 
         Rows are plain tuples in `LedgerRow` field order: built for every
         delivery, so no object per row on the hot path.
         """
         if not rows:
-            return
+            return time.time_ns()
         if self._writer is None:
             raise RuntimeError("ledger not started")
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.extend(rows)
         self._waiters.append(fut)
         self._wake.set()
-        await fut
+        return await fut
+
+    def settled(self, rows: list[Settled]) -> None:
+        """Note when recorded rows were committed and acked; written with the next group commit.
+
+        Nobody waits for these: they are the stage stamps that exist only after
+        the ack, which itself waits for the deliveries row.
+        """
+        if rows and self._writer is not None:
+            self._settled.extend(rows)
+            self._wake.set()
 
     async def _write_loop(self) -> None:
         while True:
@@ -121,8 +160,9 @@ class Ledger:
                 await asyncio.sleep(GATHER_SECONDS)
             self._wake.clear()
             rows, self._pending = self._pending, []
+            settled, self._settled = self._settled, []
             waiters, self._waiters = self._waiters, []
-            if not rows:
+            if not rows and not settled:
                 if self._closing:
                     return
                 continue
@@ -130,18 +170,19 @@ class Ledger:
                 # Inline, not in a thread: a group commit of a few hundred rows in
                 # WAL mode takes well under a millisecond, less than the thread
                 # hand-off and GIL contention cost (measured under load).
-                self._write(rows)
+                self._write(rows, settled)
             except Exception as exc:
                 for w in waiters:
                     if not w.done():
                         w.set_exception(exc)
                 continue
+            committed_at = time.time_ns()
             self.rows_written += len(rows)
             for w in waiters:
                 if not w.done():
-                    w.set_result(None)
+                    w.set_result(committed_at)
             await asyncio.sleep(0)  # let the next group gather while we yield
-            if self._pending or self._closing:
+            if self._pending or self._settled or self._closing:
                 self._wake.set()
 
     async def close(self) -> None:

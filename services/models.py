@@ -10,7 +10,7 @@ since it runs for every message at full rate and its input comes from ingest.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from backends.contract import Message
 
 ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
+# gateway -> ingest: when the gateway received the request, ns since the epoch (a stage stamp)
+RECEIVED_HEADER = "X-Gateway-Received-Ns"
 
 
 class IngestItem(BaseModel):
@@ -66,6 +68,9 @@ class WireMessage(BaseModel):
     payload: Any
     created_at: int = Field(ge=0, le=MAX_CREATED_AT, description="ns since the Unix epoch, stamped by ingest")
     attributes: dict[str, str] | None = Field(default_factory=dict, description="null is taken as {}")
+    stamps: dict[str, Annotated[int, Field(ge=0, le=MAX_CREATED_AT)]] = Field(
+        default_factory=dict, description="earlier hops' times, ns since the epoch (`gateway`: received there)"
+    )
 
 
 class Accepted(BaseModel):
@@ -178,15 +183,16 @@ def _from_original(d: dict[str, Any], at: str) -> dict[str, Any]:
     return out
 
 
-_WIRE_FIELDS = frozenset(("id", "source", "payload", "created_at", "attributes"))
+_WIRE_FIELDS = frozenset(("id", "source", "payload", "created_at", "attributes", "stamps"))
 _valid_id = re.compile(ID_PATTERN).match
 
 
-def wire_to_message(d: Any) -> Message:
+def wire_to_message(d: Any, received_at: int | None = None) -> Message:
     """Fast check of one internal message against `WireMessage`; `InvalidInput` on anything off.
 
     The id becomes a NATS header, so it is held to `ID_PATTERN` here too
     (the processor's port is reachable on its own, not only from ingest).
+    `received_at` (ns) is added to the stamps as `processor`.
     """
     if type(d) is not dict:
         raise InvalidInput(422, "message must be an object")
@@ -210,4 +216,15 @@ def wire_to_message(d: Any) -> Message:
         raise InvalidInput(422, f"created_at must be ns since the epoch (0 .. {MAX_CREATED_AT})")
     if attributes and not all(type(v) is str for v in attributes.values()):
         raise InvalidInput(422, "attributes must map strings to strings")
-    return Message(id=mid, source=source, payload=payload, created_at=created_at, attributes=attributes)
+    stamps = d.get("stamps", {})
+    if type(stamps) is not dict:
+        raise InvalidInput(422, "stamps must be an object")
+    if stamps:
+        stamps = {k: int(v) if type(v) is float and v.is_integer() else v for k, v in stamps.items()}
+        if not all(type(v) is int and 0 <= v <= MAX_CREATED_AT for v in stamps.values()):
+            raise InvalidInput(422, f"stamps must map names to ns since the epoch (0 .. {MAX_CREATED_AT})")
+    else:
+        stamps = {}
+    if received_at is not None:
+        stamps["processor"] = received_at
+    return Message(id=mid, source=source, payload=payload, created_at=created_at, attributes=attributes, stamps=stamps)

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import statistics
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -216,13 +217,14 @@ def create_app(
     )
     async def publish(request: Request) -> Response:
         """Store stamped messages (from ingest); 202 after the backend confirmed each."""
+        received_at = time.time_ns()
         data = await read_json(request, settings.max_body_bytes)
         raw = data if isinstance(data, list) else [data]
         if not raw:
             raise InvalidInput(422, "empty list: send at least one message")
         if len(raw) > settings.max_batch:
             raise InvalidInput(422, f"too many messages: {len(raw)} > MAX_BATCH={settings.max_batch}")
-        messages = [wire_to_message(d) for d in raw]
+        messages = [wire_to_message(d, received_at) for d in raw]
         acks = await processor.publish(messages)
         dup_at = [i for i, a in enumerate(acks) if a.duplicate]
         return json_response(

@@ -100,6 +100,31 @@ class BackendContract:
         with pytest.raises(AlreadySettled):
             await d.nak()
 
+    async def test_ack_many_acks_the_batch_for_good(self, make_backend: MakeBackend) -> None:
+        b = await make_backend(ack_wait=0.5)
+        await b.publish_many([msg(i) for i in range(5)])
+        got = await drain(b, 5)
+        await b.ack_many(got)
+        await b.ack_many([])
+        with pytest.raises(AlreadySettled):
+            await b.ack_many(got[:1])
+        await asyncio.sleep(0.8)  # past ack_wait: an acked message must not come back
+        assert await b.fetch(10, timeout=0.3) == []
+        await settles_to(b, 0)
+        assert (await b.stats()).acked == 5
+
+    async def test_stamps_and_the_store_time_come_with_the_delivery(self, make_backend: MakeBackend) -> None:
+        b = await make_backend()
+        sent = Message(id="stamped", source="s", payload=1, stamps={"gateway": 1, "processor": 2})
+        before = time.time_ns()
+        await b.publish(sent)
+        after = time.time_ns()
+        (d,) = await drain(b, 1)
+        assert d.message.stamps == {"gateway": 1, "processor": 2}
+        # stored on the same clock, between the publish call and its return (a ms of slack for the broker)
+        assert before - 1_000_000 <= d.stored_at <= after + 1_000_000
+        await d.ack()
+
     async def test_nak_redelivers(self, make_backend: MakeBackend) -> None:
         b = await make_backend()
         await b.publish(msg(1))
