@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from experiments.lab.breakdown import PhaseBreakdown
 from experiments.lab.record import LedgerEntry, PhaseObservation, PhaseSpec, build_record
 from experiments.lab.setup import Setup
 from experiments.results.schema import ResultRecord
@@ -29,7 +30,7 @@ from experiments.runtime.nats.lazy import LazyNats
 from experiments.runtime.nats.provider import NatsServer, nats_server_from_env
 from experiments.runtime.stack import Stack, StackConfig
 from experiments.workload.faults import FaultStep, Progress, inject
-from experiments.workload.load import id_bodies, open_loop
+from experiments.workload.load import id_bodies, open_loop, request_ids
 from services.ledger import LedgerTail
 
 if TYPE_CHECKING:
@@ -207,6 +208,7 @@ class Session:
         t0_ns = time.time_ns()
         sampler = asyncio.create_task(self._sample_backlog(t0, backlog_t, backlog_v, stop_sampling))
         injector = asyncio.create_task(inject(spec.fault, self.stack, self.nats, progress, t0))
+        breakdown = PhaseBreakdown.begin(self.stack, self.nats)  # stages and CPU (schema v2)
         try:
             result = await open_loop(
                 f"{self.gateway_url}/api/v1/ingest",
@@ -218,6 +220,7 @@ class Session:
                 keep_ids=False,
                 on_sent=progress,
             )
+            breakdown.load_done()
             window = await injector
         finally:
             injector.cancel()
@@ -231,5 +234,6 @@ class Session:
         obs.ledger = [r for r in self.ledgers.rows if r[0].startswith(prefix + "-")]
         obs.wall_s = time.perf_counter() - started
         record = build_record(self.ctx.labels, self.setup, spec, obs)
+        breakdown.annotate(record, result, prefix, lambda seq: request_ids(prefix, seq, batch_size), t0, t0_ns)
         self.ctx.add(record)
         return record

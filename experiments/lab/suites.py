@@ -22,6 +22,17 @@ from experiments.results.schema import Backend, PublishRate, ResultRecord
 from experiments.runtime.nats.process import ProcessNats
 from experiments.workload.faults import FaultStep
 from experiments.workload.publish import PUBLISH_MODES, publish_rate
+from services.settings import HttpSettings
+
+
+def _payloads(payload_bytes: int | Sequence[int]) -> list[int]:
+    return [payload_bytes] if isinstance(payload_bytes, int) else list(payload_bytes)
+
+
+def _phase(payloads: list[int], payload: int, **keys: float) -> str:
+    """`rate=200` (one payload size) or `payload=1024,rate=200` (a sweep over sizes)."""
+    parts = ([f"payload={payload}"] if len(payloads) > 1 else []) + [f"{k}={v:g}" for k, v in keys.items()]
+    return ",".join(parts)
 
 
 async def latency(
@@ -30,15 +41,25 @@ async def latency(
     backends: Sequence[Backend],
     rates: Sequence[float],
     duration_s: float,
-    payload_bytes: int = 128,
+    payload_bytes: int | Sequence[int] = 128,
     workers: int = 4,
 ) -> Any:
-    """End-to-end and client latency at fixed offered rates, below saturation: one session per backend."""
+    """End-to-end and client latency at fixed offered rates (and payload sizes): one session per backend."""
+    payloads = _payloads(payload_bytes)
     for backend in backends:
         async with ctx.session(Setup(backend=backend, workers=workers)) as session:
-            for rate in rates:
-                await session.measure(f"rate={rate:g}", rate=rate, duration_s=duration_s, payload_bytes=payload_bytes)
+            for payload in payloads:
+                for rate in rates:
+                    await session.measure(
+                        _phase(payloads, payload, rate=rate), rate=rate, duration_s=duration_s, payload_bytes=payload
+                    )
     return ctx.frame()
+
+
+def fits_one_request(batch: int, payload: int) -> bool:
+    """Whether `batch` messages of `payload` bytes fit the gateway's default body limit (else: 413, not a rate)."""
+    limit = int(HttpSettings.model_fields["max_body_bytes"].default)
+    return batch * (payload + 64) <= limit
 
 
 async def throughput(
@@ -48,7 +69,7 @@ async def throughput(
     rates: Sequence[float],
     batch_sizes: Sequence[int] = (1,),
     duration_s: float,
-    payload_bytes: int = 128,
+    payload_bytes: int | Sequence[int] = 128,
     workers: int = 4,
     stop_below: float = 0.5,
 ) -> Any:
@@ -56,22 +77,27 @@ async def throughput(
 
     Once achieved < stop_below x offered the knee is behind us; higher rates
     would only pile up timeouts and cost minutes, so the sweep for that batch
-    size stops there (the rows say which rates were measured).
+    size and payload stops there (the rows say which rates were measured). A
+    batch of payloads larger than the gateway's body limit is not measured.
     """
+    payloads = _payloads(payload_bytes)
     for backend in backends:
         async with ctx.session(Setup(backend=backend, workers=workers)) as session:
-            for batch in batch_sizes:
-                for rate in sorted(rates):
-                    rec = await session.measure(
-                        f"batch={batch},rate={rate:g}",
-                        rate=rate,
-                        duration_s=duration_s,
-                        payload_bytes=payload_bytes,
-                        batch_size=batch,
-                        drain_timeout_s=20.0,
-                    )
-                    if rec.row.achieved_rate < stop_below * rate:
-                        break
+            for payload in payloads:
+                for batch in batch_sizes:
+                    if not fits_one_request(batch, payload):
+                        continue
+                    for rate in sorted(rates):
+                        rec = await session.measure(
+                            _phase(payloads, payload, batch=batch, rate=rate),
+                            rate=rate,
+                            duration_s=duration_s,
+                            payload_bytes=payload,
+                            batch_size=batch,
+                            drain_timeout_s=20.0,
+                        )
+                        if rec.row.achieved_rate < stop_below * rate:
+                            break
     return ctx.frame()
 
 

@@ -15,9 +15,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import ScalarFormatter
 
 from experiments.results.schema import ResultRecord
+from experiments.results.stages import STAGES, TOTAL, stage_frame
 
 STYLE = {
     "memory": {"color": "#1f77b4", "marker": "o", "label": "memory queue"},
@@ -108,27 +110,61 @@ def latency_vs_rate(df: pd.DataFrame) -> Figure:
     return fig
 
 
+def _mark_client_bound(ax: Any, part: pd.DataFrame, agg: pd.DataFrame, marked: set[int]) -> None:
+    """Ring the points where any repetition was client-bound (v1 rows have no flag: never ringed)."""
+    if "client_bound" not in part:
+        return
+    flagged = set(part.loc[part["client_bound"].fillna(False).astype(bool), "offered_rate"])
+    hits = agg[agg["offered_rate"].isin(flagged)]
+    if hits.empty:
+        return
+    label = None if id(ax) in marked else CLIENT_BOUND_LABEL
+    marked.add(id(ax))
+    ax.plot(hits["offered_rate"], hits["median"], linestyle="none", marker="o", markersize=12,
+            markerfacecolor="none", markeredgecolor="black", label=label)  # fmt: skip
+
+
 def throughput_curve(df: pd.DataFrame) -> Figure:
-    """Achieved vs offered rate (left) and client p99 vs offered rate (right): where the knee is."""
-    fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.8))
-    top = float(df["offered_rate"].max())
-    axes[0].plot([0, top], [0, top], color="grey", linewidth=0.8, linestyle=":", label="achieved = offered")
-    for (backend, batch), part in df.groupby(["backend", "batch_size"], sort=True):
-        st = _style(str(backend))
-        ls = "-" if batch == 1 else "--"
-        label = f"{st['label']}, {batch} msg/request"
-        for ax, col in zip(axes, ("achieved_rate", "client_p99_ms"), strict=True):
-            agg = _agg(part, ["offered_rate"], col)
-            _errorbar(ax, agg["offered_rate"], agg, str(backend), linestyle=ls, label=label)
-    axes[0].set_ylabel("achieved rate [msg/s acknowledged]")
-    axes[1].set_ylabel("client latency p99 [ms]")
-    axes[1].set_yscale("log")
-    for ax in axes:
-        ax.set_xlabel("offered rate [msg/s]")
-    axes[0].set_title("Throughput")
-    axes[1].set_title("Latency as load rises (the knee)")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
+    """Achieved vs offered rate (top) and client p99 vs offered rate (bottom), a column per payload size.
+
+    Where the knee is; client-bound points (the load generator or the machine
+    was the limit) are ringed. One payload size: the two panels side by side.
+    """
+    payloads = sorted(int(p) for p in df["payload_bytes"].unique())
+    if len(payloads) == 1:
+        fig, flat = plt.subplots(1, 2, figsize=(9.6, 3.8))
+        grid = [[flat[0]], [flat[1]]]
+    else:
+        fig, axs = plt.subplots(2, len(payloads), figsize=(3.4 * len(payloads), 6.4), squeeze=False)
+        grid = [list(axs[0]), list(axs[1])]
+    marked: set[int] = set()  # axes that already have the client-bound legend entry
+    for j, payload in enumerate(payloads):
+        at_size = df[df["payload_bytes"] == payload]
+        rate_ax, p99_ax = grid[0][j], grid[1][j]
+        top = float(at_size["offered_rate"].max())
+        rate_ax.plot([0, top], [0, top], color="grey", linewidth=0.8, linestyle=":", label="achieved = offered")
+        for (backend, batch), part in at_size.groupby(["backend", "batch_size"], sort=True):
+            st = _style(str(backend))
+            ls = "-" if batch == 1 else "--"
+            label = f"{st['label']}, {batch} msg/request"
+            for ax, col in ((rate_ax, "achieved_rate"), (p99_ax, "client_p99_ms")):
+                agg = _agg(part, ["offered_rate"], col)
+                _errorbar(ax, agg["offered_rate"], agg, str(backend), linestyle=ls, label=label)
+                _mark_client_bound(ax, part, agg, marked)
+        size = f", {payload:,} B payload" if len(payloads) > 1 else ""
+        rate_ax.set_ylabel("achieved rate [msg/s acknowledged]")
+        p99_ax.set_ylabel("client latency p99 [ms]")
+        p99_ax.set_yscale("log")
+        for ax in (rate_ax, p99_ax):
+            ax.set_xlabel("offered rate [msg/s]")
+        rate_ax.set_title(f"Throughput{size}", fontsize=9)
+        p99_ax.set_title(f"Latency as load rises (the knee){size}", fontsize=9)
+    entries: dict[str, Any] = {}
+    for ax in (grid[0][0], grid[1][0]):
+        for handle, text in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(text, handle)
+    fig.tight_layout(rect=(0, 0.12 if len(payloads) == 1 else 0.07, 1, 1))
+    fig.legend(list(entries.values()), list(entries), loc="lower center", ncol=3, fontsize=7, frameon=False)
     return fig
 
 
@@ -332,4 +368,87 @@ def power_loss_figure(df: pd.DataFrame, publish: pd.DataFrame) -> Figure:
         right.set_title("What each fsync policy costs", fontsize=9)
         right.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
     fig.tight_layout()
+    return fig
+
+
+STAGE_COLORS = ["#4c72b0", "#55a868", "#c44e52", "#8172b2", "#ccb974", "#64b5cd", "#8c8c8c"]
+CLIENT_BOUND_LABEL = "client-bound (load generator or machine ≥ 90 % CPU)"
+
+
+def stage_bars(records: Sequence[ResultRecord]) -> Figure:
+    """Latency by stage, stacked: medians (left) and p99s (right) per backend and offered rate.
+
+    The marker is the measured total (gateway received -> acked) of the same
+    messages: per message the stages add up to it exactly; their medians add
+    up to about its median, their p99s to more than its p99 (the slowest of
+    each stage are different messages).
+    """
+    long = stage_frame(records)
+    fig, axes = plt.subplots(1, 2, figsize=(10.4, 4.2))
+    if long.empty:
+        for ax in axes:
+            ax.set_title("no stage stamps in these records")
+        return fig
+    med = long.groupby(["backend", "payload_bytes", "offered_rate", "stage"], sort=True)[["p50_ms", "p99_ms"]].median()
+    phases = sorted({k[:3] for k in med.index}, key=lambda k: (list(STYLE).index(k[0]) if k[0] in STYLE else 9, k[1:]))
+    payloads = {p for _, p, _ in phases}
+    labels = [
+        f"{_style(b)['label'].replace('NATS ', '')}\n{r:g}/s" + (f"\n{p} B" if len(payloads) > 1 else "")
+        for b, p, r in phases
+    ]
+    for ax, col, what in zip(axes, ("p50_ms", "p99_ms"), ("median", "p99"), strict=True):
+        bottom = [0.0] * len(phases)
+        for color, stage in zip(STAGE_COLORS, STAGES, strict=True):
+            values = [float(med[col].get((*ph, stage), 0.0) or 0.0) for ph in phases]
+            ax.bar(range(len(phases)), values, bottom=bottom, color=color, label=stage, width=0.7)
+            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+        totals = [med[col].get((*ph, TOTAL)) for ph in phases]
+        ax.plot(range(len(phases)), totals, linestyle="none", marker="D", color="black", markersize=5,
+                label=f"measured total ({what}, gateway → acked)")  # fmt: skip
+        ax.set_xticks(range(len(phases)), labels, fontsize=7)
+        ax.set_xlabel("backend and offered rate")
+        ax.set_ylabel(f"latency {what} per stage, stacked [ms]")
+        ax.set_title(f"Where the time goes: {what} of each stage")
+        ax.set_ylim(bottom=0)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
+    return fig
+
+
+def cpu_per_message(records: Sequence[ResultRecord]) -> Figure:
+    """µs of CPU per processed message, stacked by process, for each point of a sweep; client-bound points hatched."""
+    recs = sorted(
+        (r for r in records if r.series.cpu_us_per_msg),
+        key=lambda r: (r.row.backend, r.row.batch_size, r.row.payload_bytes, r.row.offered_rate, r.row.repetition),
+    )
+    groups = sorted({(r.row.backend, r.row.batch_size) for r in recs})
+    fig, axes = plt.subplots(1, max(1, len(groups)), figsize=(3.6 * max(1, len(groups)), 4.2), squeeze=False)
+    names = sorted({n for r in recs for n in r.series.cpu_us_per_msg}, key=lambda n: (n == "load generator", n))
+    colors = {n: plt.get_cmap("tab10")(i % 10) for i, n in enumerate(names)}
+    for ax, (backend, batch) in zip(axes[0], groups, strict=False):
+        first: dict[tuple[int, float], ResultRecord] = {}
+        for r in recs:  # first repetition of each point
+            if (r.row.backend, r.row.batch_size) == (backend, batch):
+                first.setdefault((r.row.payload_bytes, r.row.offered_rate), r)
+        points = sorted(first)
+        bottom = [0.0] * len(points)
+        for n in names:
+            values = [first[p].series.cpu_us_per_msg.get(n, 0.0) for p in points]
+            ax.bar(range(len(points)), values, bottom=bottom, color=colors[n], label=n, width=0.7)
+            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+        for i, p in enumerate(points):
+            if first[p].row.client_bound:
+                ax.bar(i, bottom[i], width=0.7, fill=False, hatch="//", edgecolor="black", linewidth=0)
+        multi = len({p for p, _ in points}) > 1
+        ax.set_xticks(range(len(points)), [f"{r:g}" + (f"\n{b} B" if multi else "") for b, r in points], fontsize=7)
+        ax.set_xlabel("offered rate [msg/s]")
+        ax.set_ylabel("CPU per processed message [µs]")
+        ax.set_title(f"{_style(backend)['label']}, {batch} msg/request", fontsize=9)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    handles.append(Rectangle((0, 0), 1, 1, fill=False, hatch="//", edgecolor="black"))
+    labels.append(CLIENT_BOUND_LABEL)
+    fig.suptitle("CPU per message by process (hatched: the point measures the client)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7, frameon=False)
     return fig

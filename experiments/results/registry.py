@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 import pandas as pd
 from matplotlib.figure import Figure
 
-from experiments.results import plots, tables
+from experiments.results import client_bound, plots, stages, tables
 from experiments.results.schema import ResultRecord
 
 TablesFn = Callable[[pd.DataFrame], dict[str, pd.DataFrame]]
+RecordTablesFn = Callable[[Sequence[ResultRecord]], dict[str, pd.DataFrame]]
 DrawFn = Callable[[pd.DataFrame, Sequence[ResultRecord]], Figure]
 
 
@@ -36,6 +37,7 @@ class Experiment:
     columns: tuple[str, ...]  # the notebook's table
     tables: TablesFn | None = None
     figures: tuple[FigureSpec, ...] = field(default_factory=tuple)
+    record_tables: RecordTablesFn | None = None  # tables that need the series (stages, CPU by process)
 
 
 def _rows(draw: Callable[[pd.DataFrame], Figure]) -> DrawFn:
@@ -58,22 +60,29 @@ EXPERIMENTS: dict[str, Experiment] = {
         Experiment(
             "01_latency",
             "Latency at fixed offered rates",
-            ("backend", "offered_rate", "achieved_rate", "client_p50_ms", "client_p99_ms", "e2e_p50_ms",
-             "e2e_p90_ms", "e2e_p99_ms", "e2e_p999_ms", "e2e_max_ms", "sent", "lost"),
+            ("backend", "payload_bytes", "offered_rate", "achieved_rate", "client_p50_ms", "client_p99_ms",
+             "e2e_p50_ms", "e2e_p90_ms", "e2e_p99_ms", "e2e_p999_ms", "e2e_max_ms", "sent", "lost", "client_bound"),
             tables.latency,
             (
                 FigureSpec("latency_cdf_e2e", _records(lambda r: plots.latency_cdf(r, "e2e"))),
                 FigureSpec("latency_cdf_client", _records(lambda r: plots.latency_cdf(r, "client"))),
                 FigureSpec("latency_vs_rate", _rows(plots.latency_vs_rate)),
+                FigureSpec("latency_by_stage", _records(plots.stage_bars)),
             ),
+            lambda records: {"latency_by_stage": stages.stage_table(records)},
         ),
         Experiment(
             "02_throughput",
             "Throughput: saturation sweep",
-            ("backend", "batch_size", "offered_rate", "achieved_rate", "processed_rate", "client_p50_ms",
-             "client_p99_ms", "e2e_p99_ms", "rejected", "errors", "lost"),
+            ("backend", "payload_bytes", "batch_size", "offered_rate", "achieved_rate", "processed_rate",
+             "client_p50_ms", "client_p99_ms", "e2e_p99_ms", "rejected", "errors", "lost", "cpu_us_per_msg",
+             "client_cpu_pct", "machine_cpu_pct", "client_bound"),
             tables.throughput,
-            (FigureSpec("throughput", _rows(plots.throughput_curve)),),
+            (
+                FigureSpec("throughput", _rows(plots.throughput_curve)),
+                FigureSpec("cpu_per_message", _records(plots.cpu_per_message)),
+            ),
+            lambda records: {"cpu_per_message": client_bound.cpu_table(records)},
         ),
         Experiment(
             "03_durability",

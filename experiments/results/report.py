@@ -43,13 +43,18 @@ def _records(docs: list[RunDocument], experiment: str) -> list[ResultRecord]:
     return [rec for doc in docs for rec in doc.results if rec.row.experiment == experiment]
 
 
-def tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """The summary tables of every registered experiment that has rows, in registry order."""
+def tables(df: pd.DataFrame, docs: list[RunDocument] | None = None) -> dict[str, pd.DataFrame]:
+    """The summary tables of every registered experiment that has rows, in registry order.
+
+    With `docs`, also the tables built from the records' series (latency by stage, CPU by process).
+    """
     out: dict[str, pd.DataFrame] = {}
     for exp in EXPERIMENTS.values():
         rows = df[df["experiment"] == exp.name]
         if exp.tables is not None and not rows.empty:
             out.update(exp.tables(rows))
+        if exp.record_tables is not None and docs is not None and not rows.empty:
+            out.update(exp.record_tables(_records(docs, exp.name)))
     return out
 
 
@@ -132,7 +137,7 @@ def build(batch_dir: str | Path) -> Report:
         raise FileNotFoundError(f"no run documents in {batch_dir / 'runs'}")
     df = load_rows(docs)
     df.to_csv(batch_dir / "results.csv", index=False, float_format=FLOAT_FORMAT)
-    report = Report(batch_dir, df, {**tables(df), **power_loss.tables(df, docs)})
+    report = Report(batch_dir, df, {**tables(df, docs), **power_loss.tables(df, docs)})
     (batch_dir / "tables").mkdir(exist_ok=True)
     for name, table in report.tables.items():
         table.to_csv(batch_dir / "tables" / f"{name}.csv", index=False, float_format=FLOAT_FORMAT)

@@ -8,8 +8,11 @@ gives a table that can be grouped without joins. Series that do not fit a
 row (quantile curves for CDFs, throughput and backlog over time, fault
 windows) sit beside it in the same document.
 
-Versioned: `SCHEMA_VERSION` changes whenever a field changes meaning, and the
-report refuses documents of another version instead of mixing them.
+Versioned: `SCHEMA_VERSION` changes whenever a field changes meaning or is
+added. Documents of an older version in `READABLE_VERSIONS` are read with
+the newer fields empty (None, [], {}); any other version is refused instead
+of being mixed in. Version 2 added the latency by stage, CPU per message and
+the client-bound flag.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # v1: before stages and CPU; its rows read with those fields empty
 
 Backend = Literal["memory", "nats", "nats-sync"]
 
@@ -45,6 +49,18 @@ class FaultWindow(BaseModel):
     end_s: float
 
 
+class StageStat(BaseModel):
+    """One stage of a message's way (e.g. `store`, `queue wait`) over a phase's messages, in ms."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stage: str
+    n: int = Field(ge=0, description="messages with both stamps of this stage")
+    p50_ms: float | None
+    p99_ms: float | None
+    mean_ms: float | None
+
+
 class Series(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -52,6 +68,12 @@ class Series(BaseModel):
     e2e_quantiles_ms: list[float] = Field(default_factory=list, description="q = 0, 0.01, ..., 1")
     timeline: Timeline = Field(default_factory=Timeline)
     faults: list[FaultWindow] = Field(default_factory=list)
+    stages: list[StageStat] = Field(
+        default_factory=list, description="server stages in order (they add up to `total`), then client-side ones"
+    )
+    cpu_us_per_msg: dict[str, float] = Field(
+        default_factory=dict, description="CPU µs per processed message, by process (gateway, processor-1, ...)"
+    )
 
 
 class ResultRow(BaseModel):
@@ -105,6 +127,13 @@ class ResultRow(BaseModel):
     rejected: int = Field(ge=0, description="messages answered 4xx (429 included)")
     errors: int = Field(ge=0, description="messages answered 5xx or with no answer")
     dead_lettered: int = Field(ge=0)
+    # CPU over the load window (v2; None in v1 documents)
+    cpu_us_per_msg: float | None = Field(None, description="CPU µs per processed message, all measured processes")
+    client_cpu_pct: float | None = Field(None, description="load generator's CPU, % of one core")
+    machine_cpu_pct: float | None = Field(None, description="whole machine's CPU busy, % of all cores")
+    client_bound: bool | None = Field(
+        None, description="the load generator or the machine was >= CLIENT_BOUND_PCT busy: measures the client"
+    )
     wall_time_s: float = Field(ge=0)
     params: str = Field(description="the notebook's parameters as JSON, for grouping")
     # resident memory with a backlog held (08_footprint; None in the other experiments)
@@ -180,8 +209,8 @@ class RunDocument(BaseModel):
 
     @model_validator(mode="after")
     def _version(self) -> RunDocument:
-        if self.schema_version != SCHEMA_VERSION:
-            raise ValueError(f"schema_version {self.schema_version}, this code reads {SCHEMA_VERSION}")
+        if self.schema_version not in READABLE_VERSIONS:
+            raise ValueError(f"schema_version {self.schema_version}, this code reads {READABLE_VERSIONS}")
         return self
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from experiments.results.client_bound import measures_table
 from experiments.results.plots import footprint_label
 from experiments.results.stats import spread
 
@@ -36,7 +37,10 @@ def latency(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 def throughput(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     values = ["achieved_rate", "processed_rate", "client_p50_ms", "client_p99_ms", "e2e_p99_ms", "rejected", "errors"]
-    return {"throughput": median_table(df, ["backend", "batch_size", "offered_rate"], values)}
+    return {
+        "throughput": median_table(df, ["backend", "payload_bytes", "batch_size", "offered_rate"], values),
+        "client_bound": measures_table(df),
+    }
 
 
 def durability(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
