@@ -5,6 +5,7 @@ diplom report results/<batch>      # rebuild the report from the run documents a
 diplom up --queue memory|nats      # NATS (if chosen) + processor + ingest + gateway, Ctrl-C stops all
 diplom bench-backends [--quick]    # backend throughput vs raw asyncio.Queue / nats-py
 diplom bench-services [--quick]    # the HTTP chain vs a bare 3-hop chain
+diplom bench-stamps                # CPU the stage stamps add per message, with vs without
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("report", help="rebuild a batch's report from its run documents", add_help=False)
     sub.add_parser("bench-backends", help="backend throughput vs the raw libraries", add_help=False)
     sub.add_parser("bench-services", help="the HTTP chain vs a bare chain", add_help=False)
+    sub.add_parser("bench-stamps", help="CPU the stage stamps add per message", add_help=False)
 
     args, rest = parser.parse_known_args(argv)
     if args.command == "run":
@@ -100,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         from experiments.bench import services as bench_services
 
         return bench_services.main(rest)
+    if args.command == "bench-stamps":
+        from experiments.bench import stamp_cost
+
+        return stamp_cost.main(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return up(args)

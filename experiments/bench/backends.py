@@ -33,6 +33,7 @@ from nats.js import JetStreamContext
 from backends.contract import Message
 from backends.memory import MemoryBackend, MemoryConfig
 from backends.nats_jetstream import NatsConfig, NatsJetStreamBackend, consumer_config, stream_config
+from experiments.runtime import warn_once
 from experiments.runtime.nats.process import ProcessNats, nats_server_version
 
 PAYLOAD_BYTES = 128
@@ -303,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="bare/ours pairs per figure; medians are shown")
     parser.add_argument("--uvloop", action="store_true", help="run everything on uvloop")
     args = parser.parse_args(argv)
+    once = warn_once.install()  # one backend per figure and repeat: each warning once
     nats_py = importlib.metadata.version("nats-py")
     print(
         f"python {sys.version.split()[0]}, nats-server {nats_server_version()}, nats-py {nats_py}, "
@@ -316,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         rows = asyncio.run(run(args))
     print(render(rows))
+    if once.dropped:
+        print(f"({once.dropped} repeats of warnings above not shown)")
     return 0
 
 
