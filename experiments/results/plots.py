@@ -376,79 +376,89 @@ CLIENT_BOUND_LABEL = "client-bound (load generator or machine ≥ 90 % CPU)"
 
 
 def stage_bars(records: Sequence[ResultRecord]) -> Figure:
-    """Latency by stage, stacked: medians (left) and p99s (right) per backend and offered rate.
+    """Latency by stage, stacked: medians (left) and p99s (right) per backend and offered rate, a row per payload.
 
     The marker is the measured total (gateway received -> acked) of the same
     messages: per message the stages add up to it exactly; their medians add
     up to about its median, their p99s to more than its p99 (the slowest of
-    each stage are different messages).
+    each stage are different messages). Each payload size has its own scale.
     """
     long = stage_frame(records)
-    fig, axes = plt.subplots(1, 2, figsize=(10.4, 4.2))
+    payloads = sorted(int(p) for p in long["payload_bytes"].unique()) if not long.empty else [0]
+    fig, grid = plt.subplots(len(payloads), 2, figsize=(10.4, 1.0 + 3.2 * len(payloads)), squeeze=False)
     if long.empty:
-        for ax in axes:
+        for ax in grid[0]:
             ax.set_title("no stage stamps in these records")
         return fig
     med = long.groupby(["backend", "payload_bytes", "offered_rate", "stage"], sort=True)[["p50_ms", "p99_ms"]].median()
-    phases = sorted({k[:3] for k in med.index}, key=lambda k: (list(STYLE).index(k[0]) if k[0] in STYLE else 9, k[1:]))
-    payloads = {p for _, p, _ in phases}
-    labels = [
-        f"{_style(b)['label'].replace('NATS ', '')}\n{r:g}/s" + (f"\n{p} B" if len(payloads) > 1 else "")
-        for b, p, r in phases
-    ]
-    for ax, col, what in zip(axes, ("p50_ms", "p99_ms"), ("median", "p99"), strict=True):
-        bottom = [0.0] * len(phases)
-        for color, stage in zip(STAGE_COLORS, STAGES, strict=True):
-            values = [float(med[col].get((*ph, stage), 0.0) or 0.0) for ph in phases]
-            ax.bar(range(len(phases)), values, bottom=bottom, color=color, label=stage, width=0.7)
-            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-        totals = [med[col].get((*ph, TOTAL)) for ph in phases]
-        ax.plot(range(len(phases)), totals, linestyle="none", marker="D", color="black", markersize=5,
-                label=f"measured total ({what}, gateway → acked)")  # fmt: skip
-        ax.set_xticks(range(len(phases)), labels, fontsize=7)
+    order = {b: i for i, b in enumerate(STYLE)}
+    for row, payload in zip(grid, payloads, strict=True):
+        phases = sorted({k[:3] for k in med.index if k[1] == payload}, key=lambda k: (order.get(k[0], 9), k[2]))
+        labels = [f"{_style(b)['label'].replace('NATS ', '')}\n{r:g} msg/s" for b, _, r in phases]
+        size = f", {payload:,} B payload" if len(payloads) > 1 else ""
+        for ax, col, what in zip(row, ("p50_ms", "p99_ms"), ("median", "p99"), strict=True):
+            bottom = [0.0] * len(phases)
+            for color, stage in zip(STAGE_COLORS, STAGES, strict=True):
+                values = [float(med[col].get((*ph, stage), 0.0) or 0.0) for ph in phases]
+                ax.bar(range(len(phases)), values, bottom=bottom, color=color, label=stage, width=0.7)
+                bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+            totals = [med[col].get((*ph, TOTAL)) for ph in phases]
+            ax.plot(range(len(phases)), totals, linestyle="none", marker="D", color="black", markersize=5,
+                    label="measured total (gateway → acked)")  # fmt: skip
+            ax.set_xticks(range(len(phases)), labels, fontsize=7)
+            ax.set_ylabel(f"{what} per stage, stacked [ms]", fontsize=8)
+            ax.set_title(f"Where the time goes: {what} of each stage{size}", fontsize=9)
+            ax.set_ylim(bottom=0)
+    for ax in grid[-1]:
         ax.set_xlabel("backend and offered rate")
-        ax.set_ylabel(f"latency {what} per stage, stacked [ms]")
-        ax.set_title(f"Where the time goes: {what} of each stage")
-        ax.set_ylim(bottom=0)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    handles, labels = grid[0][0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.6 / (1.0 + 3.2 * len(payloads)), 1, 1))
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
     return fig
 
 
 def cpu_per_message(records: Sequence[ResultRecord]) -> Figure:
-    """µs of CPU per processed message, stacked by process, for each point of a sweep; client-bound points hatched."""
+    """µs of CPU per processed message, stacked by process, per point of a sweep (a row per payload size).
+
+    Columns are backend x messages per request; client-bound points are hatched.
+    """
     recs = sorted(
         (r for r in records if r.series.cpu_us_per_msg),
         key=lambda r: (r.row.backend, r.row.batch_size, r.row.payload_bytes, r.row.offered_rate, r.row.repetition),
     )
-    groups = sorted({(r.row.backend, r.row.batch_size) for r in recs})
-    fig, axes = plt.subplots(1, max(1, len(groups)), figsize=(3.6 * max(1, len(groups)), 4.2), squeeze=False)
+    groups: list[tuple[str, int]] = sorted({(r.row.backend, r.row.batch_size) for r in recs}) or [("memory", 1)]
+    payloads = sorted({r.row.payload_bytes for r in recs}) or [0]
+    height = 1.0 + 2.9 * len(payloads)
+    fig, grid = plt.subplots(len(payloads), len(groups), figsize=(3.4 * len(groups), height), squeeze=False)
     names = sorted({n for r in recs for n in r.series.cpu_us_per_msg}, key=lambda n: (n == "load generator", n))
     colors = {n: plt.get_cmap("tab10")(i % 10) for i, n in enumerate(names)}
-    for ax, (backend, batch) in zip(axes[0], groups, strict=False):
-        first: dict[tuple[int, float], ResultRecord] = {}
-        for r in recs:  # first repetition of each point
-            if (r.row.backend, r.row.batch_size) == (backend, batch):
-                first.setdefault((r.row.payload_bytes, r.row.offered_rate), r)
-        points = sorted(first)
-        bottom = [0.0] * len(points)
-        for n in names:
-            values = [first[p].series.cpu_us_per_msg.get(n, 0.0) for p in points]
-            ax.bar(range(len(points)), values, bottom=bottom, color=colors[n], label=n, width=0.7)
-            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-        for i, p in enumerate(points):
-            if first[p].row.client_bound:
-                ax.bar(i, bottom[i], width=0.7, fill=False, hatch="//", edgecolor="black", linewidth=0)
-        multi = len({p for p, _ in points}) > 1
-        ax.set_xticks(range(len(points)), [f"{r:g}" + (f"\n{b} B" if multi else "") for b, r in points], fontsize=7)
+    for row, payload in zip(grid, payloads, strict=True):
+        for ax, (backend, batch) in zip(row, groups, strict=True):
+            first: dict[float, ResultRecord] = {}
+            for r in recs:  # first repetition of each point
+                if (r.row.backend, r.row.batch_size, r.row.payload_bytes) == (backend, batch, payload):
+                    first.setdefault(r.row.offered_rate, r)
+            rates = sorted(first)
+            bottom = [0.0] * len(rates)
+            for n in names:
+                values = [first[x].series.cpu_us_per_msg.get(n, 0.0) for x in rates]
+                ax.bar(range(len(rates)), values, bottom=bottom, color=colors[n], label=n, width=0.7)
+                bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+            for i, x in enumerate(rates):
+                if first[x].row.client_bound:
+                    ax.bar(i, bottom[i], width=0.7, fill=False, hatch="//", edgecolor="black", linewidth=0)
+            ax.set_xticks(range(len(rates)), [f"{x:g}" for x in rates], fontsize=7)
+            ax.set_ylabel("CPU per message [µs]", fontsize=8)
+            ax.set_title(f"{_style(backend)['label']}, {batch} msg/request, {payload:,} B", fontsize=8)
+            if not rates:
+                ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+                ax.set_yticks([])
+    for ax in grid[-1]:
         ax.set_xlabel("offered rate [msg/s]")
-        ax.set_ylabel("CPU per processed message [µs]")
-        ax.set_title(f"{_style(backend)['label']}, {batch} msg/request", fontsize=9)
-    handles, labels = axes[0][0].get_legend_handles_labels()
+    handles = [Rectangle((0, 0), 1, 1, color=colors[n]) for n in names]
     handles.append(Rectangle((0, 0), 1, 1, fill=False, hatch="//", edgecolor="black"))
-    labels.append(CLIENT_BOUND_LABEL)
-    fig.suptitle("CPU per message by process (hatched: the point measures the client)", fontsize=10)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    labels = [*names, CLIENT_BOUND_LABEL]
+    fig.suptitle("CPU per processed message by process (hatched: the point measures the client)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.5 / height, 1, 1))
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7, frameon=False)
     return fig
