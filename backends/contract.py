@@ -134,8 +134,11 @@ class QueueStats:
     exhausted: int
     dead_lettered: int
     connected: bool
+    # A clustered broker only: stream leader, replicas (current, lag), meta leader.
+    cluster: dict[str, object] | None = None
+    leader_changes: int = 0  # stream + consumer leader elections seen since connect
 
-    def as_dict(self) -> dict[str, int | str | bool]:
+    def as_dict(self) -> dict[str, object]:
         return {
             "backend": self.backend,
             "total_enqueued": self.total_enqueued,
@@ -150,6 +153,8 @@ class QueueStats:
             "exhausted": self.exhausted,
             "dead_lettered": self.dead_lettered,
             "connected": self.connected,
+            "cluster": self.cluster,
+            "leader_changes": self.leader_changes,
         }
 
 

@@ -37,6 +37,7 @@ def create_backend(settings: BackendSettings | None = None) -> QueueBackend:
     return NatsJetStreamBackend(
         NatsConfig(
             url=s.nats_url,
+            replicas=s.nats_replicas,
             stream=s.nats_stream,
             subject=s.nats_subject,
             durable=s.nats_durable,

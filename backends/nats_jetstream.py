@@ -7,7 +7,11 @@ Unlike the Go original this backend
 - hands out deliveries that are acked only after the work is done,
 - reports the real depth (consumer pending + ack pending), never -1,
 - fails with `BackendUnavailable` in bounded time instead of hanging while the
-  broker is away, and reconnects by itself forever.
+  broker is away, and reconnects by itself forever,
+- on a cluster (`url` a comma-separated server list, `replicas` > 1) retries a
+  publish that met a leader election with the same `Nats-Msg-Id` until
+  `publish_timeout`, and reports the stream's leader, replicas and the meta
+  leader, and how many leader elections it saw.
 """
 
 from __future__ import annotations
@@ -49,6 +53,11 @@ log = logging.getLogger(__name__)
 MSG_ID_HEADER = "Nats-Msg-Id"
 # JetStream API error codes that mean "the stream is at its limits".
 _FULL_ERR_CODES = {10047, 10077}
+# Between two attempts of a publish that met an election (or a frozen leader).
+RETRY_PAUSE = 0.05
+# On a cluster one attempt waits at most this share of publish_timeout, so a publish
+# sent to a leader that froze or died is retried (same id) once a new one is elected.
+ATTEMPT_SHARE = 0.25
 
 
 def _default(name: str) -> Any:
@@ -63,7 +72,8 @@ class NatsConfig:
     (written once there); the rest is fixed here.
     """
 
-    url: str = _default("nats_url")
+    url: str = _default("nats_url")  # or several, comma-separated: the servers of one cluster
+    replicas: int = _default("nats_replicas")  # stream replicas (R3 on a three-node cluster)
     stream: str = _default("nats_stream")
     subject: str = _default("nats_subject")
     durable: str = _default("nats_durable")
@@ -102,6 +112,7 @@ def stream_config(cfg: NatsConfig) -> js_api.StreamConfig:
         max_msgs=cfg.max_msgs,
         max_bytes=cfg.max_bytes,
         discard=js_api.DiscardPolicy.NEW,
+        num_replicas=cfg.replicas,
     )
 
 
@@ -114,6 +125,7 @@ def dlq_stream_config(cfg: NatsConfig) -> js_api.StreamConfig:
         storage=js_api.StorageType.FILE,
         max_age=cfg.dlq_max_age,
         duplicate_window=cfg.duplicate_window,
+        num_replicas=cfg.replicas,
     )
 
 
@@ -211,6 +223,15 @@ class NatsJetStreamBackend:
         self._last_in_flight = 0
         self._last_dead = 0
         self._moving: set[asyncio.Task[None]] = set()
+        self._leader_subs: list[Subscription] = []
+        self.leader_elections = {"stream": 0, "consumer": 0}
+        self._last_cluster: dict[str, object] | None = None
+        self._meta_leader: str | None = None
+        self._meta_task: asyncio.Task[str | None] | None = None
+        self._last_switch = 0.0
+        self.server_switches = 0
+        self.publish_retries = 0  # attempts sent again (same id) after a timeout or a missing leader
+        self._moving_tasks: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -227,7 +248,7 @@ class NatsJetStreamBackend:
         try:
             async with asyncio.timeout(cfg.connect_timeout):
                 await nc.connect(
-                    servers=[cfg.url],
+                    servers=server_list(cfg.url),
                     name="queue-lab",
                     connect_timeout=max(1, int(cfg.connect_timeout)),
                     reconnect_time_wait=cfg.reconnect_wait,  # type: ignore[arg-type]
@@ -257,7 +278,18 @@ class NatsJetStreamBackend:
                 f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{cfg.stream}.{cfg.durable}",
                 cb=self._on_max_deliveries,
             )
+            self._leader_subs = [
+                await nc.subscribe(f"$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.{cfg.stream}", cb=self._on_stream_leader),
+                await nc.subscribe(
+                    f"$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.{cfg.stream}.{cfg.durable}",
+                    cb=self._on_consumer_leader,
+                ),
+            ]
             await self._check_sync_policy()
+        except (nats.errors.Error, TimeoutError) as exc:
+            # e.g. a cluster still electing its meta leader: the caller retries the whole connect
+            await self.close()
+            raise BackendUnavailable(f"NATS at {_redact(cfg.url)} did not set up the stream: {exc!r}") from exc
         except BaseException:
             await self.close()
             raise
@@ -277,6 +309,11 @@ class NatsJetStreamBackend:
         after ack_wait.
         """
         self._closing = True
+        if self._meta_task is not None:
+            self._meta_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._meta_task
+            self._meta_task = None
         for task in list(self._moving):
             task.cancel()
         if self._moving:
@@ -292,14 +329,36 @@ class NatsJetStreamBackend:
         self._pulled.clear()
         self._pull_remaining = 0
         self._advisories = None
+        self._leader_subs = []
         self._connected.clear()
         if nc is not None and not nc.is_closed:
             await nc.close()
 
-    async def _ensure_topology(self) -> None:
+    async def _topology_exists(self) -> bool:
+        """The stream is there: asked of its leader, not of the meta leader.
+
+        After a reconnect this is all that is needed; creating (a meta-leader
+        operation) only when the stream is missing keeps publishes flowing
+        while a cluster has a stream leader but, for a few seconds, no meta
+        leader (after a partition heals). The consumer is not asked: its
+        leader may be the node that just died, and a publish does not need
+        it; a durable consumer lives as long as its stream does.
+        """
+        cfg = self.config
+        js = self._require_js()
+        try:
+            await js.stream_info(cfg.stream)
+        except nats.js.errors.NotFoundError:
+            return False
+        return True
+
+    async def _ensure_topology(self, *, check_first: bool = False) -> None:
         """Create or update the stream and the durable consumer; idempotent."""
         cfg = self.config
         js = self._require_js()
+        if check_first and self._pull_sub is not None and await self._topology_exists():
+            self._needs_ensure = False
+            return
         for stream_cfg in (stream_config(cfg), dlq_stream_config(cfg)):
             try:
                 await js.add_stream(stream_cfg)
@@ -331,7 +390,7 @@ class NatsJetStreamBackend:
             return
         try:
             async with httpx.AsyncClient(timeout=cfg.connect_timeout, trust_env=False) as client:
-                varz = (await client.get(f"{cfg.monitor_url.rstrip('/')}/varz")).json()
+                varz = (await client.get(f"{monitor_list(cfg.monitor_url)[0]}/varz")).json()
         except (httpx.HTTPError, ValueError) as exc:
             log.warning("cannot read %s/varz to check the fsync policy: %r", cfg.monitor_url, exc)
             return
@@ -342,7 +401,7 @@ class NatsJetStreamBackend:
             varz.get("version", "?"),
             server_sync,
             round(int(js_config.get("sync_interval", 0)) / 1e9, 3),
-            cfg.monitor_url.rstrip("/"),
+            monitor_list(cfg.monitor_url)[0],
         )
         if cfg.sync_always and not server_sync:
             raise BackendMisconfigured(
@@ -373,6 +432,17 @@ class NatsJetStreamBackend:
         self._arrived.set()
         self._connected.set()
         log.info("reconnected to NATS at %s", _redact(self.config.url))
+
+    async def _on_stream_leader(self, msg: Msg) -> None:
+        self.leader_elections["stream"] += 1
+        log.info("stream %s has a new leader: %s", self.config.stream, _leader_of(msg.data))
+
+    async def _on_consumer_leader(self, msg: Msg) -> None:
+        self.leader_elections["consumer"] += 1
+        log.info("consumer %s has a new leader: %s", self.config.durable, _leader_of(msg.data))
+        # A pull request held by the old leader may never be answered: ask anew.
+        self._pull_remaining = 0
+        self._arrived.set()
 
     async def _on_max_deliveries(self, msg: Msg) -> None:
         """A message ran out of deliveries without a verdict (workers died or timed out).
@@ -435,8 +505,10 @@ class NatsJetStreamBackend:
         return self._js
 
     async def _ready(self, budget: float) -> JetStreamContext:
-        """Wait, bounded, for a live connection and a topology that exists."""
+        """Wait, bounded, for a live connection and a topology that exists: `budget` s for both together."""
         js = self._require_js()
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + budget
         if not self._connected.is_set():
             try:
                 async with asyncio.timeout(budget):
@@ -444,12 +516,13 @@ class NatsJetStreamBackend:
             except TimeoutError:
                 raise BackendUnavailable(f"NATS at {_redact(self.config.url)} unreachable for {budget}s") from None
         if self._needs_ensure:
-            async with self._ensure_lock:
-                if self._needs_ensure:
-                    try:
-                        await self._ensure_topology()
-                    except (nats.errors.Error, TimeoutError) as exc:
-                        raise BackendUnavailable(f"cannot re-create stream/consumer: {exc!r}") from exc
+            try:
+                async with asyncio.timeout(max(0.01, give_up_at - loop.time())), self._ensure_lock:
+                    if self._needs_ensure:
+                        await self._ensure_topology(check_first=True)
+            except (nats.errors.Error, TimeoutError) as exc:
+                self._leave_server_without_leader()
+                raise BackendUnavailable(f"cannot re-create stream/consumer: {exc!r}") from exc
         return js
 
     def _publish_error(self, exc: BaseException, what: str) -> Exception:
@@ -471,30 +544,83 @@ class NatsJetStreamBackend:
 
         `nc.request` plus orjson rather than `js.publish`: the same protocol,
         without building nats-py's PubAck dataclass by reflection per message
-        (a measurable share of the processor's CPU at full rate).
+        (a measurable share of the processor's CPU at full rate). An attempt
+        that times out or finds no stream leader (an election, a frozen or
+        dead leader) is sent again with the same `Nats-Msg-Id` until
+        `publish_timeout` is spent, so it is stored once at most; then
+        `BackendUnavailable`. A full stream is not retried.
         """
-        await self._ready(self.config.publish_timeout)
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + cfg.publish_timeout
+        await self._ready(deadline - loop.time())
         nc = self._nc
         assert nc is not None
-        try:
-            reply = await nc.request(
-                self.config.subject,
-                message.to_json(),
-                timeout=self.config.publish_timeout,
-                headers={MSG_ID_HEADER: message.id},
-            )
-        except nats.errors.NoRespondersError as exc:
-            raise self._publish_error(nats.js.errors.NoStreamResponseError(), f"message {message.id}") from exc
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise self._publish_error(exc, f"message {message.id}") from exc
-        answer = orjson.loads(reply.data)
-        error = answer.get("error")
-        if error:
-            api_error = nats.js.errors.APIError(
-                code=error.get("code"), err_code=error.get("err_code"), description=error.get("description")
-            )
-            raise self._publish_error(api_error, f"message {message.id}")
-        return self._counted(message.id, int(answer["seq"]), bool(answer.get("duplicate", False)))
+        data, headers = message.to_json(), {MSG_ID_HEADER: message.id}
+        what = f"message {message.id}"
+        while True:
+            remaining = deadline - loop.time()
+            try:
+                reply = await nc.request(cfg.subject, data, timeout=self._attempt_timeout(remaining), headers=headers)
+            except nats.errors.NoRespondersError:
+                error = self._publish_error(nats.js.errors.NoStreamResponseError(), what)
+            except (nats.errors.Error, TimeoutError) as exc:
+                error = self._publish_error(exc, what)
+            else:
+                answer = orjson.loads(reply.data)
+                api = answer.get("error")
+                if not api:
+                    return self._counted(message.id, int(answer["seq"]), bool(answer.get("duplicate", False)))
+                error = self._publish_error(
+                    nats.js.errors.APIError(
+                        code=api.get("code"), err_code=api.get("err_code"), description=api.get("description")
+                    ),
+                    what,
+                )
+            if isinstance(error, QueueFull):
+                raise error
+            if loop.time() + RETRY_PAUSE >= deadline:
+                self._leave_server_without_leader()
+                raise error
+            self.publish_retries += 1
+            await asyncio.sleep(RETRY_PAUSE)
+            # Not while reconnecting: nats-py would buffer the retry and send it
+            # after a reconnect, long after this call answered 503.
+            await self._ready(deadline - loop.time())
+
+    def _leave_server_without_leader(self) -> None:
+        """A whole publish_timeout without a PubAck: on a cluster, try another server.
+
+        A node cut off from its peers (a partition) keeps its clients' TCP
+        connections and answers nothing useful; nats-py would stay on it. At
+        most one switch per `reconnect_wait * 4`, so a cluster-wide outage
+        does not spin.
+        """
+        nc = self._nc
+        now = time.monotonic()
+        if (
+            nc is None
+            or len(server_list(self.config.url)) < 2
+            or now - self._last_switch < self.config.reconnect_wait * 4
+        ):
+            return
+        self._last_switch = now
+        self.server_switches += 1
+        log.warning("no PubAck through %s for %ss: switching server", nc.connected_url, self.config.publish_timeout)
+        task = asyncio.create_task(nc.force_reconnect(), name="nats-switch-server")
+        self._moving_tasks.add(task)
+        task.add_done_callback(self._moving_tasks.discard)
+
+    def _attempt_timeout(self, remaining: float) -> float:
+        """All that is left on one server with an R1 stream (there is no other leader to find); a share on a cluster.
+
+        A short attempt against a single slow server only turns a late PubAck
+        into "duplicate message id is in process" and a 503 for a stored message.
+        """
+        cfg = self.config
+        if cfg.replicas == 1 and len(server_list(cfg.url)) == 1:
+            return max(0.01, remaining)
+        return max(0.01, min(remaining, max(0.2, cfg.publish_timeout * ATTEMPT_SHARE)))
 
     def _counted(self, message_id: str, seq: int, duplicate: bool) -> PublishAck:
         if duplicate:
@@ -509,36 +635,71 @@ class NatsJetStreamBackend:
         Each message gets its own PubAck, so dedup answers per id and a
         retried batch is stored once. (Atomic JetStream batches were measured
         here too: no faster in the full stack, and a batch holding one known
-        id is refused whole.) On error some messages may be stored; retrying
-        the same batch is safe and is what callers should do.
+        id is refused whole.) Messages not confirmed are sent again, same ids,
+        until `publish_timeout` is spent (a leader election); then the error.
+        On error some messages may be stored; retrying the same batch is safe
+        and is what callers should do.
         """
         if not messages:
             return []
         cfg = self.config
-        js = await self._ready(cfg.publish_timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + cfg.publish_timeout
+        js = await self._ready(deadline - loop.time())
+        acks: dict[int, PublishAck] = {}
+        pending = list(range(len(messages)))
+        while True:
+            failure = await self._publish_round(js, messages, pending, acks, deadline - loop.time())
+            pending = [i for i in pending if i not in acks]
+            if failure is None:
+                return [acks[i] for i in range(len(messages))]
+            error = self._publish_error(failure, f"batch ({len(acks)}/{len(messages)} confirmed)")
+            if isinstance(error, QueueFull):
+                raise error from failure
+            if loop.time() + RETRY_PAUSE >= deadline:
+                self._leave_server_without_leader()
+                raise error from failure
+            self.publish_retries += 1
+            await asyncio.sleep(RETRY_PAUSE)
+            # Not while reconnecting: nats-py would buffer the retry and send it
+            # after a reconnect, long after this call answered 503.
+            await self._ready(deadline - loop.time())
+
+    async def _publish_round(
+        self,
+        js: JetStreamContext,
+        messages: list[Message],
+        pending: list[int],
+        acks: dict[int, PublishAck],
+        remaining: float,
+    ) -> BaseException | None:
+        """One pipelined attempt for `pending`; confirmed ones go into `acks`; a failure (full first), if any."""
+        cfg = self.config
         futures: list[asyncio.Future[js_api.PubAck]] = []
+        failure: BaseException | None = None
         try:
-            async with asyncio.timeout(cfg.publish_timeout + len(messages) * 0.001):
-                for m in messages:
+            async with asyncio.timeout(self._attempt_timeout(remaining) + len(pending) * 0.001):
+                for i in pending:
+                    m = messages[i]
                     # wait_stall stays None: a per-call timeout costs a task each;
                     # the enclosing timeout bounds the whole batch instead.
                     futures.append(await js.publish_async(cfg.subject, m.to_json(), headers={MSG_ID_HEADER: m.id}))
-                results = await asyncio.gather(*futures, return_exceptions=True)
+                await asyncio.gather(*futures, return_exceptions=True)
         except (nats.errors.Error, TimeoutError) as exc:
-            for f in futures:
+            failure = exc
+        for i, f in zip(pending, futures, strict=False):
+            if not f.done():
                 f.cancel()
-            stored = sum(1 for f in futures if f.done() and not f.cancelled() and f.exception() is None)
-            raise self._publish_error(exc, f"batch ({stored}/{len(messages)} confirmed)") from exc
-        acks: list[PublishAck] = []
-        failure: BaseException | None = None
-        for m, r in zip(messages, results, strict=True):
-            if isinstance(r, BaseException):
-                failure = failure or r
+            elif f.cancelled():
+                failure = failure or TimeoutError()
+            elif (err := f.exception()) is not None:
+                # a full stream wins: it is back-pressure (429), not something to retry
+                if failure is None or isinstance(self._publish_error(err, ""), QueueFull):
+                    failure = err
             else:
-                acks.append(self._counted(m.id, r.seq, bool(r.duplicate)))
-        if failure is not None:
-            raise self._publish_error(failure, f"batch ({len(acks)}/{len(messages)} confirmed)") from failure
-        return acks
+                r = f.result()
+                acks[i] = self._counted(messages[i].id, r.seq, bool(r.duplicate))
+        return failure
 
     # -- consume --------------------------------------------------------------
 
@@ -677,6 +838,9 @@ class NatsJetStreamBackend:
                 if self._js is not None:
                     dlq = await self._js.stream_info(self.config.dlq_stream)
                     self._last_dead = int(dlq.state.messages)
+                if self._js is not None and self.config.replicas > 1:
+                    self._last_cluster = _cluster_dict((await self._js.stream_info(self.config.stream)).cluster)
+                    self._refresh_meta_in_background()
             except (nats.errors.Error, TimeoutError):
                 connected = False
         return QueueStats(
@@ -693,7 +857,32 @@ class NatsJetStreamBackend:
             exhausted=self._exhausted,
             dead_lettered=self._last_dead,
             connected=connected,
+            cluster=self._cluster_view(),
+            leader_changes=sum(self.leader_elections.values()),
         )
+
+    def _cluster_view(self) -> dict[str, object] | None:
+        if self._last_cluster is None:
+            return None
+        return {**self._last_cluster, "meta_leader": self._meta_leader, "leader_elections": dict(self.leader_elections)}
+
+    def _refresh_meta_in_background(self) -> None:
+        """The meta leader comes from HTTP (`/jsz`); a frozen node must not hold up `stats()`."""
+        if self.config.monitor_url and (self._meta_task is None or self._meta_task.done()):
+            self._meta_task = asyncio.create_task(self.refresh_meta_leader(), name="nats-meta-leader")
+
+    async def refresh_meta_leader(self) -> str | None:
+        """The cluster's meta leader from the first monitoring endpoint (`/jsz`) that answers; kept for `stats()`."""
+        async with httpx.AsyncClient(timeout=0.5, trust_env=False) as client:
+            for base in monitor_list(self.config.monitor_url):
+                try:
+                    meta = (await client.get(f"{base}/jsz")).json().get("meta_cluster") or {}
+                except (httpx.HTTPError, ValueError):
+                    continue
+                if meta.get("leader"):
+                    self._meta_leader = str(meta["leader"])
+                    return self._meta_leader
+        return self._meta_leader
 
 
 def _ack_fields(reply: str) -> tuple[int, int]:
@@ -708,8 +897,45 @@ def _ack_fields(reply: str) -> tuple[int, int]:
     return int(tokens[Msg.Ack.NumDelivered]), int(tokens[Msg.Ack.Timestamp])
 
 
+def server_list(url: str) -> list[str]:
+    """`NATS_URL` as nats-py's server list: one URL, or several comma-separated (the nodes of a cluster)."""
+    servers = [u.strip() for u in url.split(",") if u.strip()]
+    if not servers:
+        raise ValueError("NATS_URL names no server")
+    return servers
+
+
+def monitor_list(url: str | None) -> list[str]:
+    """`NATS_MONITOR_URL`, one base URL or several comma-separated; no trailing slash."""
+    return [u.strip().rstrip("/") for u in (url or "").split(",") if u.strip()]
+
+
+def _cluster_dict(info: js_api.ClusterInfo | None) -> dict[str, object] | None:
+    """A stream's cluster block as /stats shows it: leader, and each replica's current/lag."""
+    if info is None:
+        return None
+    return {
+        "name": info.name,
+        "leader": info.leader,
+        "replicas": [
+            {"name": r.name, "current": bool(r.current), "lag": int(r.lag or 0), "offline": bool(r.offline)}
+            for r in info.replicas or []
+        ],
+    }
+
+
+def _leader_of(data: bytes) -> str:
+    with contextlib.suppress(ValueError, TypeError, KeyError):
+        return str(orjson.loads(data)["leader"])
+    return "?"
+
+
 def _redact(url: str) -> str:
-    """The URL without credentials, for logs and errors."""
+    """The URL (or comma-separated URLs) without credentials, for logs and errors."""
+    return ",".join(_redact_one(u) for u in url.split(","))
+
+
+def _redact_one(url: str) -> str:
     if "@" not in url:
         return url
     scheme, _, rest = url.partition("://")

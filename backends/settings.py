@@ -27,7 +27,8 @@ class BackendSettings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
 
     queue_type: Literal["memory", "nats"] = "memory"
-    nats_url: str = "nats://nats:4222"
+    nats_url: str = "nats://nats:4222"  # or several, comma-separated (a cluster)
+    nats_replicas: int = Field(1, ge=1, le=5, description="stream replicas; 3 on a three-node cluster")
     queue_size: int = Field(1000, ge=1)
     publish_timeout: float = Field(2.0, gt=0)
     ack_wait: float = Field(30.0, gt=0)

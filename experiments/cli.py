@@ -3,20 +3,27 @@
 diplom run [BATCH.yaml] [--quick]  # papermill batch -> results/<batch>/ (report.html, results.csv, figures)
 diplom report results/<batch>      # rebuild the report from the run documents alone
 diplom up --queue memory|nats      # NATS (if chosen) + processor + ingest + gateway, Ctrl-C stops all
+          [--nats-nodes 1|3]       # one nats-server or a three-node JetStream cluster (R3 stream)
+                                   # HARNESS_NATS=external NATS_URL=...: the user's NATS, started by nobody here
 diplom bench-backends [--quick]    # backend throughput vs raw asyncio.Queue / nats-py
 diplom bench-services [--quick]    # the HTTP chain vs a bare 3-hop chain
 diplom bench-stamps                # CPU the stage stamps add per message, with vs without
+diplom bench-cluster [--repeat N]  # one publisher: R3 on three nodes vs R1 on one, interleaved rounds
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
 
+from experiments.runtime.nats.cluster import NatsCluster
+from experiments.runtime.nats.external import ExternalNats
 from experiments.runtime.nats.process import ProcessNats
+from experiments.runtime.nats.provider import NatsServer
 
 
 def up(args: argparse.Namespace) -> int:
@@ -25,8 +32,17 @@ def up(args: argparse.Namespace) -> int:
 
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    nats = None
-    if args.queue == "nats":
+    nats: NatsServer | None = None
+    if args.queue == "nats" and os.environ.get("HARNESS_NATS", "").strip().lower() == "external":
+        nats = ExternalNats.from_env(os.environ)
+    elif args.queue == "nats" and args.nats_nodes > 1:
+        nats = NatsCluster(
+            workdir / "nats",
+            nodes=args.nats_nodes,
+            ports=[args.nats_port + i for i in range(args.nats_nodes)],
+            monitor_ports=[args.nats_monitor_port + i for i in range(args.nats_nodes)],
+        )
+    elif args.queue == "nats":
         nats = ProcessNats(workdir / "nats", port=args.nats_port, monitor_port=args.nats_monitor_port)
     cfg = StackConfig(
         queue=args.queue,
@@ -48,6 +64,8 @@ def up(args: argparse.Namespace) -> int:
         print(f"queue: {args.queue} (workdir {workdir}, logs and ledger there)")
         if nats is not None:
             print(f"nats:      {nats.url}   monitoring {nats.monitor_url}")
+            print(f"           {nats.kind}, {getattr(nats, 'size', 1)} node(s); stream replicas "
+                  f"{stack.backend_settings.nats_replicas}")  # fmt: skip
         print(f"gateway:   {stack.gateway_url}   POST /api/v1/ingest, GET /api/v1/status, /docs")
         print(f"ingest:    {stack.ingest.url}")
         print(f"processor: {stack.processor_url}   GET /stats")
@@ -56,7 +74,9 @@ def up(args: argparse.Namespace) -> int:
     finally:
         print("stopping ...", flush=True)
         stack.stop()
-        if nats is not None:
+        if isinstance(nats, ExternalNats):
+            nats.close()  # the user's servers stay as they were
+        elif nats is not None:
             nats.stop()
     return 0
 
@@ -75,8 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--gateway-port", type=int, default=8080)
     p_up.add_argument("--ingest-port", type=int, default=8081)
     p_up.add_argument("--processor-port", type=int, default=8082)
-    p_up.add_argument("--nats-port", type=int, default=4222)
-    p_up.add_argument("--nats-monitor-port", type=int, default=8222)
+    p_up.add_argument("--nats-port", type=int, default=4222, help="client port (node i of a cluster: +i)")
+    p_up.add_argument("--nats-monitor-port", type=int, default=8222, help="monitoring port (node i: +i)")
+    p_up.add_argument(
+        "--nats-nodes",
+        type=int,
+        choices=[1, 3],
+        default=int(os.environ.get("HARNESS_NATS_NODES", "1") or 1),
+        help="nats-servers: 1, or a three-node JetStream cluster with an R3 stream (default: HARNESS_NATS_NODES or 1)",
+    )
     p_up.add_argument("--workdir", default="run", help="where logs, the ledger and the NATS store go")
 
     sub.add_parser("run", help="run an experiment batch (see `diplom run -h`)", add_help=False)
@@ -84,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("bench-backends", help="backend throughput vs the raw libraries", add_help=False)
     sub.add_parser("bench-services", help="the HTTP chain vs a bare chain", add_help=False)
     sub.add_parser("bench-stamps", help="CPU the stage stamps add per message", add_help=False)
+    sub.add_parser("bench-cluster", help="R3 on a three-node cluster vs R1 on one node", add_help=False)
 
     args, rest = parser.parse_known_args(argv)
     if args.command == "run":
@@ -98,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         from experiments.bench import backends as bench_backends
 
         return bench_backends.main(rest)
+    if args.command == "bench-cluster":
+        from experiments.bench import cluster as bench_cluster
+
+        return bench_cluster.main(rest)
     if args.command == "bench-services":
         from experiments.bench import services as bench_services
 

@@ -14,6 +14,8 @@
 #   COMPOSE_HOST_NETWORK=1, or when it is unset and the engine has no `bridge`
 #   network (dockerd --bridge=none, as on the project's machines);
 #   docker/docker-compose.yml (bridge network, published ports) otherwise.
+# Nodes: NATS_NODES=3 picks docker/docker-compose.cluster{,.host}.yml, a three-node
+#   JetStream cluster (nats, nats-2, nats-3; R3 stream); 1 (default) the files above.
 # Project: COMPOSE_PROJECT_NAME (default queue-lab).
 # QUEUE_TYPE: from the environment, else the running processor's, else memory.
 # Ports (both files): GATEWAY_PORT 8080, INGEST_PORT 8081, PROCESSOR_PORT 8082,
@@ -61,11 +63,22 @@ compose_file() {
   if [ "$host" = auto ]; then
     if docker network inspect bridge >/dev/null 2>&1; then host=0; else host=1; fi
   fi
+  local variant
+  case "${NATS_NODES:-1}" in
+    1) variant="" ;;
+    3) variant=".cluster" ;;
+    *) ql_die "NATS_NODES=${NATS_NODES}: use 1 or 3" ;;
+  esac
   case "$host" in
-    1 | true | yes) echo "$QL_ROOT/docker/docker-compose.host.yml" ;;
-    0 | false | no) echo "$QL_ROOT/docker/docker-compose.yml" ;;
+    1 | true | yes) echo "$QL_ROOT/docker/docker-compose$variant.host.yml" ;;
+    0 | false | no) echo "$QL_ROOT/docker/docker-compose$variant.yml" ;;
     *) ql_die "COMPOSE_HOST_NETWORK=$host: use 1, 0 or leave it unset" ;;
   esac
+}
+
+# nats_services: the NATS services of the chosen file (one node, or three).
+nats_services() {
+  if [ "${NATS_NODES:-1}" = 3 ]; then echo nats nats-2 nats-3; else echo nats; fi
 }
 
 compose() { "${COMPOSE_CMD[@]}" -p "$COMPOSE_PROJECT_NAME" -f "$COMPOSE_FILE_PATH" "$@"; }

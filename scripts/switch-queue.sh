@@ -12,7 +12,8 @@
 # Images are built first when missing (docker/build-images.sh).
 #
 # Environment: as scripts/compose.sh (COMPOSE, COMPOSE_HOST_NETWORK,
-# COMPOSE_PROJECT_NAME, *_PORT), SWITCH_TIMEOUT (s, default 120).
+# COMPOSE_PROJECT_NAME, *_PORT, NATS_NODES=3 for the three-node cluster),
+# SWITCH_TIMEOUT (s, default 120).
 set -euo pipefail
 QL_SCRIPT=switch-queue
 queue=${1:-}
@@ -34,9 +35,10 @@ was=$(env_of processor QUEUE_TYPE)
 ql_say "${was:-nothing} -> $queue (${COMPOSE_CMD[*]} $COMPOSE_VERSION, ${COMPOSE_FILE_PATH#"$QL_ROOT"/}, project $COMPOSE_PROJECT_NAME)"
 services=(processor)
 if [ "$queue" = nats ]; then
-  compose up -d nats
-  wait_healthy "$timeout" nats
-  services=(nats processor)
+  read -r -a nats_nodes <<<"$(nats_services)"
+  compose up -d "${nats_nodes[@]}"
+  wait_healthy "$timeout" "${nats_nodes[@]}"
+  services=("${nats_nodes[@]}" processor)
 fi
 # Only the processor reads QUEUE_TYPE: compose recreates it (its environment
 # changed) and leaves the others running; --no-deps keeps it from touching them.
@@ -51,3 +53,6 @@ type=$(jq -r '.queue.type // empty' <<<"$stats")
 [ "$type" = "$queue" ] || ql_die "the processor reports queue type '${type:-?}', expected '$queue'"
 ql_say "processor on $queue; $PROCESSOR_URL_HOST/stats:"
 jq -c '{queue: .queue | {type, total_enqueued, total_dequeued, current_size}, pool: .pool | {processed_count, error_count, total_duration}}' <<<"$stats"
+if [ "$queue" = nats ] && [ "${NATS_NODES:-1}" = 3 ]; then
+  jq -c '.queue.cluster // "no cluster block in /stats" | {leader, meta_leader, replicas}' <<<"$stats"
+fi

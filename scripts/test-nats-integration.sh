@@ -21,7 +21,8 @@
 # and PROCESSING_MS it had.
 #
 # Environment: as scripts/compose.sh (COMPOSE, COMPOSE_HOST_NETWORK,
-# COMPOSE_PROJECT_NAME, *_PORT), INTEGRATION_MESSAGES (per phase, 200),
+# COMPOSE_PROJECT_NAME, *_PORT, NATS_NODES=3: the three-node cluster, all
+# three restarted in step 3, the stream leader checked in /stats), INTEGRATION_MESSAGES (per phase, 200),
 # INTEGRATION_BACKLOG (1000), INTEGRATION_PROCESSING_MS (20),
 # ACKED_IDS_FILE (write the acknowledged ids there, one a line), KEEP_STACK.
 set -euo pipefail
@@ -184,12 +185,18 @@ step "nats: restart of the nats container with a backlog"
 post 0 "$BACKLOG" backlog 500
 backlog_now=$(stat_of .queue.current_size)
 [ "$backlog_now" -gt 0 ] || fail "no backlog to carry over the restart (current_size 0): raise INTEGRATION_BACKLOG or INTEGRATION_PROCESSING_MS"
-ql_say "restarting nats with $backlog_now messages queued"
-compose restart nats >/dev/null 2>&1 || fail "compose restart nats"
-wait_healthy 60 nats processor || fail "nats or the processor not healthy after the restart"
+read -r -a nats_nodes <<<"$(nats_services)"
+ql_say "restarting ${nats_nodes[*]} with $backlog_now messages queued"
+compose restart "${nats_nodes[@]}" >/dev/null 2>&1 || fail "compose restart ${nats_nodes[*]}"
+wait_healthy 90 "${nats_nodes[@]}" processor || fail "${nats_nodes[*]} or the processor not healthy after the restart"
 step "nats: posting $N messages after the restart"
 post 0 "$N" after-restart
 wait_drained 120
 check_all_processed 30
 ql_say "final /stats: $(stats | jq -c '{queue: .queue | {type, total_enqueued, total_dequeued, current_size, redelivered, duplicates}, pool: .pool | {processed_count, error_count}}')"
+if [ "${NATS_NODES:-1}" = 3 ]; then
+  cluster=$(stats | jq -c '.queue.cluster | {leader, meta_leader, replicas: [.replicas[] | {name, current, lag}]}')
+  [ "$(jq -r .leader <<<"$cluster")" != null ] || fail "/stats names no stream leader on the cluster"
+  ql_say "cluster: $cluster"
+fi
 ql_say "acknowledged: $(sort -u "$acked" | wc -l) ids, all processed"

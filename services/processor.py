@@ -20,7 +20,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from backends.contract import BackendUnavailable, Message, PublishAck, QueueBackend, QueueFull
 from backends.factory import BackendSettings, create_backend, load_settings
@@ -132,6 +132,8 @@ class Processor:
                 "redelivered": q.redelivered,
                 "duplicates": q.duplicates,
                 "dead_lettered": q.dead_lettered,
+                "leader_changes": q.leader_changes,
+                **({"cluster": q.cluster} if q.cluster is not None else {}),
             },
             "pool": {
                 "processed_count": pool.processed_count,
@@ -196,12 +198,19 @@ def create_app(
     processed = Gauge("pool_processed_count", "deliveries processed and acked", registry=registry)
     errors = Gauge("pool_error_count", "deliveries whose work failed", registry=registry)
     dead = Gauge("queue_dead_lettered", "messages in the dead-letter place", registry=registry)
+    elections = Counter(
+        "queue_leader_changes", "stream and consumer leader elections seen (NATS cluster)", registry=registry
+    )
+    seen_elections = [0]
 
     async def refresh_gauges() -> None:
         with contextlib.suppress(BackendUnavailable, TimeoutError):
             q = await asyncio.wait_for(processor.backend.stats(), 1.0)
             depth.set(q.current_size)
             dead.set(q.dead_lettered)
+            if q.leader_changes > seen_elections[0]:
+                elections.inc(q.leader_changes - seen_elections[0])
+                seen_elections[0] = q.leader_changes
         processed.set(processor.pool.processed_count)
         errors.set(processor.pool.error_count)
 
@@ -252,7 +261,9 @@ async def _health(processor: Processor) -> tuple[bool, dict[str, Any]]:
         s = await asyncio.wait_for(processor.backend.stats(), 1.0)
     except (TimeoutError, BackendUnavailable) as exc:
         return False, {"backend": {"type": processor.backend.name, "connected": False, "reason": repr(exc)}}
-    body = {"backend": {"type": s.backend, "connected": s.connected, "current_size": s.current_size}}
+    body: dict[str, Any] = {"backend": {"type": s.backend, "connected": s.connected, "current_size": s.current_size}}
+    if s.cluster is not None:
+        body["backend"]["cluster"] = s.cluster
     if not s.connected:
         body["backend"]["reason"] = "broker unreachable; reconnecting"
     return s.connected, body

@@ -32,9 +32,12 @@ class MatrixRow:
     lost: int
     duplicated: int
     note: str = ""
+    recovered: int | None = None  # refused or timed out, yet stored and processed (cluster rows)
 
     @classmethod
-    def from_accounting(cls, fault: str, backend: str, where: str, acc: Accounting, note: str = "") -> MatrixRow:
+    def from_accounting(
+        cls, fault: str, backend: str, where: str, acc: Accounting, note: str = "", *, with_recovered: bool = False
+    ) -> MatrixRow:
         return cls(
             fault=fault,
             backend=backend,
@@ -45,12 +48,14 @@ class MatrixRow:
             lost=len(acc.lost),
             duplicated=len(acc.duplicated),
             note=note,
+            recovered=len(acc.unacked_processed) if with_recovered else None,
         )
 
     def line(self) -> str:
         return (
             f"{self.fault:<44} {self.backend:<6} {self.where:<7} A={self.sent:<5} G={self.acked:<5} "
-            f"P={self.processed:<5} lost={self.lost:<4} duplicated={self.duplicated:<3} {self.note}"
+            f"P={self.processed:<5} lost={self.lost:<4} duplicated={self.duplicated:<3} "
+            f"{'' if self.recovered is None else f'recovered={self.recovered:<4} '}{self.note}"
         ).rstrip()
 
 

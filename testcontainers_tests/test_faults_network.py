@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from experiments.runtime.nats.process import ProcessNats
+from experiments.runtime.tcp_proxy import Mode, TcpProxy
 from experiments.workload.accounting import acked_ids
 from experiments.workload.faults import load_with_fault
 from experiments.workload.load import LoadResult
@@ -27,7 +28,6 @@ from testcontainers_tests.fault_harness import (
     work_queue_empty,
 )
 from testcontainers_tests.fault_matrix import FaultMatrix, MatrixRow
-from testcontainers_tests.tcp_proxy import Mode, TcpProxy
 
 pytestmark = pytest.mark.faults
 

@@ -265,5 +265,5 @@ def test_selection_without_an_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     assert choose_nats_kind({"HARNESS_NATS": "auto"}) == "process"
     with pytest.raises(RuntimeError, match=r"HARNESS_NATS=docker but no engine \(simulated\)"):
         choose_nats_kind({"HARNESS_NATS": "docker"})
-    with pytest.raises(ValueError, match="HARNESS_NATS='kafka': expected one of auto, docker, process"):
+    with pytest.raises(ValueError, match="HARNESS_NATS='kafka': expected one of auto, docker, process, external"):
         choose_nats_kind({"HARNESS_NATS": "kafka"})

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from testcontainers_tests.tcp_proxy import TcpProxy
+from experiments.runtime.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.faults
 

@@ -83,8 +83,9 @@ def test_result_row_rejects_inconsistent_rows(change: dict[str, Any], message: s
 
 def test_default_batch_plans_every_notebook_with_stable_ids() -> None:
     runs = plan(load_batch(DEFAULT_BATCH))
-    assert {r.notebook for r in runs} == {"00_tour", "01_latency", "02_throughput", "03_durability", "04_scaling",
-                                          "06_power_loss", "08_footprint"}  # fmt: skip
+    notebooks = {"00_tour", "01_latency", "02_throughput", "03_durability", "04_scaling", "05_cluster", "06_power_loss",
+                 "08_footprint"}  # fmt: skip
+    assert {r.notebook for r in runs} == notebooks
     assert len({r.run_id for r in runs}) == len(runs)
     assert plan(load_batch(DEFAULT_BATCH)) == runs  # same file, same ids: a batch resumes
     quick = plan(load_batch(DEFAULT_BATCH, quick=True))

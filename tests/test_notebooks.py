@@ -22,7 +22,8 @@ from experiments.runtime.processes import alive
 pytestmark = [pytest.mark.notebooks, pytest.mark.e2e]
 
 BATCH_FILE = Path(__file__).resolve().parent.parent / "experiments" / "batches" / "default.yaml"
-NOTEBOOKS = ["00_tour", "01_latency", "02_throughput", "03_durability", "04_scaling", "06_power_loss", "08_footprint"]
+NOTEBOOKS = ["00_tour", "01_latency", "02_throughput", "03_durability", "04_scaling", "05_cluster", "06_power_loss",
+             "08_footprint"]  # fmt: skip
 FIGURES = [
     "latency_cdf_e2e",
     "latency_cdf_client",
@@ -33,6 +34,8 @@ FIGURES = [
     "scaling",
     "power_loss",
     "footprint",
+    "cluster_comparison",
+    "failover_timeline",
 ]
 FOOTPRINT = "08_footprint"  # holds its backlog by design: no processing, so no end-to-end latency
 
@@ -148,6 +151,17 @@ def test_power_loss_run_measured_publish_rates(quick_batch: BatchOutcome) -> Non
     assert (costs["median_msg_s"] > 0).all()
 
 
+def test_cluster_rows_name_their_deployment_and_lose_nothing(rows: pd.DataFrame) -> None:
+    cl = rows[rows["experiment"] == "05_cluster"]
+    deployments = set(zip(cl["backend"], cl["nats_nodes"], cl["replicas"], strict=True))
+    assert deployments == {("memory", 0, 0), ("nats", 1, 1), ("nats", 3, 3)}, deployments
+    faults = cl[cl["fault"] != "none"]
+    assert len(faults) > 0
+    assert (faults["nats_nodes"] == 3).all()
+    assert faults["recover_s"].notna().all()
+    assert (cl[cl["backend"] == "nats"]["lost"] == 0).all()
+
+
 def test_repeated_latency_runs_agree(quick_batch: BatchOutcome) -> None:
     rep = pd.read_csv(quick_batch.batch_dir / "tables" / "repeatability.csv")
     p50 = rep[rep["metric"] == "e2e_p50_ms"]
@@ -165,8 +179,9 @@ def test_report_has_every_figure_and_table(quick_batch: BatchOutcome) -> None:
         for ext in ("png", "svg"):
             assert (batch_dir / "figures" / f"{name}.{ext}").stat().st_size > 1000, (name, ext)
         assert f"alt='{name}'" in html
-    for table in ("latency", "repeatability", "throughput", "durability", "scaling", "power_loss", "publish_cost",
-                  "publish_ratios", "footprint"):  # fmt: skip
+    tables = ("latency", "repeatability", "throughput", "durability", "scaling", "power_loss", "publish_cost",
+              "publish_ratios", "footprint", "cluster_latency", "cluster_faults")  # fmt: skip
+    for table in tables:
         assert (batch_dir / "tables" / f"{table}.csv").exists()
 
 

@@ -224,7 +224,7 @@ def execute(run: PlannedRun, batch_dir: Path, timeout_s: float) -> str | None:
         "--no-progress-bar", "--log-level", "WARNING",
     ]  # fmt: skip
     env = {**os.environ, CHILDREN_ENV: str(children), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
-    env.setdefault("HARNESS_NATS", "process")
+    env.setdefault("HARNESS_NATS", "auto")  # a container when a Docker engine answers, else the embedded process
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         try:

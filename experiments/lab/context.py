@@ -40,6 +40,7 @@ class RunContext:
         self.params = params or {}
         self.records: list[ResultRecord] = []
         self.publish_rates: list[PublishRate] = []  # raw publish-rate measurements (power-loss suite)
+        self.servers: dict[str, str] = {}  # what the NATS servers said of themselves (monitoring endpoints)
         self.started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         self._t0 = time.perf_counter()
 
@@ -66,6 +67,7 @@ class RunContext:
         env = dict(environment())
         providers = sorted({r.row.nats_provider for r in self.records} - {"none"})
         env["nats_provider"] = ",".join(providers) or "none"
+        env.update(self.servers)
         doc = RunDocument(
             run=RunInfo(
                 run_id=self.run_id,

@@ -27,6 +27,7 @@ from experiments.lab.record import LedgerEntry, PhaseObservation, PhaseSpec, bui
 from experiments.lab.setup import Setup
 from experiments.results.schema import ResultRecord
 from experiments.runtime.nats.lazy import LazyNats
+from experiments.runtime.nats.monitoring import describe_servers, merge_descriptions
 from experiments.runtime.nats.provider import NatsServer, nats_server_from_env
 from experiments.runtime.stack import Stack, StackConfig
 from experiments.workload.faults import FaultStep, Progress, inject
@@ -70,7 +71,9 @@ class Session:
             self.nats = (
                 LazyNats(self.workdir / "nats", sync_always=sync, writeback_s=setup.writeback_s)
                 if setup.store == "lazyfs"
-                else nats_server_from_env(self.workdir / "nats", sync_always=sync)
+                else nats_server_from_env(
+                    self.workdir / "nats", sync_always=sync, nodes=setup.nodes, partitionable=setup.partitionable
+                )
             )
         self.stack = Stack(
             StackConfig(
@@ -98,6 +101,7 @@ class Session:
         try:
             if self.nats is not None:
                 self.nats.start()
+                merge_descriptions(self.ctx.servers, describe_servers(self.nats.monitor_url))
             self.stack.start()
         except BaseException:
             self._stop()

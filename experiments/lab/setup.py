@@ -30,6 +30,8 @@ class Setup:
     env: dict[str, str] = field(default_factory=dict)
     store: Literal["disk", "lazyfs"] = "disk"  # lazyfs: NATS's store on a lazy FS (a local process), for power-loss
     writeback_s: float | None = None  # lazyfs only: pending data made durable after this long; None = never
+    nodes: int | None = None  # nats-servers: 1 or 3; None: HARNESS_NATS_NODES
+    partitionable: bool = False  # a cluster with per-route proxies (partition faults)
 
     def __post_init__(self) -> None:
         # Checked here, not when a service fails to start 20 s later.

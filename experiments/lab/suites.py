@@ -10,11 +10,14 @@ Every function returns the rows of this run as a DataFrame; the records
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from experiments.lab import cluster as cluster_lab
 from experiments.lab import footprint as _footprint
 from experiments.lab.context import RunContext
+from experiments.lab.session import Session
 from experiments.lab.setup import Setup
 from experiments.results import power_loss as power_loss_results
 from experiments.results import registry
@@ -286,6 +289,71 @@ async def power_loss(
 def publish_frame(ctx: RunContext) -> Any:
     """This run's raw publish rates as a DataFrame."""
     return power_loss_results.publish_frame(ctx.publish_rates)
+
+
+async def cluster(
+    ctx: RunContext,
+    *,
+    nodes: int,
+    rates: Sequence[float],
+    duration_s: float,
+    faults: Sequence[str],
+    fault_rate: float,
+    fault_duration_s: float,
+    fault_at_s: float,
+    down_s: float,
+    workers: int = 4,
+    payload_bytes: int = 128,
+) -> Any:
+    """Memory vs JetStream R1 (one node) vs R`nodes` (a cluster) at the same rates, then each fault on a fresh cluster.
+
+    The comparison measures latency percentiles and, at the top rates, how much
+    each deployment can take one message per request. Each fault (`kill:leader`,
+    `stepdown`, `pause:leader`, `kill:quorum`, `partition:leader`, `rolling`...)
+    runs in a fresh cluster and store, so one fault's aftermath never colours
+    the next; the first runs on the comparison's cluster, after it (one
+    cluster start less). Its record carries the failover timeline.
+    """
+    if faults and nodes < 3:
+        raise ValueError(f"cluster faults need nodes=3 (got nodes={nodes}); set faults=[] for a comparison only")
+    deployments: list[tuple[Backend, int | None, dict[str, str]]] = [
+        ("memory", None, {}),
+        ("nats", 1, {"NATS_REPLICAS": "1"}),
+        ("nats", nodes, {"NATS_REPLICAS": str(nodes)}),
+    ]
+    first_on_comparison = bool(faults) and nodes > 1 and FaultStep.parse(faults[0]).kind != "partition"
+    async with contextlib.AsyncExitStack() as kept:
+        replicated: Session | None = None  # the comparison's cluster: the first fault runs there, after it
+        for backend, n, env in deployments if nodes > 1 else deployments[:2]:
+            setup = Setup(backend=backend, workers=workers, nodes=n, env=env)
+            keep = first_on_comparison and n == nodes
+            async with contextlib.AsyncExitStack() as this:
+                session = await (kept if keep else this).enter_async_context(ctx.session(setup))
+                replicated = session if keep else replicated
+                for rate in rates:
+                    variant = "memory" if backend == "memory" else f"R{env['NATS_REPLICAS']}"
+                    rec = await session.measure(
+                        f"{variant},rate={rate:g}", rate=rate, duration_s=duration_s, payload_bytes=payload_bytes
+                    )
+                    cluster_lab.label(session, rec)
+        for i, fault in enumerate(faults):
+            step = FaultStep.parse(fault, at_s=fault_at_s, down_s=down_s)
+            async with contextlib.AsyncExitStack() as this:
+                if i == 0 and replicated is not None:
+                    session = replicated
+                else:
+                    setup = Setup(
+                        backend="nats",
+                        workers=workers,
+                        nodes=nodes,
+                        partitionable=step.kind == "partition",
+                        env={"NATS_REPLICAS": str(nodes)},
+                    )
+                    session = await this.enter_async_context(ctx.session(setup))
+                await cluster_lab.failover(
+                    session, f"fault={step.label}", step, rate=fault_rate, duration_s=fault_duration_s
+                )
+    return ctx.frame()
 
 
 def table(df: Any, experiment: str, digits: int = 2) -> Any:

@@ -462,3 +462,80 @@ def cpu_per_message(records: Sequence[ResultRecord]) -> Figure:
     fig.tight_layout(rect=(0, 0.5 / height, 1, 1))
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7, frameon=False)
     return fig
+
+
+VARIANT_STYLE = {
+    "memory": {"color": "#1f77b4", "marker": "o", "label": "memory queue"},
+    "R1": {"color": "#d62728", "marker": "s", "label": "JetStream R1, 1 node"},
+    "R3": {"color": "#2ca02c", "marker": "D", "label": "JetStream R3, 3 nodes"},
+}
+
+
+def _variant_key(backend: str, replicas: int) -> str:
+    return "memory" if backend == "memory" else f"R{int(replicas)}"
+
+
+def cluster_comparison(df: pd.DataFrame) -> Figure:
+    """Memory vs R1 vs R3 at the same offered rates: achieved rate, client p50 and p99 (median, bars min..max)."""
+    calm = df[df["fault"] == "none"]
+    fig, axes = plt.subplots(1, 3, figsize=(12.0, 3.8))
+    cols = (("achieved_rate", "achieved [msg/s acknowledged]"), ("client_p50_ms", "client latency p50 [ms]"),
+            ("client_p99_ms", "client latency p99 [ms]"))  # fmt: skip
+    for (backend, replicas), part in calm.groupby(["backend", "replicas"], sort=True):
+        key = _variant_key(str(backend), int(str(replicas)))
+        st = VARIANT_STYLE.get(key, {"color": "black", "marker": "x", "label": key})
+        for ax, (col, _) in zip(axes, cols, strict=True):
+            agg = _agg(part, ["offered_rate"], col)
+            yerr = [agg["median"] - agg["lo"], agg["hi"] - agg["median"]]
+            ax.errorbar(agg["offered_rate"], agg["median"], yerr=yerr, capsize=3, **st)
+    for ax, (_, ylabel) in zip(axes, cols, strict=True):
+        ax.set_xlabel("offered rate [msg/s, one message per request]")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+    top = float(calm["offered_rate"].max()) if not calm.empty else 1.0
+    axes[0].plot([0, top], [0, top], color="grey", linewidth=0.8, linestyle=":", label="achieved = offered")
+    axes[0].set_title("Throughput")
+    axes[1].set_title("Median publish latency")
+    axes[2].set_title("p99 publish latency")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Memory vs JetStream R1 vs R3 (median of repetitions, bars: min..max)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def failover_timeline(records: Sequence[ResultRecord]) -> Figure:
+    """Per bin: publishes acknowledged / refused (bars) and client p50 (line), fault shaded, leader change marked."""
+    chosen = [r for r in records if r.series.failover is not None and r.row.repetition == 0]
+    firsts: dict[str, ResultRecord] = {}
+    for r in chosen:
+        firsts.setdefault(r.row.fault, r)
+    runs = list(firsts.values())
+    fig, axes = plt.subplots(max(1, len(runs)), 1, figsize=(9.0, 2.6 * max(1, len(runs))), squeeze=False)
+    for ax, rec in zip(axes[:, 0], runs, strict=False):
+        fo = rec.series.failover
+        assert fo is not None
+        per_s = 1.0 / fo.bin_s
+        ax.bar(fo.t_s, [v * per_s for v in fo.ok], width=fo.bin_s, align="edge", color="#2ca02c", label="acknowledged")
+        ax.bar(fo.t_s, [v * per_s for v in fo.failed], width=fo.bin_s, align="edge", color="#d62728",
+               bottom=[v * per_s for v in fo.ok], label="refused / no answer")  # fmt: skip
+        for w in rec.series.faults:
+            ax.axvspan(w.start_s, w.end_s, facecolor="none", edgecolor="black", hatch="//", alpha=0.5,
+                       zorder=3, label="fault window")  # fmt: skip
+            if w.leader_change_s is not None:
+                ax.axvline(w.leader_change_s, color="black", linestyle="--", linewidth=1.0, label="new leader seen")
+        lat = ax.twinx()
+        lat.plot([t + fo.bin_s / 2 for t in fo.t_s], fo.p50_ms, color="black", linewidth=0.9, label="client p50")
+        lat.set_yscale("log")
+        lat.set_ylabel("client p50 [ms], line", fontsize=8)
+        lat.grid(False)
+        recover = "" if rec.row.recover_s is None else f", recovered after {rec.row.recover_s:.2f} s"
+        ax.set_title(f"{rec.row.fault} on {rec.row.nats_nodes} nodes, R{rec.row.replicas}{recover}", fontsize=9)
+        ax.set_ylabel(f"publishes [per s, {fo.bin_s * 1000:g} ms bins]", fontsize=8)
+        ax.set_xlabel("time since load start [s]")
+        handles, labels = ax.get_legend_handles_labels()
+        h2, l2 = lat.get_legend_handles_labels()
+        ax.legend(handles + h2, labels + l2, fontsize=7, loc="lower left")
+    if not runs:
+        axes[0, 0].set_title("no cluster fault in these results")
+    fig.tight_layout()
+    return fig

@@ -112,6 +112,18 @@ EXPERIMENTS: dict[str, Experiment] = {
              "lost_middle", "lost_postfix", "duplicated", "recovered", "errors"),
         ),
         Experiment(
+            "05_cluster",
+            "A three-node JetStream cluster: R1 vs R3 vs memory, and failover",
+            ("phase", "nats_nodes", "replicas", "offered_rate", "achieved_rate", "client_p50_ms", "client_p99_ms",
+             "e2e_p99_ms", "sent", "acknowledged", "processed", "lost", "duplicated", "unacked_processed",
+             "recover_s"),
+            tables.cluster,
+            (
+                FigureSpec("cluster_comparison", _rows(plots.cluster_comparison)),
+                FigureSpec("failover_timeline", _records(plots.failover_timeline)),
+            ),
+        ),
+        Experiment(
             "08_footprint",
             "Footprint: resident memory against backlog",
             ("backend", "queue_size", "payload_bytes", "sent", "acknowledged", "rejected", "errors", "backlog",

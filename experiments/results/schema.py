@@ -47,6 +47,20 @@ class FaultWindow(BaseModel):
     kind: str
     start_s: float
     end_s: float
+    leader_change_s: float | None = Field(default=None, description="a new stream leader first seen (cluster faults)")
+
+
+class FailoverSeries(BaseModel):
+    """What the clients saw per bin (by scheduled send time) around a cluster fault."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bin_s: float
+    t_s: list[float] = Field(default_factory=list)
+    ok: list[int] = Field(default_factory=list, description="publishes answered 2xx")
+    failed: list[int] = Field(default_factory=list, description="publishes refused (5xx) or unanswered")
+    p50_ms: list[float | None] = Field(default_factory=list, description="client latency p50 of the 2xx ones")
+    max_ms: list[float | None] = Field(default_factory=list)
 
 
 class StageStat(BaseModel):
@@ -74,6 +88,7 @@ class Series(BaseModel):
     cpu_us_per_msg: dict[str, float] = Field(
         default_factory=dict, description="CPU µs per processed message, by process (gateway, processor-1, ...)"
     )
+    failover: FailoverSeries | None = None
 
 
 class ResultRow(BaseModel):
@@ -86,7 +101,9 @@ class ResultRow(BaseModel):
     run_id: str
     repetition: int = Field(ge=0)
     backend: Backend
-    nats_provider: str = Field(description="process, docker, or none (memory)")
+    nats_provider: str = Field(description="process, docker, external, or none (memory)")
+    nats_nodes: int = Field(1, ge=0, description="nats-servers in the deployment (0: memory)")
+    replicas: int = Field(1, ge=0, description="stream replicas (0: memory)")
     phase: str = Field(description="what varied inside the run, e.g. rate=500 or fault=kill")
     # workload
     offered_rate: float = Field(ge=0, description="messages/s on the schedule")
@@ -134,6 +151,7 @@ class ResultRow(BaseModel):
     client_bound: bool | None = Field(
         None, description="the load generator or the machine was >= CLIENT_BOUND_PCT busy: measures the client"
     )
+    recover_s: float | None = Field(default=None, description="fault start to the first 2xx after the first refusal")
     wall_time_s: float = Field(ge=0)
     params: str = Field(description="the notebook's parameters as JSON, for grouping")
     # resident memory with a backlog held (08_footprint; None in the other experiments)

@@ -92,3 +92,54 @@ def footprint_cost(df: pd.DataFrame) -> pd.DataFrame:
             row[f"{name}_bytes_per_msg"] = grew / held if held > 0 else float("nan")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _variant(row: pd.Series) -> str:
+    if row["backend"] == "memory":
+        return "memory"
+    return f"R{int(row['replicas'])} ({int(row['nats_nodes'])} node{'s' if row['nats_nodes'] > 1 else ''})"
+
+
+def cluster(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """R1 vs R3 vs memory at each rate, the R3/R1 ratios (median, min..max over repetitions), and each fault."""
+    df = df.assign(variant=df.apply(_variant, axis=1))
+    calm = df[df["fault"] == "none"]
+    faults = df[df["fault"] != "none"]
+    out: dict[str, pd.DataFrame] = {}
+    if not calm.empty:
+        values = ["achieved_rate", "client_p50_ms", "client_p99_ms", "e2e_p50_ms", "e2e_p99_ms"]
+        out["cluster_latency"] = median_table(calm, ["variant", "offered_rate"], values)
+        out["cluster_ratios"] = replica_ratios(calm)
+    if not faults.empty:
+        g = faults.groupby(["fault", "variant"], sort=True)
+        t = g[["sent", "acknowledged", "processed", "lost", "duplicated", "unacked_processed"]].sum()
+        # the issue's "recovered": refused or timed out at the client, stored after all (not the row's `recovered`)
+        t = t.rename(columns={"unacked_processed": "recovered_unacked"})
+        t.insert(0, "runs", g.size())
+        rec = g["recover_s"].agg(["median", "min", "max"]).add_prefix("recover_s_")
+        out["cluster_faults"] = t.join(rec).reset_index()
+    return out
+
+
+def replica_ratios(calm: pd.DataFrame) -> pd.DataFrame:
+    """R_high / R1 per repetition: max achieved rate over the rates, and client p50 / p99 at each rate."""
+    nats = calm[calm["backend"] != "memory"]
+    high = int(nats["replicas"].max()) if not nats.empty else 1
+    rows: list[dict[str, object]] = []
+    if high <= 1:
+        return pd.DataFrame(rows)
+    per_rep: dict[str, list[float]] = {}
+    for _, part in nats.groupby("repetition"):
+        one, many = part[part["replicas"] == 1], part[part["replicas"] == high]
+        if one.empty or many.empty:
+            continue
+        per_rep.setdefault("max achieved rate", []).append(many["achieved_rate"].max() / one["achieved_rate"].max())
+        for rate in sorted(set(one["offered_rate"]) & set(many["offered_rate"])):
+            for col in ("client_p50_ms", "client_p99_ms"):
+                a = one[one["offered_rate"] == rate][col].median()
+                b = many[many["offered_rate"] == rate][col].median()
+                if a and a == a and b == b:
+                    per_rep.setdefault(f"{col} at {rate:g} msg/s", []).append(b / a)
+    for metric, values in per_rep.items():
+        rows.append({"ratio": f"R{high}/R1 {metric}", **spread(values)})
+    return pd.DataFrame(rows)

@@ -214,14 +214,18 @@ class Stack:
     def _wire(self) -> None:
         cfg = self.config
         nats = {"nats_url": self.nats.url, "nats_monitor_url": self.nats.monitor_url} if self.nats is not None else {}
+        # a cluster replicates the stream on every node (at most 3) unless the run says otherwise
+        replicas = {"nats_replicas": min(3, int(getattr(self.nats, "size", 1)))} if self.nats is not None else {}
         backend = _build(
             BackendSettings,
             cfg.backend,
             {"queue_type": cfg.queue},
+            replicas,
             _fields(BackendSettings, cfg.env),
             nats,
             _fields(BackendSettings, cfg.processor_env),
         )
+        self.backend_settings = backend  # what every processor's queue backend is built from
         for i, p in enumerate(self.processors):
             wiring = {"workers": cfg.workers, "ledger_path": str(self.ledger_paths[i]), "instance": p.name}
             settings = _build(

@@ -11,27 +11,49 @@ fsynced: SIGKILL, `lose` on its lazy file system, `down_s`, start. It needs
 NATS on a lazy store (`LazyNats`); for the memory queue the machine's power
 loss is the processor's death, so it is a kill. `power_loss()` takes a list
 of nodes, so a cluster can lose power on one node or several at once.
+
+On a three-node cluster (`NatsCluster`) a step can also name a node by its
+role at the moment it fires: `leader` (the stream's leader), `follower`
+(another node holding a replica), `quorum` (the leader and one follower: two
+of three, so no majority is left), and `cluster` for a rolling restart. The
+cluster-only kinds: `stepdown` (the leader hands over,
+`$JS.API.STREAM.LEADER.STEPDOWN.<stream>`), `partition` (the leader cut off
+from its peers while its clients still reach it) and `rolling` (each node
+restarted in turn, the next once the cluster is healthy again).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
+import nats
+import orjson
+
+from backends.nats_jetstream import NatsConfig
+from experiments.runtime.nats.cluster import NatsCluster
 from experiments.runtime.nats.provider import NatsServer
 from experiments.runtime.processes import freeze
 from experiments.runtime.stack import ServiceProcess, Stack
 from experiments.workload.load import LoadResult, id_bodies, open_loop
 
-FaultKind = Literal["none", "restart", "kill", "pause", "power-loss"]
-FAULT_KINDS: tuple[str, ...] = ("none", "restart", "kill", "pause", "power-loss")
-FaultTarget = Literal["queue", "nats", "processor"]
+FaultKind = Literal["none", "restart", "kill", "pause", "power-loss", "stepdown", "partition", "rolling"]
+FAULT_KINDS: tuple[str, ...] = ("none", "restart", "kill", "pause", "power-loss", "stepdown", "partition", "rolling")
+FaultTarget = Literal["queue", "nats", "processor", "leader", "follower", "quorum", "cluster"]
+TARGETS = ("queue", "nats", "processor", "leader", "follower", "quorum", "cluster")
+CLUSTER_TARGETS = ("leader", "follower", "quorum", "cluster")
+CLUSTER_KINDS = ("stepdown", "partition", "rolling")
+DEFAULT_STREAM = NatsConfig().stream
+CLUSTER_HEALTHY_S = 30.0  # a rolling restart waits at most this long for each node to rejoin
 
 
 @dataclass(frozen=True)
@@ -48,14 +70,20 @@ class FaultStep:
     def label(self) -> str:
         return "none" if self.kind == "none" else f"{self.kind}:{self.target}"
 
+    @property
+    def needs_cluster(self) -> bool:
+        return self.target in CLUSTER_TARGETS or self.kind in CLUSTER_KINDS
+
     @classmethod
     def parse(cls, text: str, **kwargs: float | int | None) -> FaultStep:
-        """'none', 'kill', 'pause:nats', 'restart:processor', 'power-loss' ... (target defaults to the queue)."""
+        """'none', 'kill', 'pause:nats', 'power-loss', 'kill:leader', 'stepdown' ... (target: the queue)."""
         kind, _, target = text.partition(":")
         if kind not in FAULT_KINDS:
             raise ValueError(f"fault {text!r}: kind must be one of {', '.join(FAULT_KINDS)}")
-        if target not in ("", "queue", "nats", "processor"):
-            raise ValueError(f"fault {text!r}: target must be queue, nats or processor")
+        if target not in ("", *TARGETS):
+            raise ValueError(f"fault {text!r}: target must be one of {', '.join(TARGETS)}")
+        if kind in CLUSTER_KINDS and not target:
+            target = "cluster" if kind == "rolling" else "leader"
         return cls(kind=kind, target=target or "queue", **kwargs)  # type: ignore[arg-type]
 
 
@@ -112,7 +140,127 @@ class _ProcessorHandle:
         os.kill(pid, sig)
 
 
-def resolve_target(step: FaultStep, stack: Stack, nats: NatsServer | None) -> NatsServer | _ProcessorHandle:
+class ClusterNodes:
+    """Nodes of a cluster picked by role when the fault fires (the leader then, not at setup)."""
+
+    def __init__(self, cluster: NatsCluster, role: str, stream: str = DEFAULT_STREAM) -> None:
+        self.cluster = cluster
+        self.role = role
+        self.stream = stream
+        self.names: list[str] = []  # the victims, once picked
+        self.leader_before: str | None = None
+        self.leader_after: str | None = None
+        self.leader_seen_at: float | None = None  # perf_counter: a leader other than leader_before first seen
+        self.healed_at: float | None = None  # perf_counter: the fault's own action is over
+        self._watching = threading.Event()
+        self._watchers: list[threading.Thread] = []
+
+    def pick(self) -> list[str]:
+        leader = self.cluster.stream_leader(self.stream)
+        if leader is None:
+            raise RuntimeError(f"stream {self.stream} has no leader to aim a fault at")
+        self.leader_before = leader
+        followers = [n for n in self.cluster.names if n != leader]
+        chosen = {"leader": [leader], "follower": followers[:1], "quorum": [leader, *followers[:1]]}
+        self.names = chosen.get(self.role, list(self.cluster.names))
+        self._watch_leader()
+        return self.names
+
+    def _watch_leader(self, poll_s: float = 0.2, limit_s: float = 30.0) -> None:
+        """In the background, note when a leader other than `leader_before` is first seen (the leader change).
+
+        Two witnesses, whichever speaks first: JetStream's leader-elected
+        advisory (exact, but a watcher connected to a cut-off node misses it)
+        and the nodes' `/jsz` (always there, a poll behind).
+        """
+
+        def seen(leader: str | None) -> bool:
+            if leader is not None and leader != self.leader_before and self.leader_seen_at is None:
+                self.leader_seen_at = time.perf_counter()
+            return self.leader_seen_at is not None
+
+        async def advisories() -> None:
+            subject = f"$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.{self.stream}"
+            with contextlib.suppress(Exception):  # a witness, not the fault: it may fail quietly
+                nc = await nats.connect(self.cluster.url.split(","), connect_timeout=1, reconnect_time_wait=0.2)
+                try:
+                    await nc.subscribe(subject, cb=lambda m: _leader_from(m.data, seen))
+                    deadline = time.monotonic() + limit_s
+                    # polled, not an asyncio.Event: the stop flag is set from another thread
+                    while not self._watching.is_set() and self.leader_seen_at is None and time.monotonic() < deadline:  # noqa: ASYNC110
+                        await asyncio.sleep(0.02)
+                finally:
+                    await nc.close()
+
+        def poll() -> None:
+            deadline = time.monotonic() + limit_s
+            while not self._watching.is_set() and time.monotonic() < deadline:
+                if seen(self.cluster.stream_leader(self.stream, timeout=0.3)):
+                    return
+                time.sleep(poll_s)
+
+        self._watchers = [
+            threading.Thread(target=poll, name="leader-poll", daemon=True),
+            threading.Thread(target=lambda: asyncio.run(advisories()), name="leader-advisory", daemon=True),
+        ]
+        for t in self._watchers:
+            t.start()
+        time.sleep(0.1)  # the advisory subscription is in place before the fault
+
+    def _each(self, verb: str) -> None:
+        nodes = [self.cluster.node(n) for n in self.names]
+        with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+            for f in [pool.submit(getattr(node, verb)) for node in nodes]:
+                f.result()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._each("stop")
+
+    def kill(self) -> None:
+        self._each("kill")
+
+    def start(self) -> None:
+        self._each("start")
+
+    def pause(self) -> None:
+        self._each("pause")
+
+    def resume(self) -> None:
+        self._each("resume")
+
+    def note_new_leader(self, timeout: float = 15.0, *, changed: bool = False) -> None:
+        """Which node leads once the fault is over (None if none within `timeout`); `changed`: not the old one."""
+        not_name = self.leader_before if changed else None
+        try:
+            self.leader_after = self.cluster.wait_stream_leader(self.stream, timeout, not_name=not_name)
+        except TimeoutError:
+            self.leader_after = None
+        if self.leader_after == self.leader_before:
+            self._watching.set()  # no change happened (a follower fault): stop looking
+        for t in self._watchers:
+            t.join(timeout)
+        self._watching.set()
+
+
+Victim = NatsServer | _ProcessorHandle | ClusterNodes
+
+
+def resolve_target(step: FaultStep, stack: Stack, nats: NatsServer | None) -> Victim:
+    """Who the step hits; refuses, naming why, a fault the run cannot inflict."""
+    if step.needs_cluster:
+        if not isinstance(nats, NatsCluster) or nats.size < 3:
+            raise ValueError(
+                f"fault {step.label} needs a NATS cluster of 3 nodes the harness started "
+                f"(HARNESS_NATS_NODES=3, HARNESS_NATS=process|docker|auto); this run has {_describe(nats)}"
+            )
+        if step.kind == "partition" and not nats.proxies:
+            raise ValueError(f"fault {step.label} needs a cluster built partitionable=True (per-route proxies)")
+        return ClusterNodes(nats, step.target)
+    if nats is not None and nats.kind == "external" and step.kind != "none" and step.target in ("queue", "nats"):
+        raise ValueError(
+            f"fault {step.label}: HARNESS_NATS=external servers are not ours to kill, pause or restart; "
+            "run this experiment with HARNESS_NATS=process, docker or auto"
+        )
     target = step.target
     if target == "queue":
         target = "nats" if nats is not None else "processor"
@@ -123,8 +271,17 @@ def resolve_target(step: FaultStep, stack: Stack, nats: NatsServer | None) -> Na
     return _ProcessorHandle(stack.processors[0])
 
 
-def apply(step: FaultStep, victim: NatsServer | _ProcessorHandle) -> None:
+def _describe(nats: NatsServer | None) -> str:
+    if nats is None:
+        return "no NATS"
+    return f"a {nats.kind} NATS of {getattr(nats, 'size', 1)} node(s)"
+
+
+def apply(step: FaultStep, victim: Victim) -> None:
     """Run the fault to completion (blocking): down for `down_s`, then back."""
+    if isinstance(victim, ClusterNodes):
+        _apply_on_cluster(step, victim)
+        return
     if step.kind == "restart":
         victim.stop()
         time.sleep(step.down_s)
@@ -145,6 +302,63 @@ def apply(step: FaultStep, victim: NatsServer | _ProcessorHandle) -> None:
             time.sleep(step.down_s)
         finally:
             victim.resume()
+
+
+def _apply_on_cluster(step: FaultStep, victim: ClusterNodes) -> None:
+    cluster = victim.cluster
+    if step.kind == "rolling":
+        victim.pick()
+        victim.names = list(cluster.names)
+        for name in cluster.names:
+            node = cluster.node(name)
+            node.stop()
+            time.sleep(step.down_s)
+            node.start()
+            cluster.wait_healthy(CLUSTER_HEALTHY_S)
+        victim.healed_at = time.perf_counter()
+        victim.note_new_leader()
+        return
+    names = victim.pick()
+    if step.kind == "stepdown":
+        answer: dict[str, Any] = cluster.step_down(victim.stream)
+        victim.healed_at = time.perf_counter()
+        if not answer.get("success"):
+            raise RuntimeError(f"step-down of {victim.stream} refused: {answer}")
+        victim.note_new_leader(changed=True)
+        return
+    if step.kind == "partition":
+        cluster.isolate(names[0])
+        try:
+            time.sleep(step.down_s)
+        finally:
+            cluster.heal()
+            victim.healed_at = time.perf_counter()
+        victim.note_new_leader()
+        return
+    if step.kind == "pause":
+        victim.pause()
+        try:
+            time.sleep(step.down_s)
+        finally:
+            victim.resume()
+            victim.healed_at = time.perf_counter()
+    else:  # kill, restart
+        victim.kill() if step.kind == "kill" else victim.stop()
+        time.sleep(step.down_s)
+        victim.start()
+        victim.healed_at = time.perf_counter()
+    victim.note_new_leader()
+
+
+async def _ignore(_: object) -> None:
+    return None
+
+
+def _leader_from(data: bytes, seen: Callable[[str | None], bool]) -> Awaitable[None]:
+    """The advisory's `leader` to `seen`; a coroutine, as nats-py wants a callback to be."""
+    with contextlib.suppress(ValueError, TypeError, KeyError):
+        seen(str(orjson.loads(data)["leader"]))
+    return _ignore(None)
 
 
 class Progress:

@@ -38,7 +38,7 @@ import time
 import uuid
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
@@ -51,6 +51,9 @@ from experiments.runtime.nats.process import (
     nats_server_version,
     wait_healthy,
 )
+
+if TYPE_CHECKING:
+    from experiments.runtime.nats.topology import ClusterMember
 
 # Ryuk (the reaper container) cannot be pulled on these machines; without this
 # the first container start would try to pull it and fail. Set before any
@@ -195,7 +198,10 @@ class DockerNats:
         sync_always: bool = False,
         ready_timeout: float = 30.0,
         image: str | None = None,
+        member: ClusterMember | None = None,
     ) -> None:
+        """`member`: this server is one node of a cluster (see `experiments.runtime.nats.cluster`)."""
+        self.member = member
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if store_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="nats-store-")
@@ -247,7 +253,9 @@ class DockerNats:
     def _write_config(self) -> None:
         # Flags give the store dir; the config carries what has no flag.
         sync = "\n  sync_interval: always" if self.sync_always else ""
-        (self.store_dir / "nats-server.conf").write_text(f"jetstream {{{sync}\n}}\n")
+        limits = self.member.jetstream_text() if self.member else ""
+        cluster = self.member.config_text() if self.member else ""
+        (self.store_dir / "nats-server.conf").write_text(f"jetstream {{{sync}{limits}\n}}\n{cluster}")
 
     def _command(self) -> list[str]:
         return [
@@ -281,6 +289,7 @@ class DockerNats:
                 # files in the store belong to the caller, so its temp dir can be removed
                 user=f"{os.getuid()}:{os.getgid()}",
                 name=f"queue-lab-nats-{RUN_ID}-{self.port}",
+                env=dict(self.member.env) if self.member else None,
             )
             .with_command(self._command())
             .with_volume_mapping(str(self.store_dir), DATA_DIR, "rw")

@@ -19,10 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import httpx
 
 from experiments.runtime.processes import freeze, register_child, signal_and_wait
+
+if TYPE_CHECKING:
+    from experiments.runtime.nats.topology import ClusterMember
 
 
 class NatsNotReady(RuntimeError):
@@ -90,12 +94,15 @@ class ProcessNats:
         user: str | None = None,
         password: str | None = None,
         token: str | None = None,
+        member: ClusterMember | None = None,
     ) -> None:
         """`user` + `password`, or `token`: clients must authenticate (the monitoring port stays open).
 
         `jetstream_dir` puts the JetStream store elsewhere than `store_dir/js`
         (on a lazy file system for power loss, say); config and log stay in `store_dir`.
+        `member`: this server is one node of a cluster (see `experiments.runtime.nats.cluster`).
         """
+        self.member = member
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if store_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="nats-store-")
@@ -131,7 +138,9 @@ class ProcessNats:
             auth = f'authorization {{\n  user: "{user}"\n  password: "{password}"\n}}\n'
         elif token is not None:
             auth = f'authorization {{\n  token: "{token}"\n}}\n'
-        conf.write_text(f'jetstream {{\n  store_dir: "{self.jetstream_dir}"{sync}\n}}\n{auth}')
+        cluster = self.member.config_text() if self.member else ""
+        limits = self.member.jetstream_text() if self.member else ""
+        conf.write_text(f'jetstream {{\n  store_dir: "{self.jetstream_dir}"{sync}{limits}\n}}\n{auth}{cluster}')
         return conf
 
     def start(self) -> None:
@@ -148,7 +157,8 @@ class ProcessNats:
             "-m", str(self.monitor_port),
         ]  # fmt: skip
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            env = {**os.environ, **self.member.env} if self.member else None
+            self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         register_child(self._proc.pid)
         try:
             wait_healthy(self.monitor_url, self.ready_timeout)

@@ -8,8 +8,14 @@ operations only, so a run can switch where NATS lives without changing code:
 - `DockerNats` (`experiments.runtime.nats.docker`): the same binary in a container
   through testcontainers, where a Docker engine runs.
 
-`nats_server_from_env()` picks one from `HARNESS_NATS` (auto, docker, process)
-and logs the choice once. Both wait for `/healthz?js-enabled-only=true` in
+- `NatsCluster` (`experiments.runtime.nats.cluster`): 3 nodes of either kind
+  routed into one JetStream cluster, when `HARNESS_NATS_NODES=3`.
+- `ExternalNats` (`experiments.runtime.nats.external`): a deployment the user
+  runs (`HARNESS_NATS=external` with `NATS_URL`); the harness only reads it,
+  and refuses faults it cannot inflict.
+
+`nats_server_from_env()` picks one from `HARNESS_NATS` (auto, docker, process,
+external) and `HARNESS_NATS_NODES` (1, 3), and logs the choice once. Both wait for `/healthz?js-enabled-only=true` in
 `start` and raise `NatsNotReady` with the server's log when it does not come up.
 """
 
@@ -39,8 +45,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-NatsKind = Literal["docker", "process"]
-HARNESS_NATS_CHOICES = ("auto", "docker", "process")
+NatsKind = Literal["docker", "process", "external"]
+HARNESS_NATS_CHOICES = ("auto", "docker", "process", "external")
 
 
 @runtime_checkable
@@ -139,6 +145,8 @@ def choose_nats_kind(environ: Mapping[str, str] | None = None) -> NatsKind:
     kind: NatsKind
     if value == "process":
         kind, why = "process", "HARNESS_NATS=process"
+    elif value == "external":
+        kind, why = "external", "HARNESS_NATS=external (NATS_URL)"
     else:
         problem = _docker_problem()
         if value == "docker":
@@ -158,14 +166,34 @@ def choose_nats_kind(environ: Mapping[str, str] | None = None) -> NatsKind:
 
 
 def nats_server_from_env(
-    store_dir: str | Path | None = None, *, environ: Mapping[str, str] | None = None, **kwargs: Any
+    store_dir: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    nodes: int | None = None,
+    **kwargs: Any,
 ) -> NatsServer:
-    """A NATS server of the kind `HARNESS_NATS` selects, not started yet.
+    """A NATS server (or cluster) of the kind `HARNESS_NATS` selects, not started yet.
 
-    `kwargs` go to the constructor (port, monitor_port, sync_always,
-    ready_timeout; `image` for docker only).
+    `nodes`: 1 or 3, else `HARNESS_NATS_NODES`. `kwargs` go to the constructor
+    (port, monitor_port, sync_always, ready_timeout; `image` for docker only;
+    sync_always, ready_timeout, partitionable for a cluster).
     """
-    if choose_nats_kind(environ) == "docker":
+    from experiments.runtime.nats.topology import nodes_from_env
+
+    env = dict(os.environ if environ is None else environ)
+    kind = choose_nats_kind(env)
+    if kind == "external":
+        from experiments.runtime.nats.external import ExternalNats
+
+        return ExternalNats.from_env(env)
+    nodes = nodes or nodes_from_env(env)
+    if nodes > 1:
+        from experiments.runtime.nats.cluster import NatsCluster
+
+        allowed = {k: v for k, v in kwargs.items() if k in ("sync_always", "ready_timeout", "partitionable", "image")}
+        return NatsCluster(store_dir, nodes=nodes, kind=kind, **allowed)
+    kwargs.pop("partitionable", None)  # one node has no routes to cut
+    if kind == "docker":
         from experiments.runtime.nats.docker import DockerNats
 
         return DockerNats(store_dir, **kwargs)
@@ -173,6 +201,11 @@ def nats_server_from_env(
 
 
 if TYPE_CHECKING:
-    # Static proof that both providers implement the protocol.
-    def _conforms(p: ProcessNats, d: DockerNats) -> tuple[NatsServer, NatsServer]:
-        return p, d
+    from experiments.runtime.nats.cluster import NatsCluster
+    from experiments.runtime.nats.external import ExternalNats
+
+    # Static proof that every provider implements the protocol.
+    def _conforms(
+        p: ProcessNats, d: DockerNats, c: NatsCluster, e: ExternalNats
+    ) -> tuple[NatsServer, NatsServer, NatsServer, NatsServer]:
+        return p, d, c, e
