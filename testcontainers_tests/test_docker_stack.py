@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.runtime.nats.process import free_port
+from experiments.runtime.nats.base import free_port
 from services.ledger import read_ledger
 
 ROOT = Path(__file__).resolve().parents[1]

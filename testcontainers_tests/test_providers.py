@@ -24,6 +24,7 @@ from testcontainers.core.docker_client import DockerClient
 from backends.contract import BackendUnavailable, Message, QueueBackend
 from backends.factory import create_backend, load_settings
 from experiments.runtime.nats import provider as nats_provider
+from experiments.runtime.nats.base import nats_server_version
 from experiments.runtime.nats.docker import (
     LABEL_APP,
     DockerNats,
@@ -31,7 +32,7 @@ from experiments.runtime.nats.docker import (
     ensure_nats_image,
     nats_image_tag,
 )
-from experiments.runtime.nats.process import ProcessNats, nats_server_version
+from experiments.runtime.nats.process import ProcessNats
 from experiments.runtime.nats.provider import NatsNotReady, NatsServer, choose_nats_kind, nats_server_from_env
 from tests.backend_fixtures import eventually, settles_to
 

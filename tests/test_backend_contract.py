@@ -503,7 +503,7 @@ class TestProcessNats(NatsContract):
 
 
 async def test_first_connect_to_absent_nats_fails_fast() -> None:
-    from experiments.runtime.nats.process import free_port
+    from experiments.runtime.nats.base import free_port
 
     before = asyncio.all_tasks()
     backend = create_backend(

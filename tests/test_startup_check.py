@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from backends.factory import create_backend, load_settings
-from experiments.runtime.nats.process import ProcessNats, nats_server_version
+from experiments.runtime.nats.base import nats_server_version
+from experiments.runtime.nats.process import ProcessNats
 
 POWER_LOSS = "acknowledged messages can be lost on power loss; not on process crash"
 

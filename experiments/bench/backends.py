@@ -34,7 +34,8 @@ from backends.contract import Message
 from backends.memory import MemoryBackend, MemoryConfig
 from backends.nats_jetstream import NatsConfig, NatsJetStreamBackend, consumer_config, stream_config
 from experiments.runtime import warn_once
-from experiments.runtime.nats.process import ProcessNats, nats_server_version
+from experiments.runtime.nats.base import nats_server_version
+from experiments.runtime.nats.process import ProcessNats
 
 PAYLOAD_BYTES = 128
 FETCH_BATCH = 100

@@ -25,8 +25,9 @@ import time
 from pathlib import Path
 
 from experiments.runtime.lazyfs import LazyFS
+from experiments.runtime.nats.base import nats_server_version
 from experiments.runtime.nats.lazy import LazyNats
-from experiments.runtime.nats.process import ProcessNats, nats_server_version
+from experiments.runtime.nats.process import ProcessNats
 from experiments.workload.publish import PUBLISH_MODES, publish_rate
 
 BLOCK = b"x" * 4096

@@ -49,7 +49,8 @@ import psutil
 
 from experiments.bench import cpu_cost, wrk
 from experiments.runtime import warn_once
-from experiments.runtime.nats.process import ProcessNats, free_port, nats_server_version
+from experiments.runtime.nats.base import free_port, nats_server_version
+from experiments.runtime.nats.process import ProcessNats
 from experiments.runtime.stack import ServiceProcess, Stack, StackConfig
 from experiments.workload.load import closed_loop, open_loop
 from services.settings import BackendSettings

@@ -10,7 +10,7 @@ import sys
 from functools import cache
 from pathlib import Path
 
-from experiments.runtime.nats.process import nats_server_version
+from experiments.runtime.nats.base import nats_server_version
 from experiments.runtime.paths import REPO
 
 

@@ -26,7 +26,8 @@ from typing import Any, TypeVar
 import httpx
 from pydantic_settings import BaseSettings
 
-from experiments.runtime.nats.process import ProcessNats, free_port
+from experiments.runtime.nats.base import free_port
+from experiments.runtime.nats.process import ProcessNats
 from experiments.runtime.nats.provider import NatsServer
 from experiments.runtime.processes import register_child, signal_and_wait
 from services.settings import BackendSettings, GatewaySettings, IngestSettings, ProcessorSettings, load, to_env

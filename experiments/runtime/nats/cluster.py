@@ -34,7 +34,8 @@ import httpx
 import nats
 import orjson
 
-from experiments.runtime.nats.process import NatsNotReady, ProcessNats, wait_healthy
+from experiments.runtime.nats.base import NatsNotReady, wait_healthy
+from experiments.runtime.nats.process import ProcessNats
 from experiments.runtime.nats.topology import ClusterMember, free_ports, plan_members_on
 from experiments.runtime.tcp_proxy import TcpProxy
 

