@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import aiohttp
@@ -246,16 +246,25 @@ def install_common(
     return metrics.registry
 
 
+class NotConnected(ApiError):
+    """The next service refused the connection: the request never reached it, so another may take it."""
+
+
 class NextHop(Protocol):
     """The client a service calls the next one with (`Downstream` over TCP; `AsgiDownstream` in process)."""
 
     name: str
+    base_url: str
 
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
 
     async def post_json(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]: ...
+
+    async def post_json_headers(self, path: str, body: bytes) -> tuple[int, bytes, Mapping[str, str]]:
+        """`post_json` with the answer's headers (case-insensitive); a refused connection is `NotConnected`."""
+        ...
 
     async def get_json(self, path: str, timeout: float) -> tuple[int, Any]: ...
 
@@ -299,6 +308,19 @@ class Downstream:
         try:
             async with session.post(f"{self.base_url}{path}", data=body, headers=hdrs) as resp:
                 return resp.status, await resp.read()
+        except TimeoutError:
+            raise ApiError(503, f"{self.name} did not answer within {self.timeout.total}s") from None
+        except aiohttp.ClientError as exc:
+            raise ApiError(503, f"{self.name} unavailable: {type(exc).__name__}") from None
+
+    async def post_json_headers(self, path: str, body: bytes) -> tuple[int, bytes, Mapping[str, str]]:
+        """`post_json` with the answer's headers (case-insensitive); a refused connection is `NotConnected`."""
+        session = self._require()
+        try:
+            async with session.post(f"{self.base_url}{path}", data=body, headers={"Content-Type": JSON}) as resp:
+                return resp.status, await resp.read(), resp.headers
+        except aiohttp.ClientConnectorError as exc:
+            raise NotConnected(503, f"{self.name} unavailable: {type(exc).__name__}") from None
         except TimeoutError:
             raise ApiError(503, f"{self.name} did not answer within {self.timeout.total}s") from None
         except aiohttp.ClientError as exc:

@@ -9,7 +9,6 @@ is measured from ingest to the worker that processed the message.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import time
 import uuid
@@ -33,6 +32,7 @@ from services.http import (
 )
 from services.models import RECEIVED_HEADER, Accepted, IngestItem, OriginalItem, parse_items, with_original_fields
 from services.openapi import document_body
+from services.routing import ProcessorRoutes, install_routing_routes, parse_urls
 from services.settings import IngestSettings, load
 
 log = logging.getLogger("services.ingest")
@@ -84,32 +84,29 @@ def create_app(settings: IngestSettings | None = None, downstream: NextHopFactor
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # One or more processors (comma-separated PROCESSOR_URL): requests go round
     # robin, so publishing spreads over every processor's event loop, while the
-    # shared durable consumer (NATS) spreads the work.
-    urls = [u.strip() for u in settings.processor_url.split(",") if u.strip()]
-    processors = [downstream(f"processor {u}", u, settings.http_timeout, settings.http_connections) for u in urls]
-    next_processor = itertools.cycle(processors).__next__
-
-    async def post(body: bytes) -> tuple[int, bytes]:
-        return await next_processor().post_json("/api/v1/messages", body)
-
+    # shared durable consumer (NATS) spreads the work. The list can change at
+    # run time (PUT /admin/processors: a planned queue switch, services.routing).
+    routes = ProcessorRoutes(settings, downstream)
     batcher = ForwardBatcher(
-        post,
-        max_in_flight=settings.forward_in_flight * len(processors),
+        routes.post,
+        max_in_flight=settings.forward_in_flight,
         max_messages=settings.max_batch,
         max_bytes=settings.max_body_bytes // 2,
     )
 
+    def resize(n: int) -> None:
+        batcher.max_in_flight = settings.forward_in_flight * n
+
+    routes.on_resize = resize
+
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        for p in processors:
-            await p.start()
-        log.info("ingest forwarding to %s", ", ".join(urls))
+        await routes.replace(parse_urls(settings.processor_url))
         try:
             yield
         finally:
             await batcher.close()
-            for p in processors:
-                await p.close()
+            await routes.close()
 
     app = new_app("queue-lab ingest", lifespan)
 
@@ -117,6 +114,7 @@ def create_app(settings: IngestSettings | None = None, downstream: NextHopFactor
         return True, {}
 
     install_common(app, "ingest", health)
+    install_routing_routes(app, routes, settings)
     counts = IngestCounts()
 
     @app.get("/stats", tags=["ops"])

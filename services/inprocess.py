@@ -17,7 +17,7 @@ import httpx
 import orjson
 from fastapi import FastAPI
 
-from services.http import JSON, ApiError
+from services.http import JSON, ApiError, NotConnected
 
 
 class AsgiDownstream:
@@ -52,6 +52,18 @@ class AsgiDownstream:
         except httpx.HTTPError as exc:
             raise ApiError(503, f"{self.name} unavailable: {type(exc).__name__}") from None
         return r.status_code, r.content
+
+    async def post_json_headers(self, path: str, body: bytes) -> tuple[int, bytes, Mapping[str, str]]:
+        """`post_json` with the answer's headers; a hop that cannot be reached is `NotConnected`."""
+        try:
+            r = await self._require().post(path, content=body, headers={"Content-Type": JSON})
+        except httpx.ConnectError as exc:
+            raise NotConnected(503, f"{self.name} unavailable: {type(exc).__name__}") from None
+        except httpx.TimeoutException:
+            raise ApiError(503, f"{self.name} did not answer within {self.timeout}s") from None
+        except httpx.HTTPError as exc:
+            raise ApiError(503, f"{self.name} unavailable: {type(exc).__name__}") from None
+        return r.status_code, r.content, r.headers
 
     async def get_json(self, path: str, timeout: float) -> tuple[int, Any]:
         r = await self._require().get(path, timeout=timeout)

@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from backends.contract import BackendUnavailable, Message, PublishAck, QueueBackend, QueueFull
 from backends.factory import BackendSettings, create_backend, load_settings
+from services.drain import Drain, install_drain_routes
 from services.http import ERROR_RESPONSES, RETRY_AFTER, ApiError, install_common, json_response, new_app, read_json
 from services.ledger import Ledger
 from services.models import Accepted, InvalidInput, WireMessage, wire_to_message
@@ -215,6 +216,8 @@ def create_app(
         errors.set(processor.pool.error_count)
 
     install_common(app, "processor", lambda: _health(processor), registry=registry, before_scrape=refresh_gauges)
+    drain = Drain()
+    install_drain_routes(app, processor, drain, settings.admin_token)
 
     @app.post(
         "/api/v1/messages",
@@ -225,8 +228,13 @@ def create_app(
         openapi_extra=document_body(WireMessage, settings.max_batch),
     )
     async def publish(request: Request) -> Response:
-        """Store stamped messages (from ingest); 202 after the backend confirmed each."""
+        """Store stamped messages (from ingest); 202 after the backend confirmed each.
+
+        While the processor drains for a queue switch: 503 with `X-Processor-Draining: true` (ingest retries
+        the same ids on another processor).
+        """
         received_at = time.time_ns()
+        drain.refuse_if_draining()
         data = await read_json(request, settings.max_body_bytes)
         raw = data if isinstance(data, list) else [data]
         if not raw:
@@ -234,7 +242,9 @@ def create_app(
         if len(raw) > settings.max_batch:
             raise InvalidInput(422, f"too many messages: {len(raw)} > MAX_BATCH={settings.max_batch}")
         messages = [wire_to_message(d, received_at) for d in raw]
-        acks = await processor.publish(messages)
+        with drain.publish():
+            drain.refuse_if_draining()  # the drain may have begun while the body was read
+            acks = await processor.publish(messages)
         dup_at = [i for i, a in enumerate(acks) if a.duplicate]
         return json_response(
             {

@@ -12,6 +12,7 @@ here, before any process starts; `to_env` turns them into its environment.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -185,6 +186,8 @@ class Stack:
             workdir = self._tmp.name
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # The admin endpoints' token (a planned queue switch: experiments.runtime.migration).
+        self.admin_token = config.env.get("ADMIN_TOKEN") or secrets.token_urlsafe(16)
         self._own_nats = nats is None and config.queue == "nats"
         self.nats: NatsServer | None = nats
         if nats is None and config.queue == "nats":
@@ -228,7 +231,12 @@ class Stack:
         )
         self.backend_settings = backend  # what every processor's queue backend is built from
         for i, p in enumerate(self.processors):
-            wiring = {"workers": cfg.workers, "ledger_path": str(self.ledger_paths[i]), "instance": p.name}
+            wiring = {
+                "workers": cfg.workers,
+                "ledger_path": str(self.ledger_paths[i]),
+                "instance": p.name,
+                "admin_token": self.admin_token,
+            }
             settings = _build(
                 ProcessorSettings,
                 cfg.processor,
@@ -239,7 +247,12 @@ class Stack:
             p.settings = (settings, backend)
             p.env = _unknown(cfg.env, cfg.processor_env)
         urls = ",".join(p.url for p in self.processors)
-        ingest = _build(IngestSettings, cfg.ingest, _fields(IngestSettings, cfg.env), {"processor_url": urls})
+        ingest = _build(
+            IngestSettings,
+            cfg.ingest,
+            _fields(IngestSettings, cfg.env),
+            {"processor_url": urls, "admin_token": self.admin_token},
+        )
         self.ingest.settings = (ingest,)
         self.ingest.env = _unknown(cfg.env)
         gateway = _build(

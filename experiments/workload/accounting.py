@@ -70,15 +70,24 @@ def processed_counts(ledgers: Iterable[Path], ids: set[str] | None = None) -> Co
     return seen
 
 
-async def wait_processed(ledgers: list[Path], ids: set[str], timeout: float, settle: float = 1.0) -> Counter[str]:
+async def wait_processed(
+    ledgers: list[Path], ids: set[str], timeout: float, settle: float = 1.0, idle: float | None = None
+) -> Counter[str]:
     """Poll the ledgers until every id in `ids` is processed or `timeout` passes.
 
-    Then wait `settle` s more, so late duplicates (a redelivery after
-    ack_wait) are counted too.
+    `idle`: also stop once nothing new was processed for that long (what a
+    lost queue held will not come). Then wait `settle` s more, so late
+    duplicates (a redelivery after ack_wait) are counted too.
     """
     deadline = time.monotonic() + timeout
+    seen, changed = -1, time.monotonic()
     while time.monotonic() < deadline:
-        if ids <= set(processed_counts(ledgers, ids)):
+        done = set(processed_counts(ledgers, ids))
+        if ids <= done:
+            break
+        if len(done) != seen:
+            seen, changed = len(done), time.monotonic()
+        elif idle is not None and time.monotonic() - changed > idle:
             break
         await asyncio.sleep(0.2)
     await asyncio.sleep(settle)
