@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.notebooks, pytest.mark.e2e]
 
 BATCH_FILE = Path(__file__).resolve().parent.parent / "experiments" / "batches" / "default.yaml"
 NOTEBOOKS = ["00_tour", "01_latency", "02_throughput", "03_durability", "04_scaling", "05_cluster", "06_power_loss",
-             "08_footprint"]  # fmt: skip
+             "07_migration", "08_footprint"]  # fmt: skip
 FIGURES = [
     "latency_cdf_e2e",
     "latency_cdf_client",
@@ -33,6 +33,8 @@ FIGURES = [
     "durability_timeline",
     "scaling",
     "power_loss",
+    "migration_counts",
+    "migration_timeline",
     "footprint",
     "cluster_comparison",
     "failover_timeline",
@@ -103,6 +105,20 @@ def test_durability_nats_loses_nothing_and_memory_loses_its_backlog(rows: pd.Dat
     killed = memory[memory["fault"].str.startswith("kill")]
     assert len(killed) > 0
     assert (killed["lost"] > 0).all(), "a SIGKILLed processor holding a backlog in memory must lose it"
+
+
+def test_planned_switch_loses_nothing_and_the_naive_one_shows_its_cost(quick_batch: BatchOutcome) -> None:
+    mig = pd.read_csv(quick_batch.batch_dir / "tables" / "migration.csv").set_index("phase")
+    planned = mig[mig["fault"].str.startswith("switch:")]
+    naive = mig[mig["fault"].str.startswith("naive-switch:")]
+    assert len(planned) > 0
+    assert len(naive) > 0
+    assert (planned["lost"] == 0).all(), planned
+    assert (planned["errors"] == 0).all(), planned
+    assert (planned["acknowledged"] == planned["sent"]).all(), planned
+    assert ((naive["lost"] + naive["errors"]) > 0).all(), naive
+    statuses = pd.read_csv(quick_batch.batch_dir / "tables" / "migration_statuses.csv").set_index("phase")
+    assert (statuses.sum(axis=1) == mig["sent"].reindex(statuses.index)).all(), statuses
 
 
 def test_footprint_holds_the_backlog_where_each_queue_keeps_it(rows: pd.DataFrame) -> None:
@@ -180,7 +196,8 @@ def test_report_has_every_figure_and_table(quick_batch: BatchOutcome) -> None:
             assert (batch_dir / "figures" / f"{name}.{ext}").stat().st_size > 1000, (name, ext)
         assert f"alt='{name}'" in html
     tables = ("latency", "repeatability", "throughput", "durability", "scaling", "power_loss", "publish_cost",
-              "publish_ratios", "footprint", "cluster_latency", "cluster_faults")  # fmt: skip
+              "publish_ratios", "migration", "migration_statuses", "footprint", "cluster_latency",
+              "cluster_faults")  # fmt: skip
     for table in tables:
         assert (batch_dir / "tables" / f"{table}.csv").exists()
 

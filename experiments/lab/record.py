@@ -44,6 +44,7 @@ class PhaseSpec:
     payload_bytes: int = 128
     batch_size: int = 1
     fault: FaultStep = field(default_factory=FaultStep)
+    bin_s: float = BIN_S  # the timeline's resolution
 
 
 @dataclass
@@ -68,14 +69,14 @@ class PhaseObservation:
         return Accounting(sent, acked, processed)
 
 
-def bins(times_s: list[float], until_s: float) -> tuple[list[float], list[float]]:
-    """Events per second in BIN_S-wide bins from 0 to `until_s`: (bin starts, rates)."""
-    n = max(1, int(until_s / BIN_S) + 1)
+def bins(times_s: list[float], until_s: float, bin_s: float = BIN_S) -> tuple[list[float], list[float]]:
+    """Events per second in `bin_s`-wide bins from 0 to `until_s`: (bin starts, rates)."""
+    n = max(1, int(until_s / bin_s) + 1)
     counts = [0] * n
     for t in times_s:
-        if 0 <= t < n * BIN_S:
-            counts[int(t / BIN_S)] += 1
-    return [round(i * BIN_S, 3) for i in range(n)], [c / BIN_S for c in counts]
+        if 0 <= t < n * bin_s:
+            counts[int(t / bin_s)] += 1
+    return [round(i * bin_s, 3) for i in range(n)], [c / bin_s for c in counts]
 
 
 def _ms(v: float) -> float | None:
@@ -95,8 +96,11 @@ def build_record(run: RunLabels, setup: Setup, spec: PhaseSpec, obs: PhaseObserv
     done_times = [(done - obs.t0_ns) / 1e9 for _, done in first_done.values()]
     client_ms = [r.latency * 1000 for r in load.ok]
     end_s = max([spec.duration_s, *done_times, *(obs.window[1:] if obs.window else ())])
-    t_axis, processed_per_s = bins(done_times, end_s)
-    _, acked_per_s = bins([r.scheduled - obs.t0 for r in load.ok for _ in range(batch)], end_s)
+    t_axis, processed_per_s = bins(done_times, end_s, spec.bin_s)
+    _, acked_per_s = bins([r.scheduled - obs.t0 for r in load.ok for _ in range(batch)], end_s, spec.bin_s)
+    failed = [r.scheduled - obs.t0 for r in load.records if not 200 <= r.status < 300 for _ in range(batch)]
+    _, errors_per_s = bins(failed, end_s, spec.bin_s)
+    statuses = Counter(str(r.status) for r in load.records for _ in range(batch))
     in_window = sum(1 for t in done_times if t <= load.duration)
     ok_in_order = [i for r in sorted(load.ok, key=lambda r: r.seq) for i in request_ids(obs.prefix, r.seq, batch)]
     split = loss_split(ok_in_order, acc.processed)
@@ -150,9 +154,11 @@ def build_record(run: RunLabels, setup: Setup, spec: PhaseSpec, obs: PhaseObserv
             t_s=t_axis,
             processed_per_s=processed_per_s,
             acked_per_s=acked_per_s,
+            errors_per_s=errors_per_s,
             backlog_t_s=obs.backlog_t_s,
             backlog=obs.backlog,
         ),
+        status_counts=dict(sorted(statuses.items())),
         faults=[FaultWindow(kind=spec.fault.label, start_s=round(window[0], 3), end_s=round(window[1], 3))]
         if window
         else [],

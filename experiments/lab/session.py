@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from experiments.lab.breakdown import PhaseBreakdown
-from experiments.lab.record import LedgerEntry, PhaseObservation, PhaseSpec, build_record
+from experiments.lab.record import BIN_S, LedgerEntry, PhaseObservation, PhaseSpec, build_record
 from experiments.lab.setup import Setup
 from experiments.results.schema import ResultRecord
 from experiments.runtime.nats.lazy import LazyNats
@@ -51,6 +51,13 @@ class _Ledgers:
     def __post_init__(self) -> None:
         self._tails = [LedgerTail(p) for p in self.paths]
 
+    def track(self, paths: list[Path]) -> None:
+        """Also read these ledgers (a queue switch adds processors); the stopped ones' stay read."""
+        for p in paths:
+            if p not in self.paths:
+                self.paths.append(p)
+                self._tails.append(LedgerTail(p))
+
     def poll(self) -> None:
         for tail in self._tails:
             self.rows.extend((r.id, r.created_at, r.processed_at, r.outcome) for r in tail.poll())
@@ -66,7 +73,7 @@ class Session:
         self.workdir = Path(self._tmp.name)
         self.nats: NatsServer | None = None
         env = setup.service_env
-        if setup.backend != "memory":
+        if setup.backend != "memory" or setup.standby_nats:
             sync = setup.backend == "nats-sync"
             self.nats = (
                 LazyNats(self.workdir / "nats", sync_always=sync, writeback_s=setup.writeback_s)
@@ -199,9 +206,10 @@ class Session:
         max_in_flight: int = 256,
         drain_timeout_s: float = 30.0,
         settle_s: float = 0.5,
+        bin_s: float = BIN_S,
     ) -> ResultRecord:
-        """One phase: `rate` messages/s for `duration_s`, then drain and account by id."""
-        spec = PhaseSpec(phase, rate, duration_s, payload_bytes, batch_size, fault or FaultStep())
+        """One phase: `rate` messages/s for `duration_s`, then drain and account by id (timeline in `bin_s` bins)."""
+        spec = PhaseSpec(phase, rate, duration_s, payload_bytes, batch_size, fault or FaultStep(), bin_s)
         started = time.perf_counter()
         prefix = uuid.uuid4().hex[:10]
         progress = Progress()
@@ -228,6 +236,7 @@ class Session:
             window = await injector
         finally:
             injector.cancel()
+        self.ledgers.track(self.stack.ledger_paths)  # a queue switch adds processors, each with its own ledger
         obs = PhaseObservation(prefix, result, [], t0, t0_ns, 0.0, window, backlog_t, backlog_v, self.nats_provider)
         acked = obs.accounting(batch_size).acked
         await self._drain(prefix, acked, drain_timeout_s, idle_s=self.setup.ack_wait_s + 1.5)

@@ -165,6 +165,53 @@ async def scaling(
     return ctx.frame()
 
 
+MIGRATION_MODES = ("naive", "planned")
+MIGRATION_BIN_S = 0.1  # the timeline's resolution: a switch lasts seconds
+
+
+async def migration(
+    ctx: RunContext,
+    *,
+    directions: Sequence[str],
+    modes: Sequence[str] = MIGRATION_MODES,
+    rate: float,
+    duration_s: float,
+    switch_at_s: float,
+    processing_ms: float = 0.0,
+    workers: int = 4,
+) -> Any:
+    """A queue switch under steady open-loop load, each direction x mode in a fresh deployment.
+
+    `directions`: "memory->nats", "nats->memory". `modes`: "naive" (stop the
+    processor, start it on the other queue) and "planned" (a processor on the
+    new queue beside the old, ingest rerouted, the old drained, then stopped).
+    A NATS server runs in every deployment, so either direction can switch.
+    `processing_ms` slows the workers below the offered rate, so the old queue
+    holds a backlog at the switch: what the naive switch drops and the planned
+    one finishes.
+    """
+    for direction in directions:
+        source, sep, target = direction.partition("->")
+        if not sep or {source, target} != {"memory", "nats"}:
+            raise ValueError(f"direction {direction!r}: expected memory->nats or nats->memory")
+        for mode in modes:
+            if mode not in MIGRATION_MODES:
+                raise ValueError(f"mode {mode!r}: expected naive or planned")
+            kind = "switch" if mode == "planned" else "naive-switch"
+            step = FaultStep.parse(f"{kind}:{target}", at_s=switch_at_s)
+            setup = Setup(
+                backend=source,  # type: ignore[arg-type]  # checked above
+                workers=workers,
+                processing_ms=processing_ms,
+                standby_nats=True,
+            )
+            async with ctx.session(setup) as session:
+                await session.measure(
+                    f"{mode} {direction}", rate=rate, duration_s=duration_s, fault=step, bin_s=MIGRATION_BIN_S
+                )
+    return ctx.frame()
+
+
 async def footprint(
     ctx: RunContext,
     *,

@@ -539,3 +539,56 @@ def failover_timeline(records: Sequence[ResultRecord]) -> Figure:
         axes[0, 0].set_title("no cluster fault in these results")
     fig.tight_layout()
     return fig
+
+
+MIGRATION_BARS = (
+    ("acknowledged", "#2ca02c"),
+    ("processed", "#1f77b4"),
+    ("lost", "#d62728"),
+    ("duplicated", "#ff7f0e"),
+    ("errors", "#7f7f7f"),
+)
+
+
+def migration_counts(df: pd.DataFrame) -> Figure:
+    """Per switch (mode and direction): acknowledged, processed, lost, duplicated, client 5xx/no answer."""
+    phases = sorted(df["phase"].unique())
+    sums = df.groupby("phase")[[c for c, _ in MIGRATION_BARS]].sum()
+    fig, ax = plt.subplots(figsize=(9.0, 3.8))
+    width = 0.8 / len(MIGRATION_BARS)
+    for i, (col, color) in enumerate(MIGRATION_BARS):
+        xs = [j + (i - (len(MIGRATION_BARS) - 1) / 2) * width for j in range(len(phases))]
+        label = "client 5xx / no answer" if col == "errors" else col
+        bars = ax.bar(xs, [int(sums[col].get(p, 0)) for p in phases], width=width, color=color, label=label)
+        ax.bar_label(bars, fontsize=7)
+    ax.set_xticks(range(len(phases)), phases)
+    ax.set_xlabel("switch (mode, direction)")
+    ax.set_ylabel("messages")
+    ax.set_title("Queue switch under steady load: what the clients got and what was processed", fontsize=10)
+    ax.legend(fontsize=8, ncols=3)
+    fig.tight_layout()
+    return fig
+
+
+def migration_timeline(records: Sequence[ResultRecord]) -> Figure:
+    """Per switch: messages processed and client errors per bin over time, the switch window shaded."""
+    recs = sorted((r for r in records if r.row.repetition == 0), key=lambda r: r.row.phase)
+    fig, axes = plt.subplots(len(recs), 1, figsize=(8.0, 2.3 * len(recs)), sharex=True, squeeze=False)
+    for ax, rec in zip(axes[:, 0], recs, strict=True):
+        tl = rec.series.timeline
+        bin_s = tl.t_s[1] - tl.t_s[0] if len(tl.t_s) > 1 else 1.0
+        per_bin = [v * bin_s for v in tl.processed_per_s]
+        ax.step(tl.t_s, per_bin, where="post", color="#1f77b4", linewidth=1.1, label="processed")
+        if tl.errors_per_s:
+            errs = [v * bin_s for v in tl.errors_per_s]
+            ax.step(tl.t_s[: len(errs)], errs, where="post", color="#d62728", linewidth=1.1,
+                    label="client errors (non-2xx, by send time)")  # fmt: skip
+        for w in rec.series.faults:
+            ax.axvspan(w.start_s, w.end_s, color="grey", alpha=0.2, label="switch (start to old processor gone)")
+        r = rec.row
+        ax.set_title(f"{r.phase}: lost {r.lost}, duplicated {r.duplicated}, errors {r.errors}", fontsize=9)
+        ax.set_ylabel(f"messages per {bin_s * 1000:.0f} ms", fontsize=8)
+        ax.legend(fontsize=7, loc="upper right")
+    axes[-1, 0].set_xlabel("time since load start [s]")
+    fig.tight_layout()
+    return fig

@@ -112,6 +112,18 @@ EXPERIMENTS: dict[str, Experiment] = {
              "lost_middle", "lost_postfix", "duplicated", "recovered", "errors"),
         ),
         Experiment(
+            "07_migration",
+            "Queue switch under load: naive vs planned",
+            ("phase", "fault", "sent", "acknowledged", "processed", "lost", "duplicated", "extra_deliveries",
+             "rejected", "errors", "client_p99_ms", "e2e_p99_ms"),
+            tables.migration,
+            (
+                FigureSpec("migration_counts", _rows(plots.migration_counts)),
+                FigureSpec("migration_timeline", _records(plots.migration_timeline)),
+            ),
+            tables.migration_statuses,
+        ),
+        Experiment(
             "05_cluster",
             "A three-node JetStream cluster: R1 vs R3 vs memory, and failover",
             ("phase", "nats_nodes", "replicas", "offered_rate", "achieved_rate", "client_p50_ms", "client_p99_ms",

@@ -37,6 +37,9 @@ class Timeline(BaseModel):
     t_s: list[float] = Field(default_factory=list)
     processed_per_s: list[float] = Field(default_factory=list, description="ledger rows per s, per bin")
     acked_per_s: list[float] = Field(default_factory=list, description="2xx messages per s, per bin (by send time)")
+    errors_per_s: list[float] = Field(
+        default_factory=list, description="messages answered non-2xx or not at all, per s, per bin (by send time)"
+    )
     backlog_t_s: list[float] = Field(default_factory=list)
     backlog: list[int] = Field(default_factory=list, description="processor /stats current_size samples")
 
@@ -81,6 +84,9 @@ class Series(BaseModel):
     client_quantiles_ms: list[float] = Field(default_factory=list, description="q = 0, 0.01, ..., 1")
     e2e_quantiles_ms: list[float] = Field(default_factory=list, description="q = 0, 0.01, ..., 1")
     timeline: Timeline = Field(default_factory=Timeline)
+    status_counts: dict[str, int] = Field(
+        default_factory=dict, description="messages by the HTTP status their request got ('0': no answer)"
+    )
     faults: list[FaultWindow] = Field(default_factory=list)
     stages: list[StageStat] = Field(
         default_factory=list, description="server stages in order (they add up to `total`), then client-side ones"

@@ -6,12 +6,14 @@ tables; `registry` says which function belongs to which experiment.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
 from experiments.results.client_bound import measures_table
 from experiments.results.plots import footprint_label
+from experiments.results.schema import ResultRecord
 from experiments.results.stats import spread
 
 
@@ -143,3 +145,28 @@ def replica_ratios(calm: pd.DataFrame) -> pd.DataFrame:
     for metric, values in per_rep.items():
         rows.append({"ratio": f"R{high}/R1 {metric}", **spread(values)})
     return pd.DataFrame(rows)
+
+
+MIGRATION_COUNTS = ["sent", "acknowledged", "processed", "lost", "duplicated", "extra_deliveries", "rejected", "errors"]
+
+
+def migration(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    g = df.groupby(["phase", "fault"], sort=True)
+    t = g[MIGRATION_COUNTS].sum()
+    t.insert(0, "runs", g.size())
+    return {"migration": t.reset_index()}
+
+
+def status_counts(records: Sequence[ResultRecord]) -> pd.DataFrame:
+    """Client answers by HTTP status, summed per phase (messages; status 0 = no answer at all)."""
+    sums: dict[str, dict[str, int]] = {}
+    for rec in records:
+        row = sums.setdefault(rec.row.phase, {})
+        for status, n in rec.series.status_counts.items():
+            row[f"HTTP {status}"] = row.get(f"HTTP {status}", 0) + n
+    columns = sorted({c for r in sums.values() for c in r})
+    return pd.DataFrame([{"phase": p, **{c: sums[p].get(c, 0) for c in columns}} for p in sorted(sums)])
+
+
+def migration_statuses(records: Sequence[ResultRecord]) -> dict[str, pd.DataFrame]:
+    return {"migration_statuses": status_counts(records)}

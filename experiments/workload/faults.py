@@ -20,6 +20,10 @@ cluster-only kinds: `stepdown` (the leader hands over,
 `$JS.API.STREAM.LEADER.STEPDOWN.<stream>`), `partition` (the leader cut off
 from its peers while its clients still reach it) and `rolling` (each node
 restarted in turn, the next once the cluster is healthy again).
+
+A queue switch is a step too: `switch:nats` (planned, zero downtime) or
+`naive-switch:memory` (stop and recreate), the target naming the queue
+switched to (`experiments.runtime.migration`).
 """
 
 from __future__ import annotations
@@ -40,15 +44,20 @@ import nats
 import orjson
 
 from backends.nats_jetstream import NatsConfig
+from experiments.runtime.migration import Queue, switch_queue
 from experiments.runtime.nats.cluster import NatsCluster
 from experiments.runtime.nats.provider import NatsServer
 from experiments.runtime.processes import freeze
 from experiments.runtime.stack import ServiceProcess, Stack
 from experiments.workload.load import LoadResult, id_bodies, open_loop
 
-FaultKind = Literal["none", "restart", "kill", "pause", "power-loss", "stepdown", "partition", "rolling"]
-FAULT_KINDS: tuple[str, ...] = ("none", "restart", "kill", "pause", "power-loss", "stepdown", "partition", "rolling")
-FaultTarget = Literal["queue", "nats", "processor", "leader", "follower", "quorum", "cluster"]
+FaultKind = Literal[
+    "none", "restart", "kill", "pause", "power-loss", "stepdown", "partition", "rolling", "switch", "naive-switch"
+]
+SWITCHES = ("switch", "naive-switch")  # a queue switch (experiments.runtime.migration); target: the queue switched to
+FAULT_KINDS: tuple[str, ...] = ("none", "restart", "kill", "pause", "power-loss", "stepdown", "partition", "rolling",
+                                *SWITCHES)  # fmt: skip
+FaultTarget = Literal["queue", "nats", "processor", "leader", "follower", "quorum", "cluster", "memory"]
 TARGETS = ("queue", "nats", "processor", "leader", "follower", "quorum", "cluster")
 CLUSTER_TARGETS = ("leader", "follower", "quorum", "cluster")
 CLUSTER_KINDS = ("stepdown", "partition", "rolling")
@@ -76,11 +85,17 @@ class FaultStep:
 
     @classmethod
     def parse(cls, text: str, **kwargs: float | int | None) -> FaultStep:
-        """'none', 'kill', 'pause:nats', 'power-loss', 'kill:leader', 'stepdown' ... (target: the queue)."""
+        """'none', 'kill', 'pause:nats', 'power-loss', 'kill:leader', 'stepdown', 'switch:nats' ... (target: the queue).
+
+        A switch (`switch`, `naive-switch`) names the queue it switches to: memory or nats.
+        """
         kind, _, target = text.partition(":")
         if kind not in FAULT_KINDS:
             raise ValueError(f"fault {text!r}: kind must be one of {', '.join(FAULT_KINDS)}")
-        if target not in ("", *TARGETS):
+        if kind in SWITCHES:
+            if target not in ("memory", "nats"):
+                raise ValueError(f"fault {text!r}: a switch names the queue it switches to: memory or nats")
+        elif target not in ("", *TARGETS):
             raise ValueError(f"fault {text!r}: target must be one of {', '.join(TARGETS)}")
         if kind in CLUSTER_KINDS and not target:
             target = "cluster" if kind == "rolling" else "leader"
@@ -388,13 +403,17 @@ async def inject(
     """Wait for the step's trigger, run it in a thread; return its (start, end) in s after `t0` (perf_counter)."""
     if step.kind == "none":
         return None
-    victim = resolve_target(step, stack, nats)
+    victim = None if step.kind in SWITCHES else resolve_target(step, stack, nats)
     if step.after_requests is not None:
         await progress.reached(step.after_requests)
     elif step.at_s is not None:
         await asyncio.sleep(max(0.0, t0 + step.at_s - time.perf_counter()))
     start = time.perf_counter() - t0
-    await asyncio.to_thread(apply, step, victim)
+    if victim is None:
+        to: Queue = "nats" if step.target == "nats" else "memory"
+        await asyncio.to_thread(switch_queue, stack, to, nats, naive=step.kind == "naive-switch")
+    else:
+        await asyncio.to_thread(apply, step, victim)
     return start, time.perf_counter() - t0
 
 
