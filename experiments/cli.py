@@ -5,6 +5,7 @@ diplom report results/<batch>      # rebuild the report from the run documents a
 diplom up --queue memory|nats      # NATS (if chosen) + processor + ingest + gateway, Ctrl-C stops all
           [--nats-nodes 1|3]       # one nats-server or a three-node JetStream cluster (R3 stream)
                                    # HARNESS_NATS=external NATS_URL=...: the user's NATS, started by nobody here
+diplom switch --to nats|memory     # switch a running `diplom up` to the other queue (planned; --naive: recreate)
 diplom bench-backends [--quick]    # backend throughput vs raw asyncio.Queue / nats-py
 diplom bench-services [--quick]    # the HTTP chain vs a bare 3-hop chain
 diplom bench-stamps                # CPU the stage stamps add per message, with vs without
@@ -27,6 +28,7 @@ from experiments.runtime.nats.provider import NatsServer
 
 
 def up(args: argparse.Namespace) -> int:
+    from experiments.runtime import switch_control
     from experiments.runtime.stack import Stack, StackConfig
     from services.settings import BackendSettings, GatewaySettings, load
 
@@ -54,13 +56,25 @@ def up(args: argparse.Namespace) -> int:
         gateway=load(GatewaySettings, api_key=args.api_key) if args.api_key else None,
     )
     stack = Stack(cfg, workdir, nats=nats)
+    # a memory stack gets a NATS server when `diplom switch --to nats` asks for one
+    standby = nats or ProcessNats(workdir / "nats", port=args.nats_port, monitor_port=args.nats_monitor_port)
+    switch_nats = switch_control.SwitchNats(standby)
     stopping = threading.Event()
+    switch_asked = threading.Event()
+    wake = threading.Event()
+
+    def on_signal(event: threading.Event) -> None:
+        event.set()
+        wake.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopping.set())
+        signal.signal(sig, lambda *_: on_signal(stopping))
+    signal.signal(switch_control.SWITCH_SIGNAL, lambda *_: on_signal(switch_asked))
     try:
         if nats is not None:
-            nats.start()
+            switch_nats.ensure()
         stack.start()
+        switch_control.write_state(workdir, stack, switch_nats)
         print(f"queue: {args.queue} (workdir {workdir}, logs and ledger there)")
         if nats is not None:
             print(f"nats:      {nats.url}   monitoring {nats.monitor_url}")
@@ -69,15 +83,30 @@ def up(args: argparse.Namespace) -> int:
         print(f"gateway:   {stack.gateway_url}   POST /api/v1/ingest, GET /api/v1/status, /docs")
         print(f"ingest:    {stack.ingest.url}")
         print(f"processor: {stack.processor_url}   GET /stats")
-        print("Ctrl-C stops everything.", flush=True)
-        stopping.wait()
+        print("Ctrl-C stops everything; `diplom switch --to nats|memory` switches the queue.", flush=True)
+        while not stopping.is_set():
+            wake.wait()
+            wake.clear()
+            if switch_asked.is_set() and not stopping.is_set():
+                switch_asked.clear()
+                print(f"switch: {switch_control.serve_request(workdir, stack, switch_nats)}", flush=True)
     finally:
         print("stopping ...", flush=True)
         stack.stop()
-        if isinstance(nats, ExternalNats):
-            nats.close()  # the user's servers stay as they were
-        elif nats is not None:
-            nats.stop()
+        switch_nats.stop()
+        (workdir / switch_control.STATE).unlink(missing_ok=True)
+    return 0
+
+
+def switch(args: argparse.Namespace) -> int:
+    from experiments.runtime import switch_control
+
+    result = switch_control.request_switch(Path(args.workdir).resolve(), args.to, args.naive, args.timeout)
+    for line in result.get("reports", []):
+        print(line)
+    if not result.get("ok"):
+        print(f"switch failed: {result.get('error')}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -105,6 +134,14 @@ def main(argv: list[str] | None = None) -> int:
         help="nats-servers: 1, or a three-node JetStream cluster with an R3 stream (default: HARNESS_NATS_NODES or 1)",
     )
     p_up.add_argument("--workdir", default="run", help="where logs, the ledger and the NATS store go")
+
+    p_switch = sub.add_parser("switch", help="switch a running `diplom up` to the other queue, under load")
+    p_switch.add_argument("--to", choices=["memory", "nats"], required=True)
+    p_switch.add_argument(
+        "--naive", action="store_true", help="stop the processor and start it on the new queue (loses a memory backlog)"
+    )
+    p_switch.add_argument("--workdir", default="run", help="the workdir of the running `diplom up`")
+    p_switch.add_argument("--timeout", type=float, default=180.0, help="s to wait for the switch")
 
     sub.add_parser("run", help="run an experiment batch (see `diplom run -h`)", add_help=False)
     sub.add_parser("report", help="rebuild a batch's report from its run documents", add_help=False)
@@ -140,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         return stamp_cost.main(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "switch":
+        return switch(args)
     return up(args)
 
 
