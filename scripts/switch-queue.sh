@@ -1,26 +1,46 @@
 #!/usr/bin/env bash
 # usage: scripts/switch-queue.sh memory|nats
+#        scripts/switch-queue.sh memory|nats --naive   (the old path: recreate the processor)
 #
-# Run the stack on the given queue: recreate the processor with the new
-# QUEUE_TYPE (NATS is started first for `nats`; a memory stack does not need
-# it), start ingest and api-gateway if they are not running, wait until all
-# of them are healthy, print the processor's /stats. Starts the stack when
-# nothing runs yet (the spec's "Start with Memory Queue": this or make docker-up).
+# Run the stack on the given queue. Starts the stack when nothing runs yet
+# (the spec's "Start with Memory Queue": this or make docker-up); NATS is
+# started first for `nats` (a memory stack does not need it). Then waits
+# until everything is healthy and prints the processor's /stats.
 #
-# Switching away from memory drops what the memory queue still holds (that
-# is what the memory queue is); NATS keeps its stream across switches.
+# A running stack on the other queue is switched without downtime (planned,
+# the default): `processor-next` starts on the new queue beside `processor`,
+# ingest forwards to it (PUT /admin/processors), `processor` drains (POST
+# /admin/drain: publishes that still reach it get 503 + X-Processor-Draining
+# and ingest retries them, same ids, on processor-next; its workers finish
+# everything it holds) and is recreated on the new queue once drained; then
+# the same hop back: ingest to `processor`, processor-next drained and
+# removed. Clients see 202s throughout and nothing acknowledged is lost;
+# `processor` ends on the spec's port again.
+#
+# --naive (the old path): recreate the processor with the new QUEUE_TYPE.
+# What the memory queue still holds is dropped, and clients get 503s while
+# no processor answers; a NATS backlog stays in the stream, unread by a
+# memory processor. Kept to compare (notebooks/07_migration).
+#
 # Images are built first when missing (docker/build-images.sh).
 #
 # Environment: as scripts/compose.sh (COMPOSE, COMPOSE_HOST_NETWORK,
-# COMPOSE_PROJECT_NAME, *_PORT, NATS_NODES=3 for the three-node cluster),
-# SWITCH_TIMEOUT (s, default 120).
+# COMPOSE_PROJECT_NAME, *_PORT, NATS_NODES=3 for the three-node cluster, ADMIN_TOKEN),
+# SWITCH_TIMEOUT (s, default 120: for each health wait and each drain).
 set -euo pipefail
 QL_SCRIPT=switch-queue
 queue=${1:-}
+mode=planned
+case "${2:-}" in
+  "") ;;
+  --naive) mode=naive ;;
+  *) queue="" ;;
+esac
 case "$queue" in
   memory | nats) ;;
   *)
     echo "usage: $0 memory|nats" >&2
+    echo "       $0 memory|nats --naive   (recreate the processor: drops a memory backlog, 503s meanwhile)" >&2
     exit 2
     ;;
 esac
@@ -31,8 +51,59 @@ compose_init
 ensure_images
 timeout=${SWITCH_TIMEOUT:-120}
 
+if [ "$COMPOSE_FILE_PATH" = "$QL_ROOT/docker/docker-compose.host.yml" ]; then
+  processor_internal=$PROCESSOR_URL_HOST
+  next_internal=$PROCESSOR_NEXT_URL_HOST
+else
+  processor_internal=http://processor:8082
+  next_internal=http://processor-next:8082
+fi
+
+# admin METHOD URL [BODY]: an /admin/* call with the stack's token; the body of a 2xx.
+admin() {
+  local out code
+  out=$(mktemp)
+  code=$(curl -sS --noproxy '*' --max-time 10 -o "$out" -w '%{http_code}' -X "$1" \
+    -H 'Content-Type: application/json' -H "Authorization: Bearer $ADMIN_TOKEN" ${3:+--data-binary "$3"} "$2") || code=000
+  if [ "${code:0:1}" != 2 ]; then
+    ql_say "$1 $2 -> HTTP $code: $(head -c 500 "$out")"
+    rm -f "$out"
+    return 1
+  fi
+  cat "$out"
+  rm -f "$out"
+}
+
+# route URL: ingest forwards to this processor from now on.
+route() {
+  admin PUT "$INGEST_URL_HOST/admin/processors" "{\"urls\": [\"$1\"]}" >/dev/null ||
+    ql_die "ingest did not take the new processor list"
+  ql_say "ingest now forwards to $1"
+}
+
+# drain URL KEY: tell the processor at URL to drain; wait until its status has KEY true
+# (drained: nothing left for it; idle: nothing in its hands, when the next one shares its NATS consumer).
+drain() {
+  local url=$1 key=$2 deadline status
+  status=$(admin POST "$url/admin/drain") || ql_die "$url refused to drain"
+  ql_say "$url draining: $(jq -c '{queued, in_flight}' <<<"$status")"
+  deadline=$((SECONDS + timeout))
+  until [ "$(jq -r ".$key" <<<"$status")" = true ]; do
+    [ $SECONDS -lt "$deadline" ] || ql_die "$url not drained within ${timeout}s: $status (it keeps running; nothing is dropped)"
+    sleep 0.2
+    status=$(admin GET "$url/admin/drain") || ql_die "$url: drain status unavailable"
+  done
+  ql_say "$url drained: processed $(jq -r .processed_count <<<"$status")"
+}
+
 was=$(env_of processor QUEUE_TYPE)
-ql_say "${was:-nothing} -> $queue (${COMPOSE_CMD[*]} $COMPOSE_VERSION, ${COMPOSE_FILE_PATH#"$QL_ROOT"/}, project $COMPOSE_PROJECT_NAME)"
+if [ "$mode" = planned ] && { [ -z "$was" ] || [ "$was" = "$queue" ] || [ "$(health_of processor)" != healthy ] || [ "$(health_of ingest)" != healthy ]; }; then
+  mode=start # nothing to switch from without downtime: start (or keep) the stack on $queue
+fi
+if [ "$mode" = planned ] && [ "$(env_of ingest ADMIN_TOKEN)" != "$ADMIN_TOKEN" ]; then
+  ql_die "the running ingest has no (or another) ADMIN_TOKEN: it was started before planned switches or with another token; use --naive, or make docker-down && make docker-up"
+fi
+ql_say "${was:-nothing} -> $queue, $mode (${COMPOSE_CMD[*]} $COMPOSE_VERSION, ${COMPOSE_FILE_PATH#"$QL_ROOT"/}, project $COMPOSE_PROJECT_NAME)"
 services=(processor)
 if [ "$queue" = nats ]; then
   read -r -a nats_nodes <<<"$(nats_services)"
@@ -40,10 +111,26 @@ if [ "$queue" = nats ]; then
   wait_healthy "$timeout" "${nats_nodes[@]}"
   services=("${nats_nodes[@]}" processor)
 fi
+
+if [ "$mode" = planned ]; then
+  # 1. processor-next on the new queue, beside the old processor; ingest forwards to it
+  NEXT_QUEUE_TYPE=$queue compose --profile switch up -d --no-deps processor-next
+  wait_healthy "$timeout" processor-next
+  route "$next_internal"
+  # 2. the old processor finishes what it holds, then is recreated on the new queue
+  drain "$PROCESSOR_URL_HOST" drained
+fi
 # Only the processor reads QUEUE_TYPE: compose recreates it (its environment
 # changed) and leaves the others running; --no-deps keeps it from touching them.
 compose up -d --no-deps processor
 wait_healthy "$timeout" processor
+if [ "$mode" = planned ]; then
+  # 3. the hop back: ingest to the processor on the spec's port, processor-next drained and removed
+  route "$processor_internal"
+  if [ "$queue" = nats ]; then drain "$PROCESSOR_NEXT_URL_HOST" idle; else drain "$PROCESSOR_NEXT_URL_HOST" drained; fi
+  compose --profile switch stop processor-next >/dev/null
+  compose --profile switch rm -f processor-next >/dev/null
+fi
 compose up -d ingest api-gateway
 wait_healthy "$timeout" "${services[@]}" ingest api-gateway
 write_root_env
