@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from experiments.runtime.migration import SwitchReport, switch_queue
-from experiments.runtime.nats.process import ProcessNats
+from experiments.runtime.nats.process import ProcessNats, free_port
 from experiments.runtime.stack import Stack, StackConfig
 from experiments.workload.accounting import Accounting, acked_ids, processed_counts, wait_processed
 from experiments.workload.faults import load_with_fault
@@ -110,3 +110,71 @@ def test_naive_switch_memory_to_nats_shows_its_loss(stack: tuple[Stack, ProcessN
     assert acc.invented == set()
     # after the switch the stack works on NATS
     assert httpx.get(f"{st.processor_url}/stats", trust_env=False, timeout=5).json()["queue"]["type"] == "nats"
+
+
+@pytest.fixture(scope="module")
+def two_processors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    cfg = StackConfig(queue="memory", processors=2, workers=2, env={"PUBLISH_TIMEOUT": "1"})
+    with Stack(cfg, tmp_path_factory.mktemp("two-processors")) as st:
+        yield st
+
+
+def test_admin_endpoints_need_the_token_and_name_bad_fields(two_processors: Stack) -> None:
+    st = two_processors
+    url = f"{st.ingest.url}/admin/processors"
+    good = {"Authorization": f"Bearer {st.admin_token}"}
+    with httpx.Client(trust_env=False, timeout=5) as client:
+        assert client.get(url).status_code == 401
+        assert client.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert client.post(f"{st.processors[0].url}/admin/drain").status_code == 401
+        assert client.get(url, headers=good).json() == {"urls": [p.url for p in st.processors]}
+        bad = client.put(url, headers=good, json={"urls": ["not a url"]})
+        assert bad.status_code == 422
+        assert bad.json()["details"][0]["field"] == "body.urls.0"
+        assert client.put(url, headers=good, json={"urls": []}).status_code == 422
+        # nothing changed by the refused calls
+        assert client.get(url, headers=good).json() == {"urls": [p.url for p in st.processors]}
+
+
+def test_a_draining_processor_refuses_and_ingest_stores_on_the_other(two_processors: Stack) -> None:
+    st = two_processors
+    draining, other = st.processors
+    admin = {"Authorization": f"Bearer {st.admin_token}"}
+    with httpx.Client(trust_env=False, timeout=5) as client:
+        status = client.post(f"{draining.url}/admin/drain", headers=admin).json()
+        assert status["draining"] is True
+        direct = client.post(
+            f"{draining.url}/api/v1/messages",
+            json={"id": "direct-1", "source": "t", "payload": 1, "created_at": time.time_ns(), "attributes": {}},
+        )
+        assert direct.status_code == 503
+        assert direct.headers["X-Processor-Draining"] == "true"
+        # ingest still lists both: every other call lands on the draining one and is retried on the other
+        ids = [f"drain-{i}" for i in range(40)]
+        answers = [
+            client.post(f"{st.gateway_url}/api/v1/ingest", json={"id": i, "source": "t", "payload": i}) for i in ids
+        ]
+        assert [a.status_code for a in answers] == [202] * len(ids)
+        assert client.get(f"{draining.url}/admin/drain", headers=admin).json()["drained"] is True
+    asyncio.run(wait_processed(ledgers(st), set(ids), timeout=10.0, settle=0.2))
+    on_draining = processed_counts([st.workdir / f"ledger-{draining.name}.sqlite"], set(ids))
+    on_other = processed_counts([st.workdir / f"ledger-{other.name}.sqlite"], set(ids))
+    assert sum(on_draining.values()) == 0, on_draining  # stored once, on the other processor
+    assert on_other == Counter(dict.fromkeys(ids, 1)), on_other
+
+
+def test_a_refused_connection_goes_to_the_next_processor(two_processors: Stack) -> None:
+    st = two_processors
+    live = st.processors[1]
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens: the request never reaches a processor
+    admin = {"Authorization": f"Bearer {st.admin_token}"}
+    with httpx.Client(trust_env=False, timeout=5) as client:
+        routed = client.put(f"{st.ingest.url}/admin/processors", headers=admin, json={"urls": [dead, live.url]})
+        assert routed.json() == {"urls": [dead, live.url]}
+        ids = [f"refused-{i}" for i in range(20)]
+        answers = [
+            client.post(f"{st.gateway_url}/api/v1/ingest", json={"id": i, "source": "t", "payload": i}) for i in ids
+        ]
+        assert [a.status_code for a in answers] == [202] * len(ids)
+    processed = asyncio.run(wait_processed([st.workdir / f"ledger-{live.name}.sqlite"], set(ids), timeout=10.0))
+    assert all(processed[i] == 1 for i in ids), processed
