@@ -84,7 +84,7 @@ def test_result_row_rejects_inconsistent_rows(change: dict[str, Any], message: s
 def test_default_batch_plans_every_notebook_with_stable_ids() -> None:
     runs = plan(load_batch(DEFAULT_BATCH))
     notebooks = {"00_tour", "01_latency", "02_throughput", "03_durability", "04_scaling", "05_cluster", "06_power_loss",
-                 "08_footprint"}  # fmt: skip
+                 "07_migration", "08_footprint"}  # fmt: skip
     assert {r.notebook for r in runs} == notebooks
     assert len({r.run_id for r in runs}) == len(runs)
     assert plan(load_batch(DEFAULT_BATCH)) == runs  # same file, same ids: a batch resumes
@@ -126,6 +126,12 @@ def test_fault_steps_parse_and_validate() -> None:
         FaultStep.parse("explode")
     with pytest.raises(ValueError, match="target"):
         FaultStep.parse("kill:gateway")
+    assert FaultStep.parse("switch:nats").label == "switch:nats"
+    assert FaultStep.parse("naive-switch:memory").label == "naive-switch:memory"
+    with pytest.raises(ValueError, match="switches to"):
+        FaultStep.parse("switch")  # a switch must name the queue it switches to
+    with pytest.raises(ValueError, match="target"):
+        FaultStep.parse("kill:memory")
 
 
 def test_setup_rejects_an_unknown_backend_at_once() -> None:
