@@ -12,6 +12,10 @@ processor answers.
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -178,3 +182,41 @@ def test_a_refused_connection_goes_to_the_next_processor(two_processors: Stack) 
         assert [a.status_code for a in answers] == [202] * len(ids)
     processed = asyncio.run(wait_processed([st.workdir / f"ledger-{live.name}.sqlite"], set(ids), timeout=10.0))
     assert all(processed[i] == 1 for i in ids), processed
+
+
+def test_diplom_switch_moves_a_running_diplom_up_to_nats(tmp_path: Path) -> None:
+    """The CLI path: `diplom up` owns the processes, `diplom switch` asks it; the processor keeps its port."""
+    ports = {name: free_port() for name in ("gateway", "ingest", "processor", "nats", "nats-monitor")}
+    workdir = tmp_path / "run"
+    diplom = [sys.executable, "-m", "experiments.cli"]
+    up_cmd = [*diplom, "up", "--queue", "memory", "--workdir", str(workdir)]
+    for name, port in ports.items():
+        up_cmd += [f"--{name}-port", str(port)]
+    up = subprocess.Popen(up_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (workdir / "stack.json").exists():
+            assert up.poll() is None, up.stdout.read() if up.stdout else ""
+            assert time.monotonic() < deadline, "diplom up did not start"
+            time.sleep(0.2)
+        processor = f"http://127.0.0.1:{ports['processor']}"
+        assert httpx.get(f"{processor}/stats", trust_env=False).json()["queue"]["type"] == "memory"
+        done = subprocess.run([*diplom, "switch", "--to", "nats", "--workdir", str(workdir)], capture_output=True,
+                              text=True, timeout=180)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "planned memory -> nats" in done.stdout
+        assert httpx.get(f"{processor}/stats", trust_env=False).json()["queue"]["type"] == "nats"
+        state = json.loads((workdir / "stack.json").read_text())
+        assert state["queue"] == "nats"
+        assert state["processors"] == [processor]
+        again = subprocess.run([*diplom, "switch", "--to", "nats", "--workdir", str(workdir)], capture_output=True,
+                               text=True, timeout=60)  # fmt: skip
+        assert again.returncode == 1
+        assert "already runs on nats" in again.stderr
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(timeout=60)
+    assert not (workdir / "stack.json").exists()
+    for port in ports.values():  # everything it started is gone
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/", trust_env=False, timeout=1)

@@ -588,7 +588,8 @@ def migration_timeline(records: Sequence[ResultRecord]) -> Figure:
         r = rec.row
         ax.set_title(f"{r.phase}: lost {r.lost}, duplicated {r.duplicated}, errors {r.errors}", fontsize=9)
         ax.set_ylabel(f"messages per {bin_s * 1000:.0f} ms", fontsize=8)
-        ax.legend(fontsize=7, loc="upper right")
     axes[-1, 0].set_xlabel("time since load start [s]")
     fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=3, fontsize=8)
     return fig
