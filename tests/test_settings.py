@@ -149,9 +149,13 @@ def test_the_stack_hands_each_service_its_settings_as_environment(tmp_path: Path
         fetch_batch=5,
         ledger_path=str(stack.ledger_paths[0]),
         instance="processor-0",
+        admin_token=SecretStr(stack.admin_token),  # the stack's own, for a planned queue switch
     )
     assert from_env(BackendSettings, proc) == BackendSettings(queue_type="memory", queue_size=77, ack_wait=2)
-    assert from_env(IngestSettings, ingest) == IngestSettings(max_batch=20, processor_url=stack.processor_url)
+    assert from_env(IngestSettings, ingest) == IngestSettings(
+        max_batch=20, processor_url=stack.processor_url, admin_token=SecretStr(stack.admin_token)
+    )
+    assert "ADMIN_TOKEN" not in gateway  # the gateway has no admin endpoint
     assert gateway["API_KEY"] == "k"
     assert (gateway["INGEST_URL"], gateway["MAX_BATCH"]) == (stack.ingest.url, "20")
     assert all(env["SOMETHING_ELSE"] == "x" for env in (proc, ingest, gateway))
