@@ -21,7 +21,7 @@ from typing import Literal, TypeVar
 
 import httpx
 
-from experiments.runtime.nats.process import free_port
+from experiments.runtime.nats.base import free_port
 from experiments.runtime.nats.provider import NatsServer
 from experiments.runtime.stack import ServiceProcess, Stack
 from services.settings import BackendSettings, IngestSettings, ProcessorSettings
