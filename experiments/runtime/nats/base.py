@@ -74,7 +74,30 @@ def wait_healthy(monitor_url: str, timeout: float) -> None:
     raise NatsNotReady(f"NATS at {monitor_url} not healthy within {timeout}s (last: {last})")
 
 
-class NatsNode:
+class ManagedServer:
+    """`with` starts it and always closes it, a failed start included, so nothing it made outlives the block."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.close()  # a failed start leaves nothing behind
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class NatsNode(ManagedServer):
     """One nats-server with JetStream on 127.0.0.1: fixed ports and store for the object's life.
 
     Subclasses say how it runs (`start`, `stop`, `kill`, `pause`, `resume`,
@@ -121,9 +144,6 @@ class NatsNode:
         cluster = self.member.config_text() if self.member else ""
         return f"jetstream {{{store}{sync}{limits}\n}}\n{cluster}"
 
-    def start(self) -> None:
-        raise NotImplementedError
-
     def stop(self, timeout: float = 10.0) -> None:
         raise NotImplementedError
 
@@ -150,16 +170,3 @@ class NatsNode:
             if self._tmp is not None:
                 self._tmp.cleanup()
                 self._tmp = None
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.close()  # a failed start leaves nothing behind
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

@@ -27,14 +27,13 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
 import httpx
 import nats
 import orjson
 
-from experiments.runtime.nats.base import NatsNotReady, wait_healthy
+from experiments.runtime.nats.base import ManagedServer, NatsNotReady, wait_healthy
 from experiments.runtime.nats.process import ProcessNats
 from experiments.runtime.nats.topology import ClusterMember, free_ports, plan_members_on
 from experiments.runtime.tcp_proxy import TcpProxy
@@ -50,7 +49,7 @@ def _get_json(url: str, timeout: float = 1.0) -> dict[str, Any] | None:
         return None
 
 
-class NatsCluster:
+class NatsCluster(ManagedServer):
     """`nodes` nats-servers routed into one cluster named `lab`; each its own ports and store."""
 
     def __init__(
@@ -204,19 +203,6 @@ class NatsCluster:
             if self._tmp is not None:
                 self._tmp.cleanup()
                 self._tmp = None
-
-    def __enter__(self) -> NatsCluster:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     # -- what only a cluster has ----------------------------------------------
 
