@@ -16,7 +16,6 @@ At session end a leak check fails the run if any container this run started
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from experiments.runtime.nats.process import ProcessNats
 from experiments.runtime.processes import alive
 from testcontainers_tests.fault_matrix import FaultMatrix
 from tests.backend_fixtures import make_backend
+from tests.ci import ci_is_set
 
 __all__ = [
     "backend_kind",
@@ -41,11 +41,6 @@ __all__ = [
 ]
 
 START_ENGINE_HINT = "start one with `bash scripts/ensure-docker.sh` (as root)"
-
-
-def ci_is_set() -> bool:
-    """CI=true (or any value but empty/0/false/no): the container tests must run."""
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 @functools.cache

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,13 +11,14 @@ import pytest
 
 from experiments.runtime.lazyfs import LazyFS, fuse_problem, is_mounted
 from experiments.runtime.processes import alive
+from tests.ci import ci_is_set
 
 
 def require_fuse_or_skip() -> None:
     problem = fuse_problem()
     if problem is None:
         return
-    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+    if ci_is_set():
         pytest.fail(f"CI is set and FUSE is unavailable: {problem}")
     pytest.skip(f"FUSE unavailable: {problem}. With CI=true this is a failure.")
 
