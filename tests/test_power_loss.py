@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from experiments.lab import suites
 from experiments.lab.context import RunContext
 from experiments.lab.setup import Setup
 from experiments.results import power_loss as power_loss_results
@@ -80,6 +81,26 @@ def test_power_loss_parses_and_needs_a_lazy_store(tmp_path: Path) -> None:
     assert (step.kind, step.target, step.label) == ("power-loss", "queue", "power-loss:queue")
     with ProcessNats(tmp_path / "nats") as plain, pytest.raises(ValueError, match="no lazy store"):
         apply(step, plain)
+
+
+def test_the_settings_grid_runs_r1_then_r3_and_refuses_typos() -> None:
+    grid = suites.power_loss_settings(
+        ["memory", "nats", "nats-sync"], ["never", 30], [1, 3], ["power-loss:leader", "lagging-majority"], ["never"]
+    )
+    r1 = [(g.backend, g.writeback_s, g.phase) for g in grid if g.replicas == 1]
+    assert r1 == [("memory", None, "power-loss,writeback=-"), ("nats", None, "power-loss,writeback=never"),
+                  ("nats", 30.0, "power-loss,writeback=30"), ("nats-sync", None, "power-loss,writeback=-")]  # fmt: skip
+    r3 = [(g.backend, g.phase) for g in grid if g.replicas == 3]
+    assert r3 == [
+        ("nats", "power-loss:leader,writeback=never"),
+        ("nats", "lagging-majority,writeback=never"),
+        ("nats-sync", "power-loss:leader,writeback=-"),
+        ("nats-sync", "lagging-majority,writeback=-"),
+    ]
+    with pytest.raises(ValueError, match="kind must be one of"):
+        suites.power_loss_settings(["nats"], ["never"], [3], ["power-lose:leader"], ["never"])
+    with pytest.raises(ValueError, match="replicas=2"):
+        suites.power_loss_settings(["nats"], ["never"], [2], [], [])
 
 
 def test_publish_cost_ratios_pair_rounds() -> None:

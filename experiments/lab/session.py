@@ -26,6 +26,7 @@ from experiments.lab.breakdown import PhaseBreakdown
 from experiments.lab.record import BIN_S, LedgerEntry, PhaseObservation, PhaseSpec, build_record
 from experiments.lab.setup import Setup
 from experiments.results.schema import ResultRecord
+from experiments.runtime.nats.cluster import NatsCluster
 from experiments.runtime.nats.lazy import LazyNats
 from experiments.runtime.nats.monitoring import describe_servers, merge_descriptions
 from experiments.runtime.nats.provider import NatsServer, nats_server_from_env
@@ -75,13 +76,15 @@ class Session:
         env = setup.service_env
         if setup.backend != "memory" or setup.standby_nats:
             sync = setup.backend == "nats-sync"
-            self.nats = (
-                LazyNats(self.workdir / "nats", sync_always=sync, writeback_s=setup.writeback_s)
-                if setup.store == "lazyfs"
-                else nats_server_from_env(
+            if setup.store == "lazyfs" and (setup.nodes or 1) > 1:
+                self.nats = NatsCluster(self.workdir / "nats", nodes=setup.nodes or 1, sync_always=sync, lazy=True,
+                                        writeback_s=setup.writeback_s, partitionable=setup.partitionable)  # fmt: skip
+            elif setup.store == "lazyfs":
+                self.nats = LazyNats(self.workdir / "nats", sync_always=sync, writeback_s=setup.writeback_s)
+            else:
+                self.nats = nats_server_from_env(
                     self.workdir / "nats", sync_always=sync, nodes=setup.nodes, partitionable=setup.partitionable
                 )
-            )
         self.stack = Stack(
             StackConfig(
                 queue="memory" if setup.backend == "memory" else "nats",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from experiments.lab import cluster as cluster_lab
@@ -22,7 +23,9 @@ from experiments.lab.setup import Setup
 from experiments.results import power_loss as power_loss_results
 from experiments.results import registry
 from experiments.results.schema import Backend, PublishRate, ResultRecord
+from experiments.runtime.nats.cluster import NatsCluster
 from experiments.runtime.nats.process import ProcessNats
+from experiments.runtime.nats.provider import NatsServer
 from experiments.workload.faults import FaultStep
 from experiments.workload.publish import PUBLISH_MODES, publish_rate
 from services.settings import HttpSettings
@@ -256,17 +259,28 @@ def parse_writeback(value: float | str | None) -> float | None:
 
 
 async def _publish_costs(
-    ctx: RunContext, backend: Backend, lazy_url: str, workdir: Any, counts: dict[str, int], rounds: int
+    ctx: RunContext,
+    backend: Backend,
+    lazy: NatsServer,
+    workdir: Any,
+    counts: dict[str, int],
+    rounds: int,
+    replicas: int,
 ) -> None:
-    """Raw publish rate on the lazy store and on a plain dir with the same fsync policy, interleaved."""
-    plain = ProcessNats(workdir / "plain-nats", sync_always=backend == "nats-sync")
-    plain.start()
-    try:
+    """Raw publish rate on the lazy store and on a plain dir with the same fsync policy and replicas, interleaved."""
+    sync = backend == "nats-sync"
+    nodes = int(getattr(lazy, "size", 1))
+    plain: NatsServer = (
+        NatsCluster(workdir / "plain-nats", nodes=nodes, sync_always=sync)
+        if nodes > 1
+        else ProcessNats(workdir / "plain-nats", sync_always=sync)
+    )
+    with plain:
         for rnd in range(rounds):
-            stores: tuple[tuple[Literal["plain", "lazyfs"], str], ...] = (("plain", plain.url), ("lazyfs", lazy_url))
+            stores: tuple[tuple[Literal["plain", "lazyfs"], str], ...] = (("plain", plain.url), ("lazyfs", lazy.url))
             for store, url in stores:
                 for mode in PUBLISH_MODES:
-                    rate = await publish_rate(url, mode, counts[mode])
+                    rate = await publish_rate(url, mode, counts[mode], replicas=replicas)
                     row = PublishRate(
                         experiment=ctx.experiment,
                         run_id=ctx.run_id,
@@ -277,10 +291,52 @@ async def _publish_costs(
                         round=rnd,
                         messages=counts[mode],
                         rate=round(rate, 1),
+                        replicas=replicas,
                     )
                     ctx.publish_rates.append(row)
-    finally:
-        plain.close()
+
+
+@dataclass(frozen=True)
+class PowerLossSetting:
+    """One deployment of the power-loss experiment: queue, replicas, writeback, and the fault it takes."""
+
+    backend: Backend
+    replicas: int  # 1: one node; 3: three nodes, R3
+    writeback_s: float | None  # the default policy's kernel-like writeback (None: never)
+    fault: str  # a FaultStep text: power-loss (R1), power-loss:leader, power-loss:queue, lagging-majority (R3)
+
+    @property
+    def phase(self) -> str:
+        wb = _writeback_label(self.writeback_s) if self.backend == "nats" else "-"  # nothing pending elsewhere
+        return f"{self.fault},writeback={wb}"
+
+
+def power_loss_settings(
+    backends: Sequence[Backend],
+    writebacks: Sequence[float | str | None],
+    replicas: Sequence[int],
+    cluster_faults: Sequence[str],
+    cluster_writebacks: Sequence[float | str | None],
+) -> list[PowerLossSetting]:
+    """The grid, in run order: R1 for every backend and writeback, then R3 (NATS only) for each cluster fault.
+
+    Writebacks apply to the default policy only (`nats-sync` has nothing
+    pending); the memory queue has one node and no replicas.
+    """
+    out: list[PowerLossSetting] = []
+    for r in replicas:
+        if r not in (1, 3):
+            raise ValueError(f"replicas={r}: expected 1 (one node) or 3 (three nodes, R3)")
+        for backend in backends:
+            if backend == "memory" and r > 1:
+                continue
+            faults = ["power-loss"] if r == 1 else list(cluster_faults)
+            wbs = writebacks if r == 1 else cluster_writebacks
+            settings = [parse_writeback(w) for w in wbs] if backend == "nats" else [None]
+            for fault in faults:
+                FaultStep.parse(fault)  # a typo fails here, not after the first deployments ran
+                out.extend(PowerLossSetting(backend, r, wb, fault) for wb in settings)
+    return out
 
 
 async def power_loss(
@@ -294,42 +350,64 @@ async def power_loss(
     down_s: float,
     processing_ms: float,
     workers: int = 1,
-    nodes: int = 1,
-    replicas: int = 1,
+    replicas: Sequence[int] = (1,),
+    cluster_faults: Sequence[str] = ("power-loss:leader", "lagging-majority"),
+    cluster_writebacks: Sequence[float | str | None] = ("never",),
+    cluster_rate: float | None = None,
+    cluster_duration_s: float = 12.0,
+    lag_s: float = 1.0,
     publish_single: int = 300,
     publish_pipelined: int = 2000,
     publish_rounds: int = 1,
 ) -> Any:
-    """Power loss of the node holding the queue, mid-load, in a fresh deployment per setting; accounting by id.
+    """Power loss mid-load, in a fresh deployment per setting; accounting by id.
 
-    NATS runs with its store on the lazy file system, so SIGKILL + `lose`
-    drops what it wrote but never fsynced. Slow workers (`processing_ms`)
-    keep a backlog of acknowledged, unprocessed messages at the moment of
-    the fault: that backlog is what is at stake. The memory queue is the
-    baseline (its power loss is the processor's death). `writebacks` apply to
-    the default policy only (`nats-sync` has nothing pending). For each NATS
-    policy the raw publish rate (one at a time and pipelined) is measured on
+    NATS runs with each node's store on the lazy file system, so SIGKILL +
+    `lose` drops what it wrote but never fsynced. Slow workers
+    (`processing_ms`) keep a backlog of acknowledged, unprocessed messages at
+    the moment of the fault: that backlog is what is at stake. The memory
+    queue is the baseline (its power loss is the processor's death).
+
+    R1 (`replicas` 1): the one node loses power. R3 (`replicas` 3, three
+    nodes): each of `cluster_faults`, with `cluster_duration_s` of load at
+    `cluster_rate` (default `rate`; a leader election takes seconds, and a
+    lower rate keeps the drain after it short): `power-loss:leader` (one node),
+    `power-loss:queue` (all three at once) and `lagging-majority` (Jepsen's
+    scenario; its follower lags `lag_s`). For each NATS policy and replica
+    count, the raw publish rate (one at a time and pipelined) is measured on
     the lazy store and on a plain dir, so the figure shows what durability costs.
-    `nodes` / `replicas` > 1 need the cluster providers (not here yet).
     """
-    if nodes != 1 or replicas != 1:
-        raise ValueError(f"nodes={nodes}, replicas={replicas}: only a single node (R1) is available so far")
-    step = FaultStep(kind="power-loss", target="queue", at_s=fault_at_s, down_s=down_s)
     counts = {"single": publish_single, "pipelined": publish_pipelined}
-    for backend in backends:
-        settings: list[float | None] = [None]
-        if backend == "nats":
-            settings = [parse_writeback(w) for w in writebacks]
-        for i, writeback_s in enumerate(settings):
-            store: Literal["disk", "lazyfs"] = "disk" if backend == "memory" else "lazyfs"
-            setup = Setup(backend=backend, workers=workers, processing_ms=processing_ms, store=store,
-                          writeback_s=writeback_s)  # fmt: skip
-            async with ctx.session(setup) as session:
-                if backend != "memory" and i == 0 and publish_rounds > 0:
-                    assert session.nats is not None
-                    await _publish_costs(ctx, backend, session.nats.url, session.workdir, counts, publish_rounds)
-                label = "-" if backend == "memory" else _writeback_label(writeback_s)
-                await session.measure(f"power-loss,writeback={label}", rate=rate, duration_s=duration_s, fault=step)
+    measured_costs: set[tuple[Backend, int]] = set()
+    for setting in power_loss_settings(backends, writebacks, replicas, cluster_faults, cluster_writebacks):
+        cluster = setting.replicas > 1
+        kind = FaultStep.parse(setting.fault).kind
+        step = FaultStep.parse(setting.fault, at_s=fault_at_s, down_s=lag_s if kind == "lagging-majority" else down_s)
+        setup = Setup(
+            backend=setting.backend,
+            workers=workers,
+            processing_ms=processing_ms,
+            store="disk" if setting.backend == "memory" else "lazyfs",
+            writeback_s=setting.writeback_s,
+            nodes=setting.replicas if setting.backend != "memory" else None,
+            env={"NATS_REPLICAS": str(setting.replicas)} if setting.backend != "memory" else {},
+            partitionable=kind == "lagging-majority",
+        )
+        async with ctx.session(setup) as session:
+            key = (setting.backend, setting.replicas)
+            if setting.backend != "memory" and publish_rounds > 0 and key not in measured_costs:
+                assert session.nats is not None
+                measured_costs.add(key)
+                await _publish_costs(ctx, setting.backend, session.nats, session.workdir, counts, publish_rounds,
+                                     setting.replicas)  # fmt: skip
+            rec = await session.measure(
+                setting.phase,
+                rate=(cluster_rate or rate) if cluster else rate,
+                duration_s=cluster_duration_s if cluster else duration_s,
+                fault=step,
+                drain_timeout_s=45.0 if cluster else 30.0,
+            )
+            cluster_lab.label(session, rec)
     return ctx.frame()
 
 

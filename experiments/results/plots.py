@@ -308,59 +308,97 @@ POWER_LOSS_PARTS = (
 )
 
 
-def setting_label(backend: str, phase: str) -> str:
-    """'JetStream default, writeback never' from a row's backend and its `power-loss,writeback=...` phase."""
+FAULT_NAMES = {
+    "power-loss": "power loss",
+    "power-loss:leader": "leader\nloses power",
+    "power-loss:follower": "a follower\nloses power",
+    "power-loss:quorum": "two nodes\nlose power",
+    "power-loss:queue": "all three\nlose power",
+    "lagging-majority": "lagging\nmajority",
+}
+
+
+def setting_label(backend: str, phase: str, replicas: int = 1) -> str:
+    """'JetStream default fsync, writeback never' (R1), with the fault's name on three nodes (R3).
+
+    From a row's backend, its `FAULT,writeback=...` phase and its replicas.
+    """
     names = {"memory": "memory queue", "nats": "JetStream\ndefault fsync", "nats-sync": "JetStream\nsync_always"}
     writeback = phase.split("writeback=", 1)[1] if "writeback=" in phase else "-"
+    fault = phase.split(",", 1)[0]
     name = names.get(backend, backend)
-    if backend != "nats":
-        return name
-    return f"{name}\nwriteback {writeback}" + ("" if writeback == "never" else " s")
+    if backend == "nats":
+        name = f"{name}\nwriteback {writeback}" + ("" if writeback == "never" else " s")
+    if replicas > 1:
+        name = f"R{replicas}, {FAULT_NAMES.get(fault, fault)}\n{name}"
+    return name
 
 
 def power_loss_figure(df: pd.DataFrame, publish: pd.DataFrame) -> Figure:
     """Durability against speed: what a power loss did per setting (left), what each fsync policy costs (right).
 
     Left: acknowledged messages at stake, as counted by id (sums over
-    repetitions): recovered, lost split by send order, duplicated. Right: raw
-    JetStream publish rate, one at a time and pipelined, on the lazy FS and
-    on a plain dir (median, min..max bar over rounds and repetitions).
+    repetitions): recovered, lost split by send order, duplicated; one node
+    (R1) first, then three nodes (R3) per fault. Right: raw JetStream
+    publish rate, one at a time and pipelined, on the lazy FS and on a plain
+    dir, per replica count (median, min..max bar over rounds and repetitions).
     """
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12.5, 5.0), gridspec_kw={"width_ratios": [1.4, 1]})
+    replicas = df["replicas"].clip(lower=1) if "replicas" in df else pd.Series(1, index=df.index)
+    df = df.assign(_r=replicas)
     order = {"memory": 0, "nats": 1, "nats-sync": 2}
-    groups = sorted(
-        {(b, p) for b, p in zip(df["backend"], df["phase"], strict=True)}, key=lambda k: (order.get(k[0], 9), k[1])
+    faults = list(FAULT_NAMES)  # simple faults first
+
+    def rank(group: tuple[int, str, str]) -> tuple[int, int, int, str]:
+        r, backend, phase = group
+        fault = phase.split(",", 1)[0]
+        return r, faults.index(fault) if fault in faults else len(faults), order.get(backend, 9), phase
+
+    groups = sorted({(int(r), b, p) for r, b, p in zip(df["_r"], df["backend"], df["phase"], strict=True)}, key=rank)
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(max(12.5, 6.5 + 1.1 * len(groups)), 5.4), gridspec_kw={"width_ratios": [1.4, 1]}
     )
-    labels = [setting_label(b, p) for b, p in groups]
+    labels = [setting_label(b, p, r) for r, b, p in groups]
+
+    def pick(r: int, b: str, p: str) -> pd.DataFrame:
+        return df[(df["_r"] == r) & (df["backend"] == b) & (df["phase"] == p)]
+
     width = 0.8 / len(POWER_LOSS_PARTS)
     for i, (col, color, name) in enumerate(POWER_LOSS_PARTS):
-        values = [int(df[(df["backend"] == b) & (df["phase"] == p)][col].sum()) for b, p in groups]
+        values = [int(pick(*g)[col].sum()) for g in groups]
         xs = [j + (i - (len(POWER_LOSS_PARTS) - 1) / 2) * width for j in range(len(groups))]
         bars = left.bar(xs, values, width=width, color=color, label=name)
         left.bar_label(bars, fontsize=6)
-    acked = [int(df[(df["backend"] == b) & (df["phase"] == p)]["acknowledged"].sum()) for b, p in groups]
+    acked = [int(pick(*g)["acknowledged"].sum()) for g in groups]
     left.set_xticks(range(len(groups)), [f"{lab}\n({a} acked)" for lab, a in zip(labels, acked, strict=True)],
-                    fontsize=7)  # fmt: skip
-    left.set_xlabel("setting (one node, R1)")
+                    fontsize=6.5)  # fmt: skip
+    r3_from = next((j for j, g in enumerate(groups) if g[0] > 1), None)
+    if r3_from is not None and r3_from > 0:
+        left.axvline(r3_from - 0.5, color="0.6", lw=0.8, ls="--")
+    left.set_xlabel("setting (one node, R1" + (" | three nodes, R3)" if r3_from is not None else ")"))
     left.set_ylabel("messages (sum over repetitions)")
     left.set_title("Power loss mid-load: acknowledged messages by fate", fontsize=9)
-    left.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=3)
+    left.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.36), ncol=3)
     if publish.empty:
         right.text(0.5, 0.5, "no publish-rate measurements", ha="center", va="center", transform=right.transAxes)
     else:
-        cases = [(b, s) for b in ("nats", "nats-sync") for s in ("plain", "lazyfs")
-                 if ((publish["backend"] == b) & (publish["store"] == s)).any()]  # fmt: skip
+        reps = sorted(int(r) for r in publish["replicas"].unique())
+        present = set(zip(publish["replicas"], publish["backend"], publish["store"], strict=True))
+        cases = [(r, b, s) for r in reps for b in ("nats", "nats-sync") for s in ("plain", "lazyfs")
+                 if (r, b, s) in present]  # fmt: skip
         modes = ["single", "pipelined"]
         width = 0.8 / len(cases)
-        for i, (backend, store) in enumerate(cases):
-            part = publish[(publish["backend"] == backend) & (publish["store"] == store)]
+        for i, (r, backend, store) in enumerate(cases):
+            part = publish[(publish["replicas"] == r) & (publish["backend"] == backend) & (publish["store"] == store)]
             agg = _agg(part, ["mode"], "rate").set_index("mode").reindex(modes)
             xs = [j + (i - (len(cases) - 1) / 2) * width for j in range(len(modes))]
             st = _style(backend)
             yerr = [agg["median"] - agg["lo"], agg["hi"] - agg["median"]]
+            prefix = f"R{r} " if len(reps) > 1 else ""
             right.bar(xs, agg["median"], width=width, yerr=yerr, capsize=3, color=st["color"],
-                      alpha=1.0 if store == "plain" else 0.55, hatch="" if store == "plain" else "//",
-                      label=f"{st['label']}, {'plain dir' if store == 'plain' else 'lazy FS'}")  # fmt: skip
+                      alpha=(1.0 if store == "plain" else 0.55) * (1.0 if r == reps[0] else 0.7),
+                      hatch=("" if store == "plain" else "//") + ("" if r == reps[0] else ".."),
+                      edgecolor="black" if r != reps[0] else None, linewidth=0.5,
+                      label=f"{prefix}{st['label']}, {'plain dir' if store == 'plain' else 'lazy FS'}")  # fmt: skip
         right.set_xticks(range(len(modes)), ["one at a time", "pipelined (publish_async)"])
         right.set_xlabel("publish mode (raw nats-py, 128 B)")
         right.set_yscale("log")

@@ -21,19 +21,22 @@ PUBLISH_COLUMNS = list(PublishRate.model_fields)
 
 
 def publish_frame(rates: list[PublishRate]) -> pd.DataFrame:
+    """Rates as rows; a run document from before R3 (no `replicas`) reads as R1."""
     return pd.DataFrame([r.model_dump() for r in rates], columns=PUBLISH_COLUMNS)
 
 
 def publish_rates(docs: list[RunDocument]) -> pd.DataFrame:
     """Every publish-rate measurement of every run, in a fixed order."""
     df = publish_frame([p for d in docs for p in d.publish_rates])
-    return df.sort_values(["run_id", "backend", "store", "mode", "round"], kind="stable").reset_index(drop=True)
+    return df.sort_values(["run_id", "replicas", "backend", "store", "mode", "round"], kind="stable").reset_index(
+        drop=True
+    )
 
 
 def loss_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Per setting: runs, and the counts by id summed over them."""
     part = rows[rows["experiment"] == EXPERIMENT]
-    g = part.groupby(["backend", "nats_provider", "phase"], sort=True)
+    g = part.groupby(["replicas", "backend", "nats_provider", "phase"], sort=True)
     t = g[COUNTS].sum()
     t.insert(0, "runs", g.size())
     t.insert(1, "lost_per_run", g["lost"].apply(lambda s: " ".join(str(int(v)) for v in s)))
@@ -41,17 +44,17 @@ def loss_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def publish_table(publish: pd.DataFrame) -> pd.DataFrame:
-    """Median publish rate (min..max, n) per policy, store and mode."""
-    g = publish.groupby(["backend", "store", "mode"], sort=True)["rate"]
+    """Median publish rate (min..max, n) per replicas, policy, store and mode."""
+    g = publish.groupby(["replicas", "backend", "store", "mode"], sort=True)["rate"]
     return pd.DataFrame({"median_msg_s": g.median(), "min": g.min(), "max": g.max(), "n": g.count()}).reset_index()
 
 
 def _ratios(publish: pd.DataFrame, vary: str, num: str, den: str, keep: str) -> pd.DataFrame:
-    key = ["run_id", "round", keep, "mode"]
+    key = ["run_id", "round", "replicas", keep, "mode"]
     a = publish[publish[vary] == num].set_index(key)["rate"]
     b = publish[publish[vary] == den].set_index(key)["rate"]
     r = (a / b).dropna().rename("ratio").reset_index()
-    g = r.groupby([keep, "mode"], sort=True)["ratio"]
+    g = r.groupby(["replicas", keep, "mode"], sort=True)["ratio"]
     out = pd.DataFrame({"median": g.median(), "min": g.min(), "max": g.max(), "n": g.count()}).reset_index()
     out.insert(0, "ratio", f"{num} / {den}")
     return out.rename(columns={keep: "at"})
@@ -60,7 +63,7 @@ def _ratios(publish: pd.DataFrame, vary: str, num: str, den: str, keep: str) -> 
 def cost_table(publish: pd.DataFrame) -> pd.DataFrame:
     """sync_always / default at each store, and lazy FS / plain dir at each policy: per-round ratios."""
     if publish.empty:
-        return pd.DataFrame(columns=["ratio", "at", "mode", "median", "min", "max", "n"])
+        return pd.DataFrame(columns=["ratio", "replicas", "at", "mode", "median", "min", "max", "n"])
     return pd.concat(
         [
             _ratios(publish, "backend", "nats-sync", "nats", "store"),

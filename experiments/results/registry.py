@@ -108,8 +108,8 @@ EXPERIMENTS: dict[str, Experiment] = {
         Experiment(
             "06_power_loss",
             "Power loss: what fsync buys, and what it costs",
-            ("backend", "nats_provider", "phase", "sent", "acknowledged", "processed", "lost", "lost_prefix",
-             "lost_middle", "lost_postfix", "duplicated", "recovered", "errors"),
+            ("replicas", "backend", "nats_provider", "phase", "sent", "acknowledged", "processed", "lost",
+             "lost_prefix", "lost_middle", "lost_postfix", "duplicated", "recovered", "errors"),
         ),
         Experiment(
             "07_migration",

@@ -207,6 +207,7 @@ class PublishRate(BaseModel):
     round: int = Field(ge=0, description="interleaved round within the run")
     messages: int = Field(ge=1)
     rate: float = Field(gt=0, description="acknowledged publishes/s")
+    replicas: int = Field(1, ge=1, description="stream replicas: 1 on one node, 3 on three nodes")
 
 
 class RunInfo(BaseModel):

@@ -8,9 +8,23 @@ load generator issued N requests, whichever the step sets.
 
 `power-loss` is a kill that also drops what the victim wrote but never
 fsynced: SIGKILL, `lose` on its lazy file system, `down_s`, start. It needs
-NATS on a lazy store (`LazyNats`); for the memory queue the machine's power
-loss is the processor's death, so it is a kill. `power_loss()` takes a list
-of nodes, so a cluster can lose power on one node or several at once.
+NATS on a lazy store (`Setup(store="lazyfs")`); for the memory queue the
+machine's power loss is the processor's death, so it is a kill. `power_loss()`
+takes a list of nodes: on a lazy cluster `power-loss:leader` (or `follower`,
+`quorum`) hits those nodes, `power-loss:queue` every node at once (Jepsen's
+coordinated power failure).
+
+`lagging-majority` is Jepsen's single-power-loss finding on three nodes
+(nats-server#7567, scaled from five nodes to three): a follower is cut off
+for `down_s` while the leader and the other follower acknowledge writes (the
+tail); the leader loses power; the other follower, the last node holding the
+tail, is paused; the leader starts again and the cut-off follower rejoins.
+These two are a majority, and neither has the tail unless the leader had
+fsynced it. Once they agree on a leader and have taken writes of their own,
+the paused follower resumes. Under `sync_interval: always` the restarted
+leader still has the tail and nothing is lost. (Jepsen paused the lagging
+nodes; on loopback a paused node still receives the appends into its socket
+buffers, so here it is partitioned: the cluster must be `partitionable`.)
 
 On a three-node cluster (`NatsCluster`) a step can also name a node by its
 role at the moment it fires: `leader` (the stream's leader), `follower`
@@ -51,18 +65,23 @@ from experiments.runtime.processes import freeze
 from experiments.runtime.stack import ServiceProcess, Stack
 from experiments.workload.load import LoadResult, id_bodies, open_loop
 
+# fmt: off
 FaultKind = Literal[
-    "none", "restart", "kill", "pause", "power-loss", "stepdown", "partition", "rolling", "switch", "naive-switch"
+    "none", "restart", "kill", "pause", "power-loss", "stepdown", "partition", "rolling", "lagging-majority",
+    "switch", "naive-switch",
 ]
+# fmt: on
 SWITCHES = ("switch", "naive-switch")  # a queue switch (experiments.runtime.migration); target: the queue switched to
 FAULT_KINDS: tuple[str, ...] = ("none", "restart", "kill", "pause", "power-loss", "stepdown", "partition", "rolling",
-                                *SWITCHES)  # fmt: skip
+                                "lagging-majority", *SWITCHES)  # fmt: skip
 FaultTarget = Literal["queue", "nats", "processor", "leader", "follower", "quorum", "cluster", "memory"]
 TARGETS = ("queue", "nats", "processor", "leader", "follower", "quorum", "cluster")
 CLUSTER_TARGETS = ("leader", "follower", "quorum", "cluster")
-CLUSTER_KINDS = ("stepdown", "partition", "rolling")
+CLUSTER_KINDS = ("stepdown", "partition", "rolling", "lagging-majority")
 DEFAULT_STREAM = NatsConfig().stream
 CLUSTER_HEALTHY_S = 30.0  # a rolling restart waits at most this long for each node to rejoin
+ELECTION_S = 20.0  # lagging-majority: how long the two-node majority may take to elect a stream leader
+MAJORITY_WRITES_S = 1.0  # lagging-majority: writes the two-node majority takes before the third node is back
 
 
 @dataclass(frozen=True)
@@ -98,7 +117,7 @@ class FaultStep:
         elif target not in ("", *TARGETS):
             raise ValueError(f"fault {text!r}: target must be one of {', '.join(TARGETS)}")
         if kind in CLUSTER_KINDS and not target:
-            target = "cluster" if kind == "rolling" else "leader"
+            target = "cluster" if kind in ("rolling", "lagging-majority") else "leader"
         return cls(kind=kind, target=target or "queue", **kwargs)  # type: ignore[arg-type]
 
 
@@ -243,6 +262,14 @@ class ClusterNodes:
     def resume(self) -> None:
         self._each("resume")
 
+    def power_off(self) -> int:
+        """The picked nodes lose power at once; the bytes they lose, summed."""
+        nodes = [self.cluster.node(n) for n in self.names]
+        if not all(isinstance(n, PowerLossable) for n in nodes):
+            raise ValueError("power loss needs a cluster with lazy stores: Setup(store='lazyfs')")
+        with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+            return sum(pool.map(lambda n: int(n.power_off()), nodes))
+
     def note_new_leader(self, timeout: float = 15.0, *, changed: bool = False) -> None:
         """Which node leads once the fault is over (None if none within `timeout`); `changed`: not the old one."""
         not_name = self.leader_before if changed else None
@@ -268,7 +295,7 @@ def resolve_target(step: FaultStep, stack: Stack, nats: NatsServer | None) -> Vi
                 f"fault {step.label} needs a NATS cluster of 3 nodes the harness started "
                 f"(HARNESS_NATS_NODES=3, HARNESS_NATS=process|docker|auto); this run has {_describe(nats)}"
             )
-        if step.kind == "partition" and not nats.proxies:
+        if step.kind in ("partition", "lagging-majority") and not nats.proxies:
             raise ValueError(f"fault {step.label} needs a cluster built partitionable=True (per-route proxies)")
         return ClusterNodes(nats, step.target)
     if nats is not None and nats.kind == "external" and step.kind != "none" and step.target in ("queue", "nats"):
@@ -333,6 +360,9 @@ def _apply_on_cluster(step: FaultStep, victim: ClusterNodes) -> None:
         victim.healed_at = time.perf_counter()
         victim.note_new_leader()
         return
+    if step.kind == "lagging-majority":
+        _lagging_majority(step, victim)
+        return
     names = victim.pick()
     if step.kind == "stepdown":
         answer: dict[str, Any] = cluster.step_down(victim.stream)
@@ -357,12 +387,68 @@ def _apply_on_cluster(step: FaultStep, victim: ClusterNodes) -> None:
         finally:
             victim.resume()
             victim.healed_at = time.perf_counter()
+    elif step.kind == "power-loss":
+        power_loss([victim], step.down_s)
+        victim.healed_at = time.perf_counter()
     else:  # kill, restart
         victim.kill() if step.kind == "kill" else victim.stop()
         time.sleep(step.down_s)
         victim.start()
         victim.healed_at = time.perf_counter()
     victim.note_new_leader()
+
+
+def _lagging_majority(step: FaultStep, victim: ClusterNodes) -> None:
+    """Partition a follower, power-loss the leader, pause the other follower, restart the leader, heal.
+
+    The lagging follower is cut off (its routes reset), not paused: a
+    SIGSTOPped nats-server on loopback still receives the leader's appends
+    into its socket buffers and applies them on resume, so it would not lag.
+    It is the follower with the fewer client connections, so the clients
+    keep publishing (the tail) to the leader. Every node paused or cut off
+    is let go again, whatever fails on the way, so the cluster is whole when
+    the step ends (or raises).
+    """
+    cluster = victim.cluster
+    victim.pick()
+    leader = victim.leader_before
+    assert leader is not None  # pick() raises when the stream has no leader
+    lagging, holder = sorted((n for n in cluster.names if n != leader), key=cluster.client_connections)[:2]
+    victim.names = [lagging, leader, holder]
+    old, last = cluster.node(leader), cluster.node(holder)
+    if not isinstance(old, PowerLossable):
+        raise ValueError("lagging-majority needs a cluster with lazy stores: Setup(store='lazyfs')")
+    paused = False
+    try:
+        cluster.isolate(lagging)
+        time.sleep(step.down_s)  # the tail: acknowledged by the leader and `holder`, never seen by `lagging`
+        old.power_off()
+        last.pause()
+        paused = True
+        old.start()
+        cluster.heal()
+        _wait_agreed_leader(cluster, victim.stream, [leader, lagging], ELECTION_S)
+        time.sleep(MAJORITY_WRITES_S)  # the two-node majority takes writes of its own
+        last.resume()
+        paused = False
+    finally:
+        cluster.heal()
+        if paused:
+            with contextlib.suppress(Exception):
+                last.resume()
+        victim.healed_at = time.perf_counter()
+    victim.note_new_leader()
+
+
+def _wait_agreed_leader(cluster: NatsCluster, stream: str, names: list[str], timeout: float) -> str | None:
+    """Until every node of `names` names the same stream leader (a fresh view: a restarted node has none at first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        views = set(cluster.stream_views(stream, names).values())
+        if len(views) == 1 and None not in views:
+            return views.pop()
+        time.sleep(0.1)
+    return None  # no leader in time: the step goes on, the row shows what happened
 
 
 async def _ignore(_: object) -> None:

@@ -24,17 +24,20 @@ PIPELINE_CHUNK = 1000
 _streams = itertools.count()
 
 
-async def publish_rate(url: str, mode: PublishMode, n: int, payload_bytes: int = 128) -> float:
-    """Messages/s for `n` acknowledged publishes of `payload_bytes` each, one at a time or pipelined."""
+async def publish_rate(url: str, mode: PublishMode, n: int, payload_bytes: int = 128, replicas: int = 1) -> float:
+    """Messages/s for `n` acknowledged publishes of `payload_bytes` each, one at a time or pipelined.
+
+    `url` may list a cluster's servers (comma-separated); `replicas` > 1 makes the stream replicated.
+    """
     if n < 1:
         raise ValueError("n must be >= 1")
     stream = f"LAB_PUBLISH_{next(_streams)}_{time.monotonic_ns()}"
     subject = f"lab.publish.{stream}"
     body = b"x" * payload_bytes
-    nc = await nats.connect(url, connect_timeout=5)
+    nc = await nats.connect(url.split(","), connect_timeout=5)
     try:
         js = nc.jetstream(timeout=10.0)
-        await js.add_stream(name=stream, subjects=[subject])
+        await js.add_stream(name=stream, subjects=[subject], num_replicas=replicas)
         t0 = time.perf_counter()
         if mode == "single":
             for _ in range(n):

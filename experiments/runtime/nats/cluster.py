@@ -14,6 +14,10 @@ once) isolates it from the cluster while its clients still reach it, which is
 the case that matters for a leader. The proxies cost a little latency, so a
 cluster has them only when asked.
 
+Built `lazy` (processes only), every node keeps its store on its own lazy
+file system (`LazyNats`): a node, or the whole cluster at once, can lose
+power (`power_off`: SIGKILL and drop what it never fsynced).
+
 Health = every node's `/healthz?js-enabled-only=true`, and every node knowing
 the same meta leader.
 """
@@ -33,12 +37,14 @@ import httpx
 import nats
 import orjson
 
+from experiments.runtime.lazyfs.mount import Writeback
 from experiments.runtime.nats.base import ManagedServer, NatsNotReady, wait_healthy
+from experiments.runtime.nats.lazy import LazyNats
 from experiments.runtime.nats.process import ProcessNats
 from experiments.runtime.nats.topology import ClusterMember, free_ports, plan_members_on
 from experiments.runtime.tcp_proxy import TcpProxy
 
-Node = Any  # ProcessNats | DockerNats (docker is imported only when asked for)
+Node = Any  # ProcessNats | LazyNats | DockerNats (docker is imported only when asked for)
 
 
 def _get_json(url: str, timeout: float = 1.0) -> dict[str, Any] | None:
@@ -64,10 +70,19 @@ class NatsCluster(ManagedServer):
         image: str | None = None,
         ports: list[int] | None = None,
         monitor_ports: list[int] | None = None,
+        lazy: bool = False,
+        writeback_s: Writeback = None,
     ) -> None:
-        """`ports`, `monitor_ports`: fixed client and monitoring ports per node (`diplom up`); else free ones."""
+        """`ports`, `monitor_ports`: fixed client and monitoring ports per node (`diplom up`); else free ones.
+
+        `lazy`: each node's store on a lazy file system (`writeback_s`: None = never), for power loss.
+        """
         if nodes < 1:
             raise ValueError("a cluster has at least one node")
+        if lazy and kind != "process":
+            raise ValueError("a lazy store (power loss) needs nodes that run as local processes (kind='process')")
+        self.lazy = lazy
+        self.writeback_s = writeback_s
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if store_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="nats-cluster-")
@@ -98,13 +113,16 @@ class NatsCluster(ManagedServer):
             return DockerNats(
                 store, sync_always=sync_always, ready_timeout=self.ready_timeout, image=image, member=member
             )
+        if self.lazy:
+            return LazyNats(store, sync_always=sync_always, ready_timeout=self.ready_timeout, member=member,
+                            writeback_s=self.writeback_s)  # fmt: skip
         return ProcessNats(store, sync_always=sync_always, ready_timeout=self.ready_timeout, member=member)
 
     # -- what a NatsServer has ------------------------------------------------
 
     @property
     def kind(self) -> str:
-        return self._kind
+        return "process-lazyfs" if self.lazy else self._kind
 
     @property
     def pid(self) -> int | None:
@@ -193,6 +211,13 @@ class NatsCluster(ManagedServer):
     def resume(self) -> None:
         self._each("resume")
 
+    def power_off(self) -> int:
+        """Every node loses power at once (Jepsen's coordinated power failure); the bytes lost, summed."""
+        if not self.lazy:
+            raise ValueError("this cluster has no lazy store: build it lazy=True (Setup(store='lazyfs'))")
+        with ThreadPoolExecutor(max_workers=self.size) as pool:
+            return sum(pool.map(lambda n: int(n.power_off()), self.nodes))
+
     def close(self) -> None:
         try:
             self._each("close")
@@ -237,6 +262,23 @@ class NatsCluster(ManagedServer):
         if len(views) > 1 and count * 2 <= len(views):
             return None  # no majority view: an election is under way
         return next(v for v in views if v["leader"] == leader)
+
+    def stream_views(self, stream: str, names: list[str], timeout: float = 0.5) -> dict[str, str | None]:
+        """The stream leader as each of `names` sees it (None: no stream or no leader there, or no answer)."""
+        views: dict[str, str | None] = {}
+        for name in names:
+            jsz = _get_json(f"{self.node(name).monitor_url}/jsz?streams=true", timeout)
+            views[name] = None
+            for account in (jsz or {}).get("account_details") or []:
+                for detail in account.get("stream_detail") or []:
+                    if detail.get("name") == stream:
+                        views[name] = (detail.get("cluster") or {}).get("leader") or None
+        return views
+
+    def client_connections(self, name: str) -> int:
+        """Client connections on node `name` (its `/varz`), 0 when it does not answer."""
+        varz = _get_json(f"{self.node(name).monitor_url}/varz")
+        return int(varz.get("connections", 0)) if varz else 0
 
     def stream_leader(self, stream: str, timeout: float = 1.0) -> str | None:
         info = self.stream_cluster(stream, timeout)
