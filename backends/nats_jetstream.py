@@ -58,6 +58,11 @@ RETRY_PAUSE = 0.05
 # On a cluster one attempt waits at most this share of publish_timeout, so a publish
 # sent to a leader that froze or died is retried (same id) once a new one is elected.
 ATTEMPT_SHARE = 0.25
+# What nats-py writes for a header block with only the message id, and how it cleans a value.
+_HDR_START = b"NATS/1.0\r\n" + MSG_ID_HEADER.encode() + b": "
+_HDR_END = b"\r\n\r\n"
+_HEADER_VALUE_NEWLINES = str.maketrans({"\r": " ", "\n": " "})
+_NO_RESPONDERS = "503"  # the status the server answers when no stream listens on the subject
 
 
 def _default(name: str) -> Any:
@@ -142,6 +147,15 @@ def consumer_config(cfg: NatsConfig) -> js_api.ConsumerConfig:
     )
 
 
+@dataclass(slots=True)
+class _Round:
+    """The answers to one `_publish_round`, by index in the batch: (seq, duplicate) or the error."""
+
+    left: int
+    done: asyncio.Future[None]
+    results: dict[int, tuple[int, bool] | BaseException] = field(default_factory=dict)
+
+
 class NatsDelivery:
     """A JetStream message handed to a worker; settling maps to JetStream acks."""
 
@@ -207,6 +221,11 @@ class NatsJetStreamBackend:
         self._pull_remaining = 0
         self._pull_deadline = 0.0
         self._advisories: Subscription | None = None
+        # PubAcks of publish_many: one subscription, replies <prefix><round>.<index>.
+        self._puback_sub: Subscription | None = None
+        self._puback_prefix = ""
+        self._rounds: dict[str, _Round] = {}
+        self._round_seq = 0
         self._connected = asyncio.Event()
         self._ensure_lock = asyncio.Lock()
         self._needs_ensure = False
@@ -326,6 +345,8 @@ class NatsJetStreamBackend:
         nc, self._nc = self._nc, None
         self._js = None
         self._pull_sub = None
+        self._puback_sub = None
+        self._puback_prefix = ""
         self._pulled.clear()
         self._pull_remaining = 0
         self._advisories = None
@@ -370,6 +391,10 @@ class NatsJetStreamBackend:
         if self._pull_sub is None and self._nc is not None:
             self._pull_inbox = self._nc.new_inbox()
             self._pull_sub = await self._nc.subscribe(self._pull_inbox, cb=self._on_pulled)
+        if self._puback_sub is None and self._nc is not None:
+            prefix = self._nc.new_inbox() + "."
+            self._puback_sub = await self._nc.subscribe(prefix + ">", cb=self._on_puback)
+            self._puback_prefix = prefix
         self._needs_ensure = False
 
     async def _check_sync_policy(self) -> None:
@@ -630,7 +655,7 @@ class NatsJetStreamBackend:
         return PublishAck(message_id, seq, duplicate)
 
     async def publish_many(self, messages: list[Message]) -> list[PublishAck]:
-        """Pipelines with `publish_async`; raises if any message is not confirmed.
+        """Pipelined: one protocol write per attempt; raises if any message is not confirmed.
 
         Each message gets its own PubAck, so dedup answers per id and a
         retried batch is stored once. (Atomic JetStream batches were measured
@@ -645,11 +670,11 @@ class NatsJetStreamBackend:
         cfg = self.config
         loop = asyncio.get_running_loop()
         deadline = loop.time() + cfg.publish_timeout
-        js = await self._ready(deadline - loop.time())
+        await self._ready(deadline - loop.time())
         acks: dict[int, PublishAck] = {}
         pending = list(range(len(messages)))
         while True:
-            failure = await self._publish_round(js, messages, pending, acks, deadline - loop.time())
+            failure = await self._publish_round(messages, pending, acks, deadline - loop.time())
             pending = [i for i in pending if i not in acks]
             if failure is None:
                 return [acks[i] for i in range(len(messages))]
@@ -667,39 +692,100 @@ class NatsJetStreamBackend:
 
     async def _publish_round(
         self,
-        js: JetStreamContext,
         messages: list[Message],
         pending: list[int],
         acks: dict[int, PublishAck],
         remaining: float,
     ) -> BaseException | None:
-        """One pipelined attempt for `pending`; confirmed ones go into `acks`; a failure (full first), if any."""
-        cfg = self.config
-        futures: list[asyncio.Future[js_api.PubAck]] = []
+        """One attempt for `pending`: confirmed ones go into `acks`; returns a failure (a full stream first), if any.
+
+        The attempt is one write of joined HPUB commands (as `ack_many` does
+        for acks), each with its `Nats-Msg-Id` and a reply subject
+        `<inbox>.<round>.<index>` under the one subscription this backend
+        owns; `_on_puback` files each answer and resolves the round's one
+        future when all are in. Per message that saves what nats-py's
+        `publish_async` costs: a future, a NUID and random token, a
+        semaphore, a publish call that re-validates subject and header, a
+        PubAck dataclass by reflection. Answers to a round that has ended
+        (timed out) find no round and are dropped. It also files JetStream's
+        error replies: nats-py 2.16's `publish_async` leaves such a future
+        pending (nats-io/nats.py#985, `APIError.from_error` raises), which
+        turned a full stream into a 503 after `publish_timeout`, not a 429.
+        """
+        nc = self._nc
+        if nc is None or self._puback_prefix == "":
+            return nats.errors.ConnectionClosedError()
+        if not nc.is_connected:
+            # nats-py would buffer the write and send it after a reconnect, long after we answered.
+            return nats.errors.ConnectionReconnectingError()
+        self._round_seq += 1
+        key = str(self._round_seq)
+        head = f"HPUB {self.config.subject} {self._puback_prefix}{key}."
+        max_payload = nc._max_payload
+        parts: list[bytes] = []
+        for i in pending:
+            m = messages[i]
+            data = m.to_json()
+            if len(data) > max_payload:
+                return nats.errors.MaxPayloadError()
+            hdr = _HDR_START + m.id.strip().translate(_HEADER_VALUE_NEWLINES).encode() + _HDR_END
+            parts.append(f"{head}{i} {len(hdr)} {len(hdr) + len(data)}\r\n".encode())
+            parts.append(hdr)
+            parts.append(data)
+            parts.append(b"\r\n")
+        answers = _Round(len(pending), asyncio.get_running_loop().create_future())
+        self._rounds[key] = answers
         failure: BaseException | None = None
         try:
             async with asyncio.timeout(self._attempt_timeout(remaining) + len(pending) * 0.001):
-                for i in pending:
-                    m = messages[i]
-                    # wait_stall stays None: a per-call timeout costs a task each;
-                    # the enclosing timeout bounds the whole batch instead.
-                    futures.append(await js.publish_async(cfg.subject, m.to_json(), headers={MSG_ID_HEADER: m.id}))
-                await asyncio.gather(*futures, return_exceptions=True)
+                await nc._send_command(b"".join(parts))
+                await nc._flush_pending()
+                await answers.done
         except (nats.errors.Error, TimeoutError) as exc:
             failure = exc
-        for i, f in zip(pending, futures, strict=False):
-            if not f.done():
-                f.cancel()
-            elif f.cancelled():
+        finally:
+            del self._rounds[key]
+        results = answers.results
+        for i in pending:
+            r = results.get(i)
+            if r is None:
                 failure = failure or TimeoutError()
-            elif (err := f.exception()) is not None:
+            elif isinstance(r, BaseException):
                 # a full stream wins: it is back-pressure (429), not something to retry
-                if failure is None or isinstance(self._publish_error(err, ""), QueueFull):
-                    failure = err
+                if failure is None or isinstance(self._publish_error(r, ""), QueueFull):
+                    failure = r
             else:
-                r = f.result()
-                acks[i] = self._counted(messages[i].id, r.seq, bool(r.duplicate))
+                acks[i] = self._counted(messages[i].id, r[0], r[1])
         return failure
+
+    async def _on_puback(self, msg: Msg) -> None:
+        """A PubAck (or error, or "no responders" status) for one message of a `_publish_round`."""
+        key, _, index = msg.subject[len(self._puback_prefix) :].partition(".")
+        answers = self._rounds.get(key)
+        if answers is None:
+            return  # its round ended: timed out, retried under a new round
+        i = int(index)
+        if i in answers.results:
+            return
+        result: tuple[int, bool] | BaseException
+        if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS:
+            result = nats.js.errors.NoStreamResponseError()
+        else:
+            try:
+                answer = orjson.loads(msg.data)
+                api = answer.get("error")
+                if api:
+                    result = nats.js.errors.APIError(
+                        code=api.get("code"), err_code=api.get("err_code"), description=api.get("description")
+                    )
+                else:
+                    result = (int(answer["seq"]), bool(answer.get("duplicate", False)))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+                result = nats.errors.Error(f"unreadable PubAck: {exc!r}")
+        answers.results[i] = result
+        answers.left -= 1
+        if answers.left <= 0 and not answers.done.done():
+            answers.done.set_result(None)
 
     # -- consume --------------------------------------------------------------
 

@@ -462,6 +462,101 @@ class NatsContract(BackendContract):
         got = await drain(second, 3, timeout=3.0)
         assert sorted(d.message.id for d in got) == ["m-0", "m-1", "m-2"]
 
+    async def test_publish_many_stores_each_message_with_its_id_header(
+        self, make_backend: MakeBackend, nats_server: Any
+    ) -> None:
+        """What a batch puts in the stream, read back by plain nats-py: the body and the dedup header per message."""
+        import nats
+
+        b = await make_backend()
+        batch = [msg(f"h{i}", {"n": i, "text": "é\r\n"}) for i in range(3)]
+        acks = await b.publish_many(batch)
+        nc = await nats.connect(nats_server.url)
+        try:
+            js = nc.jetstream()
+            stored = [await js.get_msg("DIPLOM_STREAM", a.sequence) for a in acks]
+        finally:
+            await nc.close()
+        assert [s.headers for s in stored] == [{"Nats-Msg-Id": m.id} for m in batch]
+        assert [s.data for s in stored] == [m.to_json() for m in batch]
+
+    async def test_publish_many_to_a_full_stream_raises_queue_full_at_once(self, make_backend: MakeBackend) -> None:
+        """max_msgs, discard-new: the stored part gets PubAcks, the rest an error reply -> QueueFull, not retried."""
+        b = await make_backend(nats_max_msgs=5, publish_timeout=2.0)
+        started = time.monotonic()
+        with pytest.raises(QueueFull, match="full"):
+            await b.publish_many([msg(i) for i in range(8)])
+        assert time.monotonic() - started < 1.0  # back-pressure is answered at once, never retried to the timeout
+        s = await b.stats()
+        assert (s.current_size, s.total_enqueued) == (5, 5)
+        got = await drain(b, 5)
+        assert len({d.message.id for d in got}) == 5
+        for d in got:
+            await d.ack()
+        await settles_to(b, 0)
+        again = await b.publish_many([msg(i) for i in range(8)])  # the caller's retry of the whole batch
+        assert sum(a.duplicate for a in again) == 5  # the stored five are known ids (dedup window)
+        assert (await b.stats()).current_size == 3
+
+    async def test_publish_many_recreates_a_deleted_stream(self, make_backend: MakeBackend, nats_server: Any) -> None:
+        """No-responders status (no stream on the subject): the topology is made again and the retry stores."""
+        import nats
+
+        b = await make_backend(publish_timeout=3.0)
+        await b.publish_many([msg("old")])
+        nc = await nats.connect(nats_server.url)
+        try:
+            await nc.jetstream().delete_stream("DIPLOM_STREAM")
+        finally:
+            await nc.close()
+        started = time.monotonic()
+        acks = await b.publish_many([msg(i) for i in range(4)])
+        assert time.monotonic() - started < 1.5  # answered "no responders", not left to the 3 s timeout
+        assert getattr(b, "publish_retries", None) == 1
+        assert [a.sequence for a in acks] == [1, 2, 3, 4]
+        got = await drain(b, 4)
+        assert sorted(d.message.id for d in got) == [f"m-{i}" for i in range(4)]
+
+    async def test_publish_many_while_the_broker_is_down_is_refused_and_never_sent_later(
+        self, make_backend: MakeBackend, nats_server: Any
+    ) -> None:
+        """A batch refused (503) while reconnecting must not sit in a buffer and be stored after the reconnect."""
+        b = await make_backend(publish_timeout=0.5, nats_reconnect_wait=0.1)
+        await b.publish_many([msg("before")])
+        nats_server.stop()
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailable):
+            await b.publish_many([msg(f"down{i}") for i in range(3)])
+        assert time.monotonic() - started < 2.0
+        nats_server.start()
+        await eventually(lambda: _connected(b), timeout=10.0, every=0.1)
+        await b.publish_many([msg("after")])
+        await asyncio.sleep(0.3)
+        got = await drain(b, 5, timeout=1.5)
+        assert sorted(d.message.id for d in got) == ["m-after", "m-before"]
+
+    async def test_publish_many_to_a_frozen_broker_fails_in_bounded_time_and_the_retry_stores_once(
+        self, make_backend: MakeBackend, nats_server: Any
+    ) -> None:
+        b = await make_backend(publish_timeout=0.5)
+        batch = [msg(f"f{i}") for i in range(20)]
+        nats_server.pause()
+        try:
+            started = time.monotonic()
+            with pytest.raises(BackendUnavailable, match="PubAck"):
+                await b.publish_many(batch)
+            assert time.monotonic() - started < 1.5
+        finally:
+            nats_server.resume()
+        retry = await b.publish_many(batch)  # the caller's retry; late PubAcks of the frozen round are dropped
+        assert [a.sequence for a in retry] == list(range(1, 21))
+        got = await drain(b, 21, batch=50, timeout=1.5)
+        assert sorted(d.message.id for d in got) == sorted(m.id for m in batch)  # stored once either way
+
+
+async def _connected(b: QueueBackend) -> bool:
+    return (await b.stats()).connected
+
 
 class TestMemoryBackend(BackendContract):
     """The contract on the in-memory queue, plus its bound (QUEUE_SIZE)."""

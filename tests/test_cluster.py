@@ -145,6 +145,44 @@ async def test_publish_across_a_step_down_is_retried_and_stored_once(
     print(f"step-down: {len(acked)} publishes, {backend.publish_retries} attempts retried with the same id")
 
 
+async def test_publish_many_across_a_step_down_is_retried_and_stored_once(
+    cluster: NatsCluster, backend: NatsJetStreamBackend
+) -> None:
+    """Batches of 50 (one write each, PubAcks by one subscription) while the stream leader steps down twice."""
+    stream = backend.config.stream
+    await backend.publish(Message(uuid.uuid4().hex, "t", -1))
+    acked: list[str] = []
+    stop = asyncio.Event()
+
+    async def publisher() -> None:
+        i = 0
+        while not stop.is_set():
+            batch = [Message(uuid.uuid4().hex, "t", i + k) for k in range(50)]
+            acks = await backend.publish_many(batch)  # must not raise: an election is shorter than publish_timeout
+            assert [a.message_id for a in acks] == [m.id for m in batch]  # a retried one may answer duplicate
+            acked.extend(m.id for m in batch)
+            i += 50
+
+    task = asyncio.create_task(publisher())
+    for _ in range(2):
+        await asyncio.sleep(0.3)
+        before = await asyncio.to_thread(cluster.wait_stream_leader, stream, 10)
+        answer = await asyncio.to_thread(cluster.step_down, stream)
+        assert answer.get("success") is True, answer
+        await asyncio.to_thread(cluster.wait_stream_leader, stream, 10, not_name=before)
+    await asyncio.sleep(0.5)
+    stop.set()
+    await task
+    nc = await nats.connect(server_list(cluster.url))
+    try:
+        info = await nc.jetstream().stream_info(stream)
+    finally:
+        await nc.close()
+    assert info.state.messages == len(acked) + 1, "every acknowledged publish stored exactly once"
+    assert backend.leader_elections["stream"] >= 2, "the leader changes were seen"
+    print(f"step-downs: {len(acked)} batched publishes, {backend.publish_retries} rounds retried with the same ids")
+
+
 async def test_pull_consumer_keeps_delivering_across_a_consumer_leader_change(
     cluster: NatsCluster, backend: NatsJetStreamBackend
 ) -> None:
