@@ -8,12 +8,20 @@ does `fetch(100)` + `ack`, with message bodies of the same bytes. Both on
 uvloop (what the services run), against the same nats-server, on a fresh
 stream; CPU is this process's `time.process_time()` over the run, so the
 broker's own CPU is in neither.
+
+    python -m experiments.bench.cpu_cost [--rounds N] [--messages N]
+
+runs only this comparison, in interleaved rounds on fresh nats-servers
+(what `diplom bench-services` prints as "queue work CPU per message"), to
+evaluate a lever in a minute.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +31,7 @@ import uvloop
 
 from backends.contract import Message
 from backends.nats_jetstream import NatsConfig, NatsJetStreamBackend, consumer_config, stream_config
+from experiments.runtime.nats.process import ProcessNats
 from services.ledger import Ledger
 from services.worker_pool import PoolConfig, WorkerPool
 
@@ -113,3 +122,40 @@ def ours_us_per_message(url: str, n: int) -> float:
 
 def bare_us_per_message(url: str, n: int) -> float:
     return uvloop.run(_bare(url, n, wire_size()))
+
+
+def round_pair(work: Path, index: int, n: int) -> tuple[float, float]:
+    """(ours, bare) µs per message on one fresh nats-server; which goes first alternates by round."""
+    with ProcessNats(work / "cpu-nats") as server:
+        if index % 2 == 0:
+            bare = bare_us_per_message(server.url, n)
+            ours = ours_us_per_message(server.url, n)
+        else:
+            ours = ours_us_per_message(server.url, n)
+            bare = bare_us_per_message(server.url, n)
+    return ours, bare
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--messages", type=int, default=20_000, help="messages per run (ours, bare)")
+    args = parser.parse_args(argv)
+    pairs = []
+    with tempfile.TemporaryDirectory(prefix="cpu-cost-") as tmp:
+        for i in range(args.rounds):
+            pairs.append(round_pair(Path(tmp) / f"round-{i}", i, args.messages))
+            print(f"round {i + 1}/{args.rounds}: ours {pairs[-1][0]:.1f} µs, bare {pairs[-1][1]:.1f} µs", flush=True)
+    ours, bare = [p[0] for p in pairs], [p[1] for p in pairs]
+    ratios = [o / b for o, b in pairs]
+    print(
+        f"queue work CPU per message, batches of {BATCH}: ours {statistics.median(ours):.1f} µs "
+        f"({min(ours):.1f}..{max(ours):.1f}), bare nats-py {statistics.median(bare):.1f} µs "
+        f"({min(bare):.1f}..{max(bare):.1f}): ratio {statistics.median(ratios):.2f}x "
+        f"({min(ratios):.2f}..{max(ratios):.2f}), {args.rounds} interleaved rounds"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

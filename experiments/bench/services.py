@@ -50,7 +50,6 @@ import psutil
 from experiments.bench import cpu_cost, wrk
 from experiments.runtime import warn_once
 from experiments.runtime.nats.base import free_port, nats_server_version
-from experiments.runtime.nats.process import ProcessNats
 from experiments.runtime.stack import ServiceProcess, Stack, StackConfig
 from experiments.workload.load import closed_loop, open_loop
 from services.settings import BackendSettings
@@ -209,14 +208,7 @@ class CpuPair:
 
 def cpu_round(work: Path, index: int, n: int) -> CpuPair:
     """Ours and bare on one fresh nats-server; which goes first alternates by round."""
-    with ProcessNats(work / "cpu-nats") as server:
-        if index % 2 == 0:
-            bare = cpu_cost.bare_us_per_message(server.url, n)
-            ours = cpu_cost.ours_us_per_message(server.url, n)
-        else:
-            ours = cpu_cost.ours_us_per_message(server.url, n)
-            bare = cpu_cost.bare_us_per_message(server.url, n)
-    return CpuPair(ours, bare)
+    return CpuPair(*cpu_cost.round_pair(work, index, n))
 
 
 def run_round(work: Path, configs: list[tuple[str, int]], duration: float, workers: int) -> list[ChainFigures]:
