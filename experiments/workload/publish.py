@@ -2,9 +2,10 @@
 
 Two ways a client publishes: one at a time (each publish waits for its
 PubAck: what a processor does per single-message request) and pipelined
-(`publish_async` in chunks: what `publish_many` does for a batch). Each
-measurement uses a stream of its own (`LAB_PUBLISH_<n>`, file storage),
-deleted afterwards, so it never mixes with the services' stream.
+(`publish_async` in chunks: the library's way; `publish_many` writes a
+batch as one joined HPUB write instead). Each measurement uses a stream of
+its own (`LAB_PUBLISH_<n>`, file storage), deleted afterwards, so it never
+mixes with the services' stream.
 """
 
 from __future__ import annotations
