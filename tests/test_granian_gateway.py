@@ -22,7 +22,7 @@ async def test_the_gateway_under_granian_answers_like_under_uvicorn(tmp_path: Pa
     with Stack(StackConfig(queue="memory", gateway_server="granian"), tmp_path) as stack:
         assert stack.gateway.pid is not None
         workers = psutil.Process(stack.gateway.pid).children(recursive=True)
-        assert workers, "granian serves from a worker process"
+        assert [w.pid for w in workers] == [stack.gateway.serving_pid]  # what CPU per message is read from
         async with httpx.AsyncClient(base_url=stack.gateway_url, trust_env=False, timeout=5) as client:
             ok = await asyncio.gather(
                 *(client.post("/api/v1/ingest", json={"source": "g", "payload": i, "id": f"gr-{i}"}) for i in range(50))

@@ -68,6 +68,18 @@ class ServiceProcess:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
 
+    @property
+    def serving_pid(self) -> int | None:
+        """The process that runs the app: granian's one worker under its master; uvicorn's own pid."""
+        pid = self.pid
+        if pid is None or self.server != "granian":
+            return pid
+        with contextlib.suppress(psutil.NoSuchProcess):
+            children = psutil.Process(pid).children()
+            if len(children) == 1:
+                return int(children[0].pid)
+        return pid
+
     def start(self, ready_timeout: float = 20.0) -> None:
         self.spawn()
         self.wait_ready(ready_timeout)
