@@ -41,6 +41,7 @@ CURRENT = Variant()
 
 @dataclass
 class Window:
+    p50_ms: float
     p99_ms: float
     lag_p99_ms: float
     stage_p99_ms: dict[str, float]
@@ -53,7 +54,7 @@ async def drive(url: str, ledgers: list[Path], prefix: str, rate: float, duratio
     await asyncio.sleep(0.5)  # the last messages' ledger rows
     ids = {r.seq: request_ids(prefix, r.seq) for r in res.ok}
     stages = {s.stage: s.p99_ms for s in phase_stages(ledgers, prefix, res, ids, t0, t0_ns) if s.p99_ms is not None}
-    return Window(res.latency_ms(0.99), res.send_lag_ms(0.99), stages)
+    return Window(res.latency_ms(0.50), res.latency_ms(0.99), res.send_lag_ms(0.99), stages)
 
 
 async def side_by_side(
@@ -106,9 +107,9 @@ def main(argv: list[str] | None = None) -> int:
                     result = asyncio.run(side_by_side(targets, args.rate, args.windows, args.duration))
                 for w, (cur, lev) in enumerate(result):
                     print(
-                        f"{backend:<6} {name:<14} window {w}: client p99 current {cur.p99_ms:7.1f} ms, {name}"
-                        f" {lev.p99_ms:7.1f} ms ({lev.p99_ms / cur.p99_ms:.2f}x); generator lag p99"
-                        f" {cur.lag_p99_ms:.1f} ms",
+                        f"{backend:<6} {name:<14} window {w}: client p50/p99 current {cur.p50_ms:.1f}/{cur.p99_ms:.1f}"
+                        f" ms, {name} {lev.p50_ms:.1f}/{lev.p99_ms:.1f} ms (p99 {lev.p99_ms / cur.p99_ms:.2f}x);"
+                        f" generator lag p99 {cur.lag_p99_ms:.1f} ms",
                         flush=True,
                     )
                 stages.setdefault(backend, []).extend(cur for cur, _ in result)
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                 summary.append(
                     f"{backend:<6} {name:<14} current {spread(cur_p99)}  {name} {spread([x.p99_ms for _, x in result])}"
                     f"  ratio {spread([x.p99_ms / c.p99_ms for c, x in result])}"
+                    f"  p50 ratio {spread([x.p50_ms / c.p50_ms for c, x in result])}"
                     f"  generator lag {spread([c.lag_p99_ms for c, _ in result])}"
                 )
     print(f"client p99 ms, median (min..max) over {args.windows} windows; ratio = lever / current, per window:")
