@@ -9,6 +9,7 @@ diplom switch --to nats|memory     # switch a running `diplom up` to the other q
 diplom bench-backends [--quick]    # backend throughput vs raw asyncio.Queue / nats-py
 diplom bench-services [--quick]    # the HTTP chain vs a bare 3-hop chain
 diplom bench-stamps                # CPU the stage stamps add per message, with vs without
+diplom bench-tail                  # client p99 at half rate: current stack vs a lever (GC, granian), side by side
 diplom bench-cluster [--repeat N]  # one publisher: R3 on three nodes vs R1 on one, interleaved rounds
 """
 
@@ -148,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("bench-backends", help="backend throughput vs the raw libraries", add_help=False)
     sub.add_parser("bench-services", help="the HTTP chain vs a bare chain", add_help=False)
     sub.add_parser("bench-stamps", help="CPU the stage stamps add per message", add_help=False)
+    sub.add_parser("bench-tail", help="client p99 at half rate: current stack vs a lever, side by side", add_help=False)
     sub.add_parser("bench-cluster", help="R3 on a three-node cluster vs R1 on one node", add_help=False)
 
     args, rest = parser.parse_known_args(argv)
@@ -171,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         from experiments.bench import services as bench_services
 
         return bench_services.main(rest)
+    if args.command == "bench-tail":
+        from experiments.bench import tail as bench_tail
+
+        return bench_tail.main(rest)
     if args.command == "bench-stamps":
         from experiments.bench import stamp_cost
 

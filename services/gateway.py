@@ -116,7 +116,7 @@ def create_app(settings: GatewaySettings | None = None, downstream: NextHopFacto
             await ingest.close()
             await processor.close()
 
-    app = new_app("queue-lab gateway", lifespan)
+    app = new_app("queue-lab gateway", lifespan, settings)
 
     async def health() -> tuple[bool, dict[str, Any]]:
         return True, {}

@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services import gc_tuning
 from services.models import ErrorBody, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 NO_OTEL: dict[str, Any] = {"tracing": False, "metrics": False, "logs": False}
 
 
-def new_app(title: str, lifespan: Any) -> FastAPI:
-    """A FastAPI app with the settings every service (and the bare chain) shares."""
+def new_app(title: str, lifespan: Any, gc: gc_tuning.GcOptions | None = None) -> FastAPI:
+    """A FastAPI app with the settings every service shares; `gc`: collector settings applied after start-up."""
+    if gc is not None:
+        lifespan = gc_tuning.after_start(lifespan, gc)
     return FastAPI(title=title, version="0.1.0", lifespan=lifespan, telemetry=NO_OTEL)  # type: ignore[arg-type]
 
 

@@ -108,7 +108,7 @@ def create_app(settings: IngestSettings | None = None, downstream: NextHopFactor
             await batcher.close()
             await routes.close()
 
-    app = new_app("queue-lab ingest", lifespan)
+    app = new_app("queue-lab ingest", lifespan, settings)
 
     async def health() -> tuple[bool, dict[str, Any]]:
         return True, {}

@@ -192,7 +192,7 @@ def create_app(
         finally:
             await processor.stop()
 
-    app = new_app("queue-lab processor", lifespan)
+    app = new_app("queue-lab processor", lifespan, settings)
     app.state.processor = processor
     registry = CollectorRegistry()
     depth = Gauge("queue_current_size", "messages stored and not yet acknowledged", registry=registry)

@@ -45,6 +45,8 @@ class HttpSettings(BaseSettings):
     http_timeout: float = Field(5.0, gt=0, description="s for a downstream call before 503")
     http_connections: int = Field(256, ge=1, description="pooled connections to the next service")
     log_level: str = "INFO"
+    gc_freeze: bool = Field(False, description="gc.freeze() after start-up (services.gc_tuning)")
+    gc_gen0_threshold: int = Field(0, ge=0, description="gen0 collection threshold; 0: Python's default")
     admin_token: SecretStr | None = Field(
         None, description="bearer token for /admin/* (queue switch); unset: admin endpoints answer 401"
     )

@@ -13,7 +13,10 @@ slow moment of the machine hits neighbours alike. Per configuration:
   counts: a queue that only grows is not throughput);
 - batches of 100, closed loop (8 connections): the same, in messages;
 - client latency p50/p99 at half the max single-message rate, open loop
-  (from each request's scheduled time: no coordinated omission).
+  (from each request's scheduled time: no coordinated omission), beside
+  the generator's own send lag p99 (how late it started requests: that part
+  of the tail is the client, not the system), and the p99 of each stage
+  (ledger stamps, experiments/lab/stages.py), so the tail has an address.
 Figures are medians over the rounds; the single-message ratio to the bare
 chain is the median of per-round ratios, with min..max.
 
@@ -40,7 +43,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -48,10 +51,11 @@ import orjson
 import psutil
 
 from experiments.bench import cpu_cost, wrk
+from experiments.lab.stages import phase_stages
 from experiments.runtime import warn_once
 from experiments.runtime.nats.base import free_port, nats_server_version
 from experiments.runtime.stack import ServiceProcess, Stack, StackConfig
-from experiments.workload.load import closed_loop, open_loop
+from experiments.workload.load import closed_loop, id_bodies, open_loop, request_ids
 from services.settings import BackendSettings
 
 PAD = "x" * 64
@@ -82,9 +86,13 @@ class ChainFigures:
     low_accepted: float = 0.0  # ours at LOW_CONNECTIONS
     wrk_low_accepted: float = 0.0  # wrk at LOW_CONNECTIONS
     processor_cpu_us: float = 0.0  # CPU µs per message of the processor process(es), batch window
+    lag_p99_ms: float = 0.0  # the generator's own send lag at half rate (scheduled -> request started)
+    stage_p99_ms: dict[str, float] = field(default_factory=dict)  # half rate: p99 of each stage (ledger stamps)
 
 
 LOW_CONNECTIONS = 4  # below saturation on 2 cores
+HALF = "half"  # id prefix of the half-rate phase's messages
+W = 19  # width of a configuration's name in the tables (`nats/granian+freeze`)
 
 
 class BareChain:
@@ -136,7 +144,12 @@ class Processed:
 
 
 async def measure(
-    name: str, url: str, processed: Processed | None, duration: float, processor_pids: list[int] | None = None
+    name: str,
+    url: str,
+    processed: Processed | None,
+    duration: float,
+    processor_pids: list[int] | None = None,
+    ledgers: list[Path] | None = None,
 ) -> ChainFigures:
     ingest = f"{url}/api/v1/ingest"
     errors = 0
@@ -173,25 +186,73 @@ async def measure(
             done = await processed.count(client) - before_n
             cpu_us = (cpu_s() - before_cpu) * 1e6 / done if done else 0.0
         half = max(1.0, single_acc / 2)
-        res = await open_loop(ingest, single_body, rate=half, duration=duration, keep_ids=False)
+        # client-chosen ids, so each answer joins its message's stage stamps in the ledger
+        before_half = await processed.count(client) if processed else 0
+        t0, t0_ns = time.perf_counter(), time.time_ns()
+        res = await open_loop(
+            ingest,
+            id_bodies(HALF, payload_bytes=len(PAD) + 16, source="bench"),
+            rate=half,
+            duration=duration,
+            keep_ids=False,
+        )
         errors += len(res.records) - len(res.ok)
+        if processed is not None:  # the last ones' stamps too
+            await processed.wait_for(client, before_half + len(res.ok), timeout=30)
     finally:
         await client.aclose()
+    stages = {}
+    if ledgers:
+        ids = {r.seq: request_ids(HALF, r.seq) for r in res.ok}
+        stages = {s.stage: s.p99_ms for s in phase_stages(ledgers, HALF, res, ids, t0, t0_ns) if s.p99_ms is not None}
     return ChainFigures(
         name, single_acc, single_proc, batch_acc, batch_proc, half, res.latency_ms(0.50), res.latency_ms(0.99), errors,
-        wrk_acc.rate, len(low_res.ok) / low_res.duration, wrk_low.rate, cpu_us,
+        wrk_acc.rate, len(low_res.ok) / low_res.duration, wrk_low.rate, cpu_us, res.send_lag_ms(0.99), stages,
     )  # fmt: skip
 
 
-def parse_config(text: str) -> tuple[str, int]:
-    backend, _, n = text.partition(":")
+@dataclass(frozen=True)
+class Variant:
+    """A lever on the stack: service environment (settings) and the gateway's ASGI server."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    gateway_server: str = "uvicorn"
+
+
+# Levers on the half-rate tail (`BACKEND/LEVER` in --configs; experiments/bench/tail.py runs them side by side).
+LEVERS: dict[str, Variant] = {
+    "freeze": Variant({"GC_FREEZE": "true"}),
+    "gen0": Variant({"GC_FREEZE": "true", "GC_GEN0_THRESHOLD": "10000"}),
+    "granian": Variant({}, "granian"),
+    "granian+freeze": Variant({"GC_FREEZE": "true"}, "granian"),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    backend: str
+    processors: int = 1
+    lever: str = ""
+
+    @property
+    def name(self) -> str:
+        base = self.backend if self.processors == 1 else f"{self.backend}x{self.processors}"
+        return f"{base}/{self.lever}" if self.lever else base
+
+    @property
+    def variant(self) -> Variant:
+        return LEVERS[self.lever] if self.lever else Variant()
+
+
+def parse_config(text: str) -> Config:
+    """`BACKEND[:PROCESSORS][/LEVER]`, e.g. `nats:2` or `memory/granian+freeze`."""
+    head, _, lever = text.partition("/")
+    backend, _, n = head.partition(":")
     if backend not in ("memory", "nats"):
         raise argparse.ArgumentTypeError(f"unknown backend {backend!r} in {text!r}")
-    return backend, int(n or 1)
-
-
-def label(backend: str, processors: int) -> str:
-    return backend if processors == 1 else f"{backend}x{processors}"
+    if lever and lever not in LEVERS:
+        raise argparse.ArgumentTypeError(f"unknown lever {lever!r} in {text!r}; known: {', '.join(LEVERS)}")
+    return Config(backend, int(n or 1), lever)
 
 
 @dataclass
@@ -211,7 +272,7 @@ def cpu_round(work: Path, index: int, n: int) -> CpuPair:
     return CpuPair(*cpu_cost.round_pair(work, index, n))
 
 
-def run_round(work: Path, configs: list[tuple[str, int]], duration: float, workers: int) -> list[ChainFigures]:
+def run_round(work: Path, configs: list[Config], duration: float, workers: int) -> list[ChainFigures]:
     out = []
     bare_chain = BareChain(work / "bare")
     bare_chain.start()
@@ -219,18 +280,20 @@ def run_round(work: Path, configs: list[tuple[str, int]], duration: float, worke
         out.append(asyncio.run(measure("bare", bare_chain.url, None, duration)))
     finally:
         bare_chain.stop()
-    for backend, processors in configs:
-        name = label(backend, processors)
+    for config in configs:
+        name = config.name
         cfg = StackConfig(
-            queue=backend,
+            queue=config.backend,
             workers=workers,
-            processors=processors,
+            processors=config.processors,
             backend=BackendSettings(queue_size=200_000, nats_max_ack_pending=20_000),
+            env=dict(config.variant.env),
+            gateway_server=config.variant.gateway_server,
         )
-        with Stack(cfg, work / name) as stack:
+        with Stack(cfg, work / name.replace("/", "-")) as stack:
             counter = Processed([f"{p.url}/stats" for p in stack.processors])
             pids = [p.pid for p in stack.processors if p.pid is not None]
-            out.append(asyncio.run(measure(name, stack.gateway_url, counter, duration, pids)))
+            out.append(asyncio.run(measure(name, stack.gateway_url, counter, duration, pids, stack.ledger_paths)))
     return out
 
 
@@ -254,6 +317,11 @@ def median_of(rounds: list[list[ChainFigures]], name: str) -> ChainFigures:
         med("low_accepted"),
         med("wrk_low_accepted"),
         med("processor_cpu_us"),
+        med("lag_p99_ms"),
+        {
+            stage: float(statistics.median(r.stage_p99_ms[stage] for r in rows if stage in r.stage_p99_ms))
+            for stage in dict.fromkeys(k for r in rows for k in r.stage_p99_ms)
+        },
     )
 
 
@@ -268,8 +336,8 @@ def single_ratios(rounds: list[list[ChainFigures]], name: str) -> list[float]:
 
 def render(rounds: list[list[ChainFigures]], names: list[str]) -> str:
     head = (
-        f"{'chain':<9} {'single acc/s':>12} {'single proc/s':>13} {'vs bare (min..max)':>19} {'batch100 acc/s':>14}"
-        f" {'batch100 proc/s':>15} {'half rate':>9} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}"
+        f"{'chain':<{W}} {'single acc/s':>12} {'single proc/s':>13} {'vs bare (min..max)':>19} {'batch100 acc/s':>14}"
+        f" {'batch100 proc/s':>15} {'half rate':>9} {'p50 ms':>7} {'p99 ms':>7} {'gen lag p99':>11} {'errors':>6}"
     )
     lines = [head, "-" * len(head)]
     for name in ["bare", *names]:
@@ -277,17 +345,35 @@ def render(rounds: list[list[ChainFigures]], names: list[str]) -> str:
         ratios = single_ratios(rounds, name)
         vs = f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}..{max(ratios):.2f})"
         lines.append(
-            f"{r.name:<9} {r.single_accepted:>12,.0f} {r.single_processed:>13,.0f} {vs:>19}"
+            f"{r.name:<{W}} {r.single_accepted:>12,.0f} {r.single_processed:>13,.0f} {vs:>19}"
             f" {r.batch_accepted:>14,.0f} {r.batch_processed:>15,.0f} {r.half_rate:>9,.0f}"
-            f" {r.p50_ms:>7.1f} {r.p99_ms:>7.1f} {r.errors:>6}"
+            f" {r.p50_ms:>7.1f} {r.p99_ms:>7.1f} {r.lag_p99_ms:>11.1f} {r.errors:>6}"
         )
+    lines.append("gen lag: how late our generator itself started a request (scheduled -> sent), part of the client p99")
+    return "\n".join(lines)
+
+
+def render_stages(rounds: list[list[ChainFigures]], names: list[str]) -> str:
+    """p99 of each stage at half rate (medians over rounds), from the ledger's stamps: where the tail is."""
+    rows = [median_of(rounds, name) for name in names]
+    stages = list(dict.fromkeys(k for r in rows for k in r.stage_p99_ms))
+    if not stages:
+        return ""
+    title = "p99 ms by stage at half rate"
+    width = max(len(title), *(len(s) for s in stages))
+    head = f"{title:<{width}} " + " ".join(f"{r.name:>9}" for r in rows)
+    lines = [head, "-" * len(head)]
+    for stage in stages:
+        cells = " ".join(f"{r.stage_p99_ms[stage]:>9.1f}" if stage in r.stage_p99_ms else f"{'-':>9}" for r in rows)
+        lines.append(f"{stage:<{width}} {cells}")
+    lines.append(f"{'client (scheduled -> answer)':<{width}} " + " ".join(f"{r.p99_ms:>9.1f}" for r in rows))
     return "\n".join(lines)
 
 
 def render_checks(rounds: list[list[ChainFigures]], names: list[str], cpu: list[CpuPair]) -> str:
     """Our generator beside wrk (same gateway, same body, same run), and the processor's CPU per message."""
     head = (
-        f"{'chain':<9} {'ours c=64':>10} {'wrk c=64':>9} {'wrk/ours':>8} {'ours c=4':>9} {'wrk c=4':>8}"
+        f"{'chain':<{W}} {'ours c=64':>10} {'wrk c=64':>9} {'wrk/ours':>8} {'ours c=4':>9} {'wrk c=4':>8}"
         f" {'wrk/ours':>8} {'processor CPU µs/msg (batch100, HTTP incl.)':>44}"
     )
     lines = ["independent check of the load generator (2xx/s), and the processor's CPU:", head, "-" * len(head)]
@@ -297,7 +383,7 @@ def render_checks(rounds: list[list[ChainFigures]], names: list[str], cpu: list[
         lo = r.wrk_low_accepted / r.low_accepted if r.low_accepted else float("nan")
         proc = f"{r.processor_cpu_us:.1f}" if r.processor_cpu_us else "-"
         lines.append(
-            f"{name:<9} {r.single_accepted:>10,.0f} {r.wrk_accepted:>9,.0f} {hi:>7.2f}x {r.low_accepted:>9,.0f}"
+            f"{name:<{W}} {r.single_accepted:>10,.0f} {r.wrk_accepted:>9,.0f} {hi:>7.2f}x {r.low_accepted:>9,.0f}"
             f" {r.wrk_low_accepted:>8,.0f} {lo:>7.2f}x {proc:>44}"
         )
     if cpu:
@@ -335,13 +421,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement window")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are shown")
     parser.add_argument("--quick", action="store_true", help="one round of 2 s windows")
-    parser.add_argument("--configs", default="memory,nats,nats:2", help="BACKEND[:PROCESSORS],...")
+    parser.add_argument(
+        "--configs", default="memory,nats,nats:2", help="BACKEND[:PROCESSORS][/LEVER],... levers: " + ", ".join(LEVERS)
+    )
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--cpu-messages", type=int, default=20_000, help="messages per CPU-cost run (ours, bare)")
     args = parser.parse_args(argv)
     duration, rounds_n = (2.0, 1) if args.quick else (args.duration, args.rounds)
     configs = [parse_config(c) for c in args.configs.split(",")]
-    names = [label(b, n) for b, n in configs]
+    names = [c.name for c in configs]
     print(
         f"python {sys.version.split()[0]}, nats-server {nats_server_version()}, {platform.machine()}, "
         f"{duration:.0f} s windows, {rounds_n} round(s), workers={args.workers} per processor",
@@ -357,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
             rounds.append(run_round(Path(tmp) / f"round-{i}", configs, duration, args.workers))
             print(f"round {i + 1}/{rounds_n} done", flush=True)
     print(render(rounds, names))
+    print(render_stages(rounds, names))
     print(render_checks(rounds, names, cpu))
     print(verdicts(rounds, names, cpu))
     if once.dropped:

@@ -53,8 +53,8 @@ def measured_processes(stack: Stack, nats: NatsServer | None) -> dict[str, int]:
     """name -> pid of every process a phase costs: gateway, ingest, each processor, each NATS node, the client."""
     pids: dict[str, int] = {}
     for name, service in (("gateway", stack.gateway), ("ingest", stack.ingest)):
-        if service.pid is not None:
-            pids[name] = service.pid
+        if (pid := service.serving_pid) is not None:
+            pids[name] = pid
     for i, p in enumerate(stack.processors, start=1):
         if p.pid is not None:
             pids[f"processor-{i}" if len(stack.processors) > 1 else "processor"] = p.pid

@@ -11,6 +11,7 @@ here, before any process starts; `to_env` turns them into its environment.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -25,6 +26,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
+import psutil
 from pydantic_settings import BaseSettings
 
 from experiments.runtime.nats.base import free_port
@@ -55,6 +57,7 @@ class ServiceProcess:
     env: dict[str, str] = field(repr=False)
     log_path: Path
     settings: Sequence[BaseSettings] = field(default=(), repr=False)
+    server: str = "uvicorn"  # or "granian" (the same ASGI app; measured against uvicorn in bench-services)
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -65,6 +68,18 @@ class ServiceProcess:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
 
+    @property
+    def serving_pid(self) -> int | None:
+        """The process that runs the app: granian's one worker under its master; uvicorn's own pid."""
+        pid = self.pid
+        if pid is None or self.server != "granian":
+            return pid
+        with contextlib.suppress(psutil.NoSuchProcess):
+            children = psutil.Process(pid).children()
+            if len(children) == 1:
+                return int(children[0].pid)
+        return pid
+
     def start(self, ready_timeout: float = 20.0) -> None:
         self.spawn()
         self.wait_ready(ready_timeout)
@@ -73,18 +88,28 @@ class ServiceProcess:
         """Start the process without waiting for it (a stack spawns all, then waits for all)."""
         if self.pid is not None:
             raise RuntimeError(f"{self.name} already running as pid {self.pid}")
-        cmd = [
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.command(), env=self.child_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        register_child(self.proc.pid)
+
+    def command(self) -> list[str]:
+        """uvicorn (the default), or granian: one worker process under a master, the same app factory."""
+        if self.server == "granian":
+            return [
+                sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
+                "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+                "--loop", "uvloop", "--no-access-log", "--log-level", "warning",
+                "--workers-kill-timeout", "15", self.app,
+            ]  # fmt: skip
+        return [
             sys.executable, "-m", "uvicorn", "--factory", self.app,
             "--host", "127.0.0.1", "--port", str(self.port),
             "--loop", "uvloop", "--http", "httptools",
             "--no-access-log", "--log-level", "warning",
             "--timeout-graceful-shutdown", "15",
         ]  # fmt: skip
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                cmd, env=self.child_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        register_child(self.proc.pid)
 
     def child_env(self) -> dict[str, str]:
         """The environment the process is started with."""
@@ -119,7 +144,16 @@ class ServiceProcess:
         self._signal(signal.SIGTERM, timeout)
 
     def kill(self) -> None:
+        """SIGKILL, and the same to its children (granian serves from a worker process under a master)."""
+        children = []
+        if self.pid is not None:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                children = psutil.Process(self.pid).children(recursive=True)
         self._signal(signal.SIGKILL, 5.0)
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+                child.wait(5)
 
 
 @dataclass
@@ -149,6 +183,7 @@ class StackConfig:
     env: dict[str, str] = field(default_factory=dict, repr=False)  # for every service
     processor_env: dict[str, str] = field(default_factory=dict, repr=False)
     gateway_env: dict[str, str] = field(default_factory=dict, repr=False)
+    gateway_server: str = "uvicorn"  # the gateway's ASGI server: "uvicorn" or "granian"
 
 
 def _fields(model: type[BaseSettings], env: Mapping[str, str]) -> dict[str, str]:
@@ -212,6 +247,7 @@ class Stack:
             config.gateway_port or free_port(),
             {},
             self.workdir / "gateway.log",
+            server=config.gateway_server,
         )
         self._wire()
 

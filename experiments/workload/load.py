@@ -31,6 +31,7 @@ class RequestRecord:
     latency: float  # seconds, from scheduled start to response
     status: int  # HTTP status, 0 for a transport error
     ids: list[str] = field(default_factory=list)
+    send_lag: float = 0.0  # s from scheduled to its task running (open loop): the generator's own lateness
 
 
 @dataclass
@@ -45,6 +46,14 @@ class LoadResult:
     def latency_ms(self, q: float) -> float:
         """Percentile of successful requests' latency in ms (nearest rank)."""
         return 1000 * nearest_rank(sorted(r.latency for r in self.ok), q)
+
+    def send_lag_ms(self, q: float) -> float:
+        """Percentile of how late the generator itself started each request, in ms (every request counts).
+
+        Part of every request's latency: what of a client p99 is the
+        generator (sharing the cores with the system) rather than the system.
+        """
+        return 1000 * nearest_rank(sorted(r.send_lag for r in self.records), q)
 
 
 def request_ids(prefix: str, seq: int, batch_size: int = 1) -> list[str]:
@@ -159,12 +168,13 @@ async def open_loop(
     gate = asyncio.Semaphore(max_in_flight)
 
     async def one(session: aiohttp.ClientSession, seq: int, scheduled: float) -> None:
+        lag = time.perf_counter() - scheduled
         try:
             status, payload = await _send(session, url, make_body(seq), hdrs)
         finally:
             gate.release()
         ids = _ids(status, payload) if keep_ids else []
-        records.append(RequestRecord(seq, scheduled, time.perf_counter() - scheduled, status, ids))
+        records.append(RequestRecord(seq, scheduled, time.perf_counter() - scheduled, status, ids, lag))
 
     async with _session(max_in_flight, timeout) as session:
         started = time.perf_counter()
