@@ -216,6 +216,25 @@ def test_report_alone_regenerates_identical_files(quick_batch: BatchOutcome) -> 
     assert _digests(quick_batch.batch_dir) == before
 
 
+def test_the_report_leaves_out_runs_the_batch_file_no_longer_plans(quick_batch: BatchOutcome) -> None:
+    """A changed parameter gives a new run id; the old run's document stays in runs/ but not in the report."""
+    batch_dir = quick_batch.batch_dir
+    rows_before = len(pd.read_csv(batch_dir / "results.csv"))
+    tour = next((batch_dir / "runs").glob("00_tour--*.json"))
+    stale = batch_dir / "runs" / "00_tour--0000dead--r0.json"
+    stale.write_bytes(tour.read_bytes().replace(tour.stem.encode(), stale.stem.encode()))
+    try:
+        assert report_main([str(batch_dir)]) == 0
+        assert len(pd.read_csv(batch_dir / "results.csv")) == rows_before
+        assert (
+            "1 run document(s) in <code>runs/</code> are of parameters the batch file no longer plans"
+            in (batch_dir / "report.html").read_text()
+        )
+    finally:
+        stale.unlink()
+        assert report_main([str(batch_dir)]) == 0
+
+
 @pytest.mark.timeout(120)
 def test_a_finished_batch_resumes_without_rerunning(quick_batch: BatchOutcome) -> None:
     again = run_batch(BATCH_FILE, quick=True, results_root=quick_batch.batch_dir.parent)

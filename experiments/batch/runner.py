@@ -47,7 +47,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm import tqdm
 
-from experiments.results.schema import read_run
+from experiments.results.schema import PLAN_FILE, read_run
 from experiments.runtime.paths import DEFAULT_BATCH, NOTEBOOKS, REPO, RESULTS
 from experiments.runtime.processes import CHILDREN_ENV, descendants, reap_registered
 
@@ -276,6 +276,14 @@ def execute_report(run: PlannedRun, batch_dir: Path, timeout_s: float) -> str | 
     return problem
 
 
+def write_plan(batch_dir: Path, runs: list[PlannedRun]) -> Path:
+    """Which run ids the batch file plans (all of them, `--only` or not): the report reads those and no others."""
+    batch_dir.mkdir(parents=True, exist_ok=True)
+    path = batch_dir / PLAN_FILE
+    path.write_text(json.dumps({"runs": sorted(r.run_id for r in runs)}, indent=1) + "\n")
+    return path
+
+
 def run_batch(
     path: str | Path,
     *,
@@ -289,6 +297,7 @@ def run_batch(
     batch = load_batch(path, quick)
     batch_dir = (results_root / batch.batch).resolve()
     planned = plan(batch, only)
+    write_plan(batch_dir, plan(batch, None))
     if fresh:
         for run in planned:
             (batch_dir / "runs" / f"{run.run_id}.json").unlink(missing_ok=True)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from experiments.results import plots, power_loss
 from experiments.results.registry import EXPERIMENTS
-from experiments.results.schema import ROW_COLUMNS, ResultRecord, RunDocument, read_runs
+from experiments.results.schema import PLAN_FILE, ROW_COLUMNS, ResultRecord, RunDocument, planned_run_ids, read_runs
 
 FLOAT_FORMAT = "%.6g"
 
@@ -100,7 +100,7 @@ def figures(df: pd.DataFrame, docs: list[RunDocument], directory: Path) -> dict[
     return made
 
 
-def _html(batch: str, report: Report, env: pd.DataFrame, runs: pd.DataFrame) -> str:
+def _html(batch: str, report: Report, env: pd.DataFrame, runs: pd.DataFrame, left_out: int = 0) -> str:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>queue lab: {html.escape(batch)}</title>",
@@ -113,6 +113,11 @@ def _html(batch: str, report: Report, env: pd.DataFrame, runs: pd.DataFrame) -> 
         "row. Latency: client = scheduled send to 2xx (open loop, no coordinated omission); end-to-end = stamped "
         "at ingest to processed by a worker. Lost = acknowledged (2xx) but never processed, by message id.</p>",
     ]
+    if left_out:
+        parts.append(
+            f"<p>{left_out} run document(s) in <code>runs/</code> are of parameters the batch file no longer plans "
+            f"(<code>{PLAN_FILE}</code>) and are left out.</p>"
+        )
     for name, table in report.tables.items():
         parts.append(f"<h2>{html.escape(name.capitalize())}</h2>")
         parts.append(table.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="n/a"))
@@ -132,9 +137,11 @@ def _html(batch: str, report: Report, env: pd.DataFrame, runs: pd.DataFrame) -> 
 def build(batch_dir: str | Path) -> Report:
     """Read `runs/`, write results.csv, tables/*.csv, figures/*.{png,svg} and report.html."""
     batch_dir = Path(batch_dir)
-    docs = read_runs(batch_dir / "runs")
+    planned = planned_run_ids(batch_dir)
+    docs = read_runs(batch_dir / "runs", only=planned)
     if not docs:
-        raise FileNotFoundError(f"no run documents in {batch_dir / 'runs'}")
+        raise FileNotFoundError(f"no run documents of the batch's plan in {batch_dir / 'runs'}")
+    left_out = len(list((batch_dir / "runs").glob("*.json"))) - len(docs)
     df = load_rows(docs)
     df.to_csv(batch_dir / "results.csv", index=False, float_format=FLOAT_FORMAT)
     report = Report(batch_dir, df, {**tables(df, docs), **power_loss.tables(df, docs)})
@@ -144,5 +151,5 @@ def build(batch_dir: str | Path) -> Report:
     report.figures = figures(df, docs, batch_dir / "figures")
     env, runs = environment_table(docs), runs_table(docs)
     report.html_path = batch_dir / "report.html"
-    report.html_path.write_text(_html(batch_dir.name, report, env, runs))
+    report.html_path.write_text(_html(batch_dir.name, report, env, runs, left_out))
     return report

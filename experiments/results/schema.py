@@ -257,6 +257,22 @@ def read_run(path: str | Path) -> RunDocument:
     return RunDocument.model_validate(orjson.loads(Path(path).read_bytes()))
 
 
-def read_runs(runs_dir: str | Path) -> list[RunDocument]:
-    """Every run of a batch, in run-id order (deterministic for the report)."""
-    return [read_run(p) for p in sorted(Path(runs_dir).glob("*.json"))]
+PLAN_FILE = "plan.json"  # in a batch dir: the run ids of the batch file as last run (written by the runner)
+
+
+def read_runs(runs_dir: str | Path, only: set[str] | None = None) -> list[RunDocument]:
+    """The runs of a batch (those in `only`, when given), in run-id order (deterministic for the report)."""
+    paths = sorted(Path(runs_dir).glob("*.json"))
+    return [read_run(p) for p in paths if only is None or p.stem in only]
+
+
+def planned_run_ids(batch_dir: str | Path) -> set[str] | None:
+    """The run ids the batch file planned when it last ran, or None where no runner wrote a plan.
+
+    A changed parameter gives a new run id; the document of the old one stays
+    in `runs/` (so a batch resumes), and this keeps it out of the report.
+    """
+    path = Path(batch_dir) / PLAN_FILE
+    if not path.exists():
+        return None
+    return set(orjson.loads(path.read_bytes())["runs"])
