@@ -22,13 +22,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 import psutil
 from pydantic_settings import BaseSettings
 
+from experiments.runtime.lifetime import Managed
 from experiments.runtime.nats.base import free_port
 from experiments.runtime.nats.process import ProcessNats
 from experiments.runtime.nats.provider import NatsServer
@@ -209,7 +209,7 @@ def _build(model: type[S], base: S | None, *layers: Mapping[str, Any]) -> S:
     return load(model, **values)
 
 
-class Stack:
+class Stack(Managed):
     """gateway -> ingest -> processor(s) [-> NATS], all on 127.0.0.1."""
 
     def __init__(self, config: StackConfig, workdir: str | Path | None = None, nats: NatsServer | None = None) -> None:
@@ -352,12 +352,3 @@ class Stack:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
-
-    def __enter__(self) -> Stack:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

@@ -20,13 +20,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import psutil
 
 from experiments.runtime.lazyfs.availability import require_fuse
 from experiments.runtime.lazyfs.control import send_command
+from experiments.runtime.lifetime import Managed
 from experiments.runtime.processes import register_child, signal_and_wait
 
 Writeback = float | None  # seconds, or None for "never"
@@ -46,7 +46,7 @@ def writeback_arg(writeback_s: Writeback) -> str:
     return "never" if writeback_s is None else repr(float(writeback_s))
 
 
-class LazyFS:
+class LazyFS(Managed):
     """A lazy FUSE mount of `backing` on `mountpoint`, run by a child process."""
 
     def __init__(
@@ -140,11 +140,6 @@ class LazyFS:
         while is_mounted(self.mountpoint) and time.monotonic() < deadline:
             time.sleep(0.02)  # auto_unmount's watcher finishing
 
-    def __enter__(self) -> LazyFS:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def close(self) -> None:
+        """`stop`: what leaving `with` does."""
         self.stop()

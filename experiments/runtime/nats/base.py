@@ -15,10 +15,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, ClassVar, Self
+from typing import TYPE_CHECKING, ClassVar
 
 import httpx
+
+from experiments.runtime.lifetime import Managed
 
 if TYPE_CHECKING:
     from experiments.runtime.nats.topology import ClusterMember
@@ -74,30 +75,7 @@ def wait_healthy(monitor_url: str, timeout: float) -> None:
     raise NatsNotReady(f"NATS at {monitor_url} not healthy within {timeout}s (last: {last})")
 
 
-class ManagedServer:
-    """`with` starts it and always closes it, a failed start included, so nothing it made outlives the block."""
-
-    def start(self) -> None:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.close()  # a failed start leaves nothing behind
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-class NatsNode(ManagedServer):
+class NatsNode(Managed):
     """One nats-server with JetStream on 127.0.0.1: fixed ports and store for the object's life.
 
     Subclasses say how it runs (`start`, `stop`, `kill`, `pause`, `resume`,

@@ -13,10 +13,10 @@ import asyncio
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 
 import nats
 
+from experiments.runtime.lifetime import Managed
 from experiments.runtime.nats.base import NatsNotReady, wait_healthy
 
 
@@ -24,7 +24,7 @@ class NotOurServer(RuntimeError):
     """A fault was asked of a server this harness did not start."""
 
 
-class ExternalNats:
+class ExternalNats(Managed):
     """The user's NATS at `url`; `start` only checks that JetStream answers."""
 
     kind = "external"
@@ -89,12 +89,3 @@ class ExternalNats:
     def close(self) -> None:
         """Release the harness's own temp dir; the user's servers are left as they were."""
         self._tmp.cleanup()
-
-    def __enter__(self) -> ExternalNats:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
