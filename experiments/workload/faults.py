@@ -60,6 +60,7 @@ import orjson
 from backends.nats_jetstream import NatsConfig
 from experiments.runtime.migration import Queue, switch_queue
 from experiments.runtime.nats.cluster import NatsCluster
+from experiments.runtime.nats.lazy import LazyNats, power_off_all
 from experiments.runtime.nats.provider import NatsServer
 from experiments.runtime.processes import freeze
 from experiments.runtime.stack import ServiceProcess, Stack
@@ -265,10 +266,9 @@ class ClusterNodes:
     def power_off(self) -> int:
         """The picked nodes lose power at once; the bytes they lose, summed."""
         nodes = [self.cluster.node(n) for n in self.names]
-        if not all(isinstance(n, PowerLossable) for n in nodes):
+        if not all(isinstance(n, LazyNats) for n in nodes):
             raise ValueError("power loss needs a cluster with lazy stores: Setup(store='lazyfs')")
-        with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
-            return sum(pool.map(lambda n: int(n.power_off()), nodes))
+        return power_off_all(nodes)
 
     def note_new_leader(self, timeout: float = 15.0, *, changed: bool = False) -> None:
         """Which node leads once the fault is over (None if none within `timeout`); `changed`: not the old one."""
@@ -339,11 +339,16 @@ def apply(step: FaultStep, victim: Victim) -> None:
             )
         power_loss([victim], step.down_s)
     elif step.kind == "pause":
-        victim.pause()
-        try:
-            time.sleep(step.down_s)
-        finally:
-            victim.resume()
+        _pause_for(victim, step.down_s)
+
+
+def _pause_for(victim: Victim, seconds: float) -> None:
+    """Freeze `victim` for `seconds`; it is thawed whatever happens meanwhile."""
+    victim.pause()
+    try:
+        time.sleep(seconds)
+    finally:
+        victim.resume()
 
 
 def _apply_on_cluster(step: FaultStep, victim: ClusterNodes) -> None:
@@ -381,11 +386,9 @@ def _apply_on_cluster(step: FaultStep, victim: ClusterNodes) -> None:
         victim.note_new_leader()
         return
     if step.kind == "pause":
-        victim.pause()
         try:
-            time.sleep(step.down_s)
+            _pause_for(victim, step.down_s)
         finally:
-            victim.resume()
             victim.healed_at = time.perf_counter()
     elif step.kind == "power-loss":
         power_loss([victim], step.down_s)

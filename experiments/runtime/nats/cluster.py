@@ -38,8 +38,9 @@ import nats
 import orjson
 
 from experiments.runtime.lazyfs.mount import Writeback
-from experiments.runtime.nats.base import ManagedServer, NatsNotReady, wait_healthy
-from experiments.runtime.nats.lazy import LazyNats
+from experiments.runtime.lifetime import Managed
+from experiments.runtime.nats.base import NatsNotReady, wait_healthy
+from experiments.runtime.nats.lazy import LazyNats, power_off_all
 from experiments.runtime.nats.process import ProcessNats
 from experiments.runtime.nats.topology import ClusterMember, free_ports, plan_members_on
 from experiments.runtime.tcp_proxy import TcpProxy
@@ -55,7 +56,17 @@ def _get_json(url: str, timeout: float = 1.0) -> dict[str, Any] | None:
         return None
 
 
-class NatsCluster(ManagedServer):
+def _stream_cluster_of(node: Node, stream: str, timeout: float) -> dict[str, Any]:
+    """The `cluster` block (leader, replicas) of `stream` as `node`'s `/jsz` reports it; {} when none or no answer."""
+    jsz = _get_json(f"{node.monitor_url}/jsz?streams=true", timeout)
+    for account in (jsz or {}).get("account_details") or []:
+        for detail in account.get("stream_detail") or []:
+            if detail.get("name") == stream:
+                return dict(detail.get("cluster") or {})
+    return {}
+
+
+class NatsCluster(Managed):
     """`nodes` nats-servers routed into one cluster named `lab`; each its own ports and store."""
 
     def __init__(
@@ -215,8 +226,7 @@ class NatsCluster(ManagedServer):
         """Every node loses power at once (Jepsen's coordinated power failure); the bytes lost, summed."""
         if not self.lazy:
             raise ValueError("this cluster has no lazy store: build it lazy=True (Setup(store='lazyfs'))")
-        with ThreadPoolExecutor(max_workers=self.size) as pool:
-            return sum(pool.map(lambda n: int(n.power_off()), self.nodes))
+        return power_off_all(self.nodes)
 
     def close(self) -> None:
         try:
@@ -250,11 +260,9 @@ class NatsCluster(ManagedServer):
         """
         views: list[dict[str, Any]] = []
         for n in self.running():
-            jsz = _get_json(f"{n.monitor_url}/jsz?streams=true", timeout)
-            for account in (jsz or {}).get("account_details") or []:
-                for detail in account.get("stream_detail") or []:
-                    if detail.get("name") == stream and (detail.get("cluster") or {}).get("leader"):
-                        views.append(dict(detail["cluster"]))
+            cluster = _stream_cluster_of(n, stream, timeout)
+            if cluster.get("leader"):
+                views.append(cluster)
         if not views:
             return None
         votes = Counter(v["leader"] for v in views)
@@ -265,15 +273,7 @@ class NatsCluster(ManagedServer):
 
     def stream_views(self, stream: str, names: list[str], timeout: float = 0.5) -> dict[str, str | None]:
         """The stream leader as each of `names` sees it (None: no stream or no leader there, or no answer)."""
-        views: dict[str, str | None] = {}
-        for name in names:
-            jsz = _get_json(f"{self.node(name).monitor_url}/jsz?streams=true", timeout)
-            views[name] = None
-            for account in (jsz or {}).get("account_details") or []:
-                for detail in account.get("stream_detail") or []:
-                    if detail.get("name") == stream:
-                        views[name] = (detail.get("cluster") or {}).get("leader") or None
-        return views
+        return {name: _stream_cluster_of(self.node(name), stream, timeout).get("leader") or None for name in names}
 
     def client_connections(self, name: str) -> int:
         """Client connections on node `name` (its `/varz`), 0 when it does not answer."""

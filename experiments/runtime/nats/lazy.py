@@ -10,6 +10,8 @@ provider gives each node its own mount and the fault takes a list of them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +54,9 @@ class LazyNats(ProcessNats):
         self.kill()
         self.lazyfs.stop()
         super().close()
+
+
+def power_off_all(nodes: Sequence[LazyNats]) -> int:
+    """These nodes lose power at the same moment (one thread each); the bytes they lose, summed."""
+    with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+        return sum(pool.map(lambda n: n.power_off(), nodes))
