@@ -76,8 +76,8 @@ class Session:
         env = setup.service_env
         if setup.backend != "memory" or setup.standby_nats:
             sync = setup.backend == "nats-sync"
-            if setup.store == "lazyfs" and (setup.nodes or 1) > 1:
-                self.nats = NatsCluster(self.workdir / "nats", nodes=setup.nodes or 1, sync_always=sync, lazy=True,
+            if setup.store == "lazyfs" and setup.nodes is not None and setup.nodes > 1:
+                self.nats = NatsCluster(self.workdir / "nats", nodes=setup.nodes, sync_always=sync, lazy=True,
                                         writeback_s=setup.writeback_s, partitionable=setup.partitionable)  # fmt: skip
             elif setup.store == "lazyfs":
                 self.nats = LazyNats(self.workdir / "nats", sync_always=sync, writeback_s=setup.writeback_s)

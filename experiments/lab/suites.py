@@ -310,6 +310,11 @@ class PowerLossSetting:
         wb = _writeback_label(self.writeback_s) if self.backend == "nats" else "-"  # nothing pending elsewhere
         return f"{self.fault},writeback={wb}"
 
+    def step(self, at_s: float, down_s: float, lag_s: float) -> FaultStep:
+        """The fault at `at_s`: down `down_s`, or for the lagging majority its follower cut off `lag_s`."""
+        kind = FaultStep.parse(self.fault).kind
+        return FaultStep.parse(self.fault, at_s=at_s, down_s=lag_s if kind == "lagging-majority" else down_s)
+
 
 def power_loss_settings(
     backends: Sequence[Backend],
@@ -381,8 +386,7 @@ async def power_loss(
     measured_costs: set[tuple[Backend, int]] = set()
     for setting in power_loss_settings(backends, writebacks, replicas, cluster_faults, cluster_writebacks):
         cluster = setting.replicas > 1
-        kind = FaultStep.parse(setting.fault).kind
-        step = FaultStep.parse(setting.fault, at_s=fault_at_s, down_s=lag_s if kind == "lagging-majority" else down_s)
+        step = setting.step(fault_at_s, down_s, lag_s)
         setup = Setup(
             backend=setting.backend,
             workers=workers,
@@ -391,7 +395,7 @@ async def power_loss(
             writeback_s=setting.writeback_s,
             nodes=setting.replicas if setting.backend != "memory" else None,
             env={"NATS_REPLICAS": str(setting.replicas)} if setting.backend != "memory" else {},
-            partitionable=kind == "lagging-majority",
+            partitionable=step.kind == "lagging-majority",
         )
         async with ctx.session(setup) as session:
             key = (setting.backend, setting.replicas)
