@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from experiments.workload.load import closed_loop, open_loop
+from tests.http_stub import serve_ingest
 
 
 @pytest.fixture
@@ -18,17 +19,8 @@ async def server() -> AsyncIterator[str]:
         await request.read()
         return web.json_response({"ids": ["x"]}, status=202)
 
-    app = web.Application()
-    app.router.add_post("/api/v1/ingest", ingest)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/api/v1/ingest"
-    finally:
-        await runner.cleanup()
+    async with serve_ingest(ingest) as url:
+        yield url
 
 
 async def test_a_blocked_generator_shows_as_send_lag_not_only_as_latency(server: str) -> None:

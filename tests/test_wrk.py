@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from experiments.bench import wrk
+from tests.http_stub import serve_ingest
 
 SUMMARY = """Running 2s test @ http://127.0.0.1:8080/api/v1/ingest
   1 threads and 4 connections
@@ -50,17 +51,8 @@ async def test_wrk_drives_a_real_server_with_our_body() -> None:
         seen.append(data)
         return web.json_response({"ids": ["x"]}, status=202 if len(seen) % 2 else 503)
 
-    app = web.Application()
-    app.router.add_post("/api/v1/ingest", ingest)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        r = await asyncio.to_thread(wrk.accepted_rate, f"http://127.0.0.1:{port}/api/v1/ingest", body, 2, 1.0)
-    finally:
-        await runner.cleanup()
+    async with serve_ingest(ingest) as url:
+        r = await asyncio.to_thread(wrk.accepted_rate, url, body, 2, 1.0)
     assert seen
     assert set(seen) == {body}
     assert r.requests >= len(seen) - 2  # wrk counts what it finished in the window
