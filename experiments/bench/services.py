@@ -57,7 +57,7 @@ from experiments.bench import cpu_cost, wrk
 from experiments.lab.stages import phase_stages
 from experiments.runtime import warn_once
 from experiments.runtime.nats.base import free_port, nats_server_version
-from experiments.runtime.stack import ServiceProcess, Stack, StackConfig
+from experiments.runtime.stack import AsgiServer, ServiceProcess, Stack, StackConfig
 from experiments.workload.load import closed_loop, id_bodies, open_loop, request_ids
 from services.settings import BackendSettings
 
@@ -219,7 +219,7 @@ class Variant:
     """A lever on the stack: service environment (settings) and the gateway's ASGI server."""
 
     env: dict[str, str] = field(default_factory=dict)
-    gateway_server: str = "uvicorn"
+    gateway_server: AsgiServer = "uvicorn"
 
 
 # Levers on the half-rate tail (`BACKEND/LEVER` in --configs; experiments/bench/tail.py runs them side by side).

@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 import psutil
@@ -36,6 +36,9 @@ from experiments.runtime.processes import register_child, signal_and_wait
 from services.settings import BackendSettings, GatewaySettings, IngestSettings, ProcessorSettings, load, to_env
 
 S = TypeVar("S", bound=BaseSettings)
+
+
+AsgiServer = Literal["uvicorn", "granian"]
 
 
 class ServiceNotReady(RuntimeError):
@@ -57,7 +60,7 @@ class ServiceProcess:
     env: dict[str, str] = field(repr=False)
     log_path: Path
     settings: Sequence[BaseSettings] = field(default=(), repr=False)
-    server: str = "uvicorn"  # or "granian" (the same ASGI app; measured against uvicorn in bench-services)
+    server: AsgiServer = "uvicorn"  # or "granian" (the same ASGI app; measured against uvicorn in bench-services)
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -183,7 +186,7 @@ class StackConfig:
     env: dict[str, str] = field(default_factory=dict, repr=False)  # for every service
     processor_env: dict[str, str] = field(default_factory=dict, repr=False)
     gateway_env: dict[str, str] = field(default_factory=dict, repr=False)
-    gateway_server: str = "uvicorn"  # the gateway's ASGI server: "uvicorn" or "granian"
+    gateway_server: AsgiServer = "uvicorn"  # the gateway's ASGI server
 
 
 def _fields(model: type[BaseSettings], env: Mapping[str, str]) -> dict[str, str]:
