@@ -65,12 +65,23 @@ async def run(tmp_path: Path, backend: Backend, fault: str, *, duration_s: float
     return rec
 
 
+def acknowledged_after_the_fault(rec: ResultRecord) -> int:
+    """Messages sent after the fault's window (the node back up) and answered 2xx: the stream took writes again."""
+    tl, end_s = rec.series.timeline, rec.series.faults[0].end_s
+    width = tl.t_s[1] - tl.t_s[0]
+    return round(sum(rate * width for t, rate in zip(tl.t_s, tl.acked_per_s, strict=True) if t >= end_s))
+
+
 async def test_r3_sync_always_loses_nothing_when_the_leader_loses_power(tmp_path: Path) -> None:
-    rec = await run(tmp_path, "nats-sync", "power-loss:leader", duration_s=7.0, down_s=0.5)
+    # 15 s: the two nodes left elect a stream leader after nats-server's Raft election timeout
+    # (4-9 s; 4.2-7.9 s of refusals measured here). A 7 s phase once ended before the election
+    # (CI: 254 acknowledged, 796 refused).
+    rec = await run(tmp_path, "nats-sync", "power-loss:leader", duration_s=15.0, down_s=0.5)
     row = rec.row
-    print(f"R3 sync_always, leader's power loss: acknowledged={row.acknowledged} lost={row.lost} "
-          f"recovered={row.recovered} refused={row.errors}")  # fmt: skip
-    assert row.acknowledged > 300, row
+    after = acknowledged_after_the_fault(rec)
+    print(f"R3 sync_always, leader's power loss: acknowledged={row.acknowledged} (after the fault {after}) "
+          f"lost={row.lost} recovered={row.recovered} refused={row.errors}")  # fmt: skip
+    assert after > 0, f"no publish was acknowledged after the fault: the stream never elected a leader: {row}"
     assert row.lost == 0, row
     assert row.errors > 0, f"no publish was refused: the stream never lost its leader, the fault did not bite: {row}"
     assert row.recovered > 0, f"no backlog was at stake, so lost=0 proves nothing: {row}"
