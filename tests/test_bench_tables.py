@@ -32,6 +32,12 @@ def test_half_rate_tables_show_lag_and_each_stage_median_over_rounds() -> None:
     assert "gen lag p99" in main
     nats_row = next(line for line in main.splitlines() if line.startswith("nats "))
     assert nats_row.split()[-3:] == ["40.0", "4.0", "0"]  # p99, lag p99 (medians of two rounds), errors
+    assert main.splitlines()[-1] == "client p99 ms at half rate, round by round: bare 40.0 / 50.0; nats 30.0 / 50.0"
     table = render_stages(rounds, ["nats"]).splitlines()
     assert table[0].startswith("p99 ms by stage at half rate")
     assert [line.split()[-1] for line in table[2:]] == ["5.0", "9.0", "40.0"]  # store, queue wait, client
+
+
+def test_the_generators_heap_is_a_lever_of_its_own() -> None:
+    assert parse_config("memory").variant.client_heap_frozen
+    assert not parse_config("nats:2/plain-heap").variant.client_heap_frozen

@@ -153,6 +153,7 @@ async def measure(
     duration: float,
     processor_pids: list[int] | None = None,
     ledgers: list[Path] | None = None,
+    freeze_heap: bool = True,
 ) -> ChainFigures:
     ingest = f"{url}/api/v1/ingest"
     errors = 0
@@ -164,7 +165,7 @@ async def measure(
         nonlocal errors
         before = await processed.count(client) if processed else 0
         started = time.monotonic()
-        res = await closed_loop(ingest, body, concurrency=concurrency, duration=duration)
+        res = await closed_loop(ingest, body, concurrency=concurrency, duration=duration, freeze_heap=freeze_heap)
         errors += len(res.records) - len(res.ok)
         accepted_msgs = len(res.ok) * per_request
         accepted = accepted_msgs / res.duration
@@ -180,7 +181,9 @@ async def measure(
         await closed_loop(ingest, single_body, concurrency=16, duration=1.0)  # warm up connections
         single_acc, single_proc = await window(single_body, 64, 1)
         wrk_acc = await asyncio.to_thread(wrk.accepted_rate, ingest, single_body(0), 64, duration)
-        low_res = await closed_loop(ingest, single_body, concurrency=LOW_CONNECTIONS, duration=duration)
+        low_res = await closed_loop(
+            ingest, single_body, concurrency=LOW_CONNECTIONS, duration=duration, freeze_heap=freeze_heap
+        )
         errors += len(low_res.records) - len(low_res.ok)
         wrk_low = await asyncio.to_thread(wrk.accepted_rate, ingest, single_body(0), LOW_CONNECTIONS, duration)
         before_cpu, before_n = cpu_s(), (await processed.count(client) if processed else 0)
@@ -198,6 +201,7 @@ async def measure(
             rate=half,
             duration=duration,
             keep_ids=False,
+            freeze_heap=freeze_heap,
         )
         errors += len(res.records) - len(res.ok)
         if processed is not None:  # the last ones' stamps too
@@ -216,18 +220,26 @@ async def measure(
 
 @dataclass(frozen=True)
 class Variant:
-    """A lever on the stack: service environment (settings) and the gateway's ASGI server."""
+    """A lever: service environment (settings), the gateway's ASGI server, or the load generator's heap.
+
+    `client_heap_frozen=False` is the generator's own lever: its loads run
+    with the heap as it is, so a full collection of this process (the
+    harness imported) can stall it mid-schedule (experiments.workload.load).
+    """
 
     env: dict[str, str] = field(default_factory=dict)
     gateway_server: AsgiServer = "uvicorn"
+    client_heap_frozen: bool = True
 
 
-# Levers on the half-rate tail (`BACKEND/LEVER` in --configs; experiments/bench/tail.py runs them side by side).
+# Levers on the half-rate tail (`BACKEND/LEVER` in --configs). experiments/bench/tail.py runs
+# the stack ones side by side; `plain-heap` is the generator's, so it is bench-services' alone.
 LEVERS: dict[str, Variant] = {
     "freeze": Variant({"GC_FREEZE": "true"}),
     "gen0": Variant({"GC_FREEZE": "true", "GC_GEN0_THRESHOLD": "10000"}),
     "granian": Variant({}, "granian"),
     "granian+freeze": Variant({"GC_FREEZE": "true"}, "granian"),
+    "plain-heap": Variant(client_heap_frozen=False),
 }
 
 
@@ -305,7 +317,8 @@ def run_round(
         with Stack(cfg, work / name.replace("/", "-")) as stack:
             counter = Processed([f"{p.url}/stats" for p in stack.processors])
             pids = [p.pid for p in stack.processors if p.pid is not None]
-            out.append(run(measure(name, stack.gateway_url, counter, duration, pids, stack.ledger_paths)))
+            frozen = config.variant.client_heap_frozen
+            out.append(run(measure(name, stack.gateway_url, counter, duration, pids, stack.ledger_paths, frozen)))
     return out
 
 
@@ -362,6 +375,11 @@ def render(rounds: list[list[ChainFigures]], names: list[str]) -> str:
             f" {r.p50_ms:>7.1f} {r.p99_ms:>7.1f} {r.lag_p99_ms:>11.1f} {r.errors:>6}"
         )
     lines.append("gen lag: how late our generator itself started a request (scheduled -> sent), part of the client p99")
+    per_round = (
+        f"{name} " + " / ".join(f"{r.p99_ms:.1f}" for rnd in rounds for r in rnd if r.name == name)
+        for name in ["bare", *names]
+    )
+    lines.append("client p99 ms at half rate, round by round: " + "; ".join(per_round))
     return "\n".join(lines)
 
 

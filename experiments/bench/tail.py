@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     levers = args.levers.split(",")
     if unknown := [name for name in levers if name not in LEVERS]:
         parser.error(f"unknown lever(s) {unknown}; known: {sorted(LEVERS)}")
+    if client_side := [name for name in levers if not LEVERS[name].client_heap_frozen]:
+        parser.error(f"lever(s) {client_side} act on the one generator both stacks share; use bench-services")
     print(f"{args.windows} windows of {args.duration:.0f} s, {args.rate:.0f} msg/s to each stack", flush=True)
     summary = []
     stages: dict[str, list[Window]] = {}
