@@ -178,7 +178,8 @@ async def measure(
         return sum(float(t.user + t.system) for t in (p.cpu_times() for p in procs))
 
     try:
-        await closed_loop(ingest, single_body, concurrency=16, duration=1.0)  # warm up connections
+        # warm up connections; with the same heap policy, so a `plain-heap` round never freezes
+        await closed_loop(ingest, single_body, concurrency=16, duration=1.0, freeze_heap=freeze_heap)
         single_acc, single_proc = await window(single_body, 64, 1)
         wrk_acc = await asyncio.to_thread(wrk.accepted_rate, ingest, single_body(0), 64, duration)
         low_res = await closed_loop(
