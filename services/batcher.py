@@ -6,7 +6,9 @@ are busy is sent as one batch when the next slot frees: one HTTP request and
 one pipelined publish for many client requests, instead of one each (the
 processor's per-request HTTP and broker round trips dominated its CPU).
 Every caller still gets its answer only when the processor confirmed its own
-messages stored, and gets exactly its own ids back.
+messages stored, and gets exactly its own ids back. Each caller's messages
+are encoded on their own, so one that cannot be encoded fails that caller
+(a 422), never the callers batched with it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from services.errors import ApiError
 
 Post = Callable[[bytes], Awaitable[tuple[int, bytes]]]
 
@@ -66,7 +70,9 @@ class ForwardBatcher:
 
     async def _send(self, batch: list[_Waiting]) -> None:
         try:
-            body = orjson.dumps([m for w in batch for m in w.messages])
+            body, batch = _encode(batch)
+            if not batch:
+                return
             status, answer = await self._post(body)
         except Exception as exc:  # every caller of the batch gets the failure (a 503 ApiError, usually)
             for w in batch:
@@ -83,6 +89,22 @@ class ForwardBatcher:
     async def close(self) -> None:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _encode(batch: list[_Waiting]) -> tuple[bytes, list[_Waiting]]:
+    """One JSON list of every caller's messages; a caller whose messages cannot be encoded gets a 422 alone."""
+    parts: list[bytes] = []
+    kept: list[_Waiting] = []
+    for w in batch:
+        try:
+            encoded = orjson.dumps(w.messages)
+        except orjson.JSONEncodeError as exc:
+            if not w.answer.done():
+                w.answer.set_exception(ApiError(422, f"message cannot be encoded as JSON: {exc}"))
+            continue
+        parts.append(encoded[1:-1])  # the list's items, without its brackets
+        kept.append(w)
+    return b"[" + b",".join(parts) + b"]", kept
 
 
 def split_answer(status: int, answer: bytes, counts: list[int]) -> list[bytes]:

@@ -1,7 +1,8 @@
 """Reading a request body: bounded in bytes, JSON only, parsed once.
 
 Every refusal is a 4xx naming the limit or the problem: 415 for another
-content type, 413 past `MAX_BODY_BYTES`, 400 for malformed JSON.
+content type, 413 past `MAX_BODY_BYTES`, 400 for malformed JSON, 422 for
+JSON that would not be stored exactly as sent (`services.exact_json`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 import orjson
 from fastapi import Request
 
+from services import exact_json
 from services.errors import JSON, ApiError
 
 
@@ -44,7 +46,7 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 
 async def read_json(request: Request, max_bytes: int) -> Any:
-    """A JSON body: 415 for another content type, 413 if too big, 400 if malformed."""
+    """A JSON body: 415 for another content type, 413 if too big, 400 if malformed, 422 if it would change."""
     return (await read_json_sized(request, max_bytes))[0]
 
 
@@ -57,6 +59,8 @@ async def read_json_sized(request: Request, max_bytes: int) -> tuple[Any, int]:
     if not body:
         raise ApiError(400, "empty body: send a JSON object or a list of objects")
     try:
-        return orjson.loads(body), len(body)
+        data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, f"malformed JSON: {exc}") from None
+    exact_json.check(body, data)
+    return data, len(body)

@@ -29,11 +29,12 @@ RETRY_AFTER = "1"
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
     for code, text in {
-        400: "malformed JSON (or nested deeper than the limit)",
+        400: "malformed JSON",
         401: "missing or wrong API key",
         413: "body over MAX_BODY_BYTES",
         415: "not application/json",
-        422: "valid JSON, invalid message; `details` names each field",
+        422: "valid JSON, invalid message, or a value that would not be stored exactly (nested deeper than "
+        "MAX_JSON_DEPTH, a number beyond 64 bits or a double's digits, a duplicate key); `details` names each field",
         429: "queue full: retry later",
         503: "a downstream service or the queue backend is unavailable",
     }.items()

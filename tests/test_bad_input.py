@@ -143,6 +143,20 @@ CASES: list[tuple[str, dict[str, Any], int, str]] = [
     ("body over the limit", {"content": b" " * (MAX_BODY + 1) + orjson.dumps(GOOD)}, 413, "MAX_BODY_BYTES"),
     ("chunked body over the limit", {"content": chunks(MAX_BODY + 10_000)}, 413, "MAX_BODY_BYTES"),
     ("JSON nested 10,000 deep", {"content": deep(10_000)}, 400, "malformed JSON"),
+    ("JSON nested 300 deep", {"content": deep(300)}, 422, "MAX_JSON_DEPTH=128"),
+    ("JSON nested 253 deep", {"content": deep(253)}, 422, "MAX_JSON_DEPTH=128"),
+    ("integer 2**100", {"content": b'{"source": "s", "payload": %d}' % 2**100}, 422, "body.payload"),
+    (
+        "integer below -2**63",
+        {"content": b'[{"source": "s", "payload": {"n": %d}}]' % (-(2**63) - 1)},
+        422,
+        "body.0.payload.n",
+    ),
+    ("more digits than a double", {"content": b'{"source": "s", "payload": 0.1000000000000000000001}'}, 422, "string"),
+    ("duplicate key", {"content": b'{"source": "s", "payload": {"a": 1, "a": 2}}'}, 422, "body.payload.a"),
+    ("NaN token", {"content": b'{"source": "s", "payload": NaN}'}, 400, "malformed JSON"),
+    ("lone surrogate", {"content": b'{"source": "s", "payload": "\\ud800"}'}, 400, "malformed JSON"),
+    ("byte order mark", {"content": b'\xef\xbb\xbf{"source": "s", "payload": 1}'}, 400, "malformed JSON"),
     ("bad Idempotency-Key", {"json": GOOD, "headers": {"Idempotency-Key": "a b"}}, 422, "Idempotency-Key"),
     ("missing API key", {"json": GOOD, "headers": {"X-API-Key": ""}, "no_key": True}, 401, "API key"),
     ("wrong API key", {"json": GOOD, "headers": {"X-API-Key": "nope"}}, 401, "API key"),
@@ -175,6 +189,53 @@ async def test_the_matrix_positive_controls_are_accepted(chain: Chain) -> None:
     c = await chain.gateway.post("/api/v1/ingest", json={"source": "s", "payload": None}, headers={"X-API-Key": KEY})
     assert (a.status_code, b.status_code, c.status_code) == (202, 202, 202)
     assert await enqueued(chain) == before + 1 + MAX_BATCH + 1
+
+
+BIG = 2**100  # 1267650600228229401496703205376: orjson would read it as the float 1.2676506002282294e+30
+
+
+@in_process
+@pytest.mark.parametrize("service", ["gateway", "ingest", "processor"])
+async def test_regression_depth_300_and_2_to_the_100_are_422_naming_field_and_limit(chain: Chain, service: str) -> None:
+    """Were 500 (depth 300: orjson parsed, then could not encode) and 202 with a changed payload (2**100)."""
+    client, path, envelope = {
+        "gateway": (chain.gateway, "/api/v1/ingest", b'{"source": "s", "payload": %s}'),
+        "ingest": (chain.ingest, "/api/v1/ingest", b'{"source": "s", "payload": %s}'),
+        "processor": (
+            chain.processor,
+            "/api/v1/messages",
+            b'[{"id": "r", "source": "s", "created_at": 1, "payload": %s}]',
+        ),
+    }[service]
+    field = "body.0.payload" if service == "processor" else "body.payload"
+    before = await enqueued(chain)
+    deep_body = envelope % (b"[" * 300 + b"]" * 300)
+    r = await client.post(path, content=deep_body, headers=OK_HEADERS)
+    assert (r.status_code, r.json()) == (
+        422,
+        {
+            "error": f"{field}: nested deeper than MAX_JSON_DEPTH=128 levels",
+            "details": [{"field": field, "problem": "nested deeper than 128 levels (MAX_JSON_DEPTH)"}],
+        },
+    )
+    r = await client.post(path, content=envelope % str(BIG).encode(), headers=OK_HEADERS)
+    problem = (
+        f"integer {BIG} is outside -2**63 .. 2**64-1 and would be stored as the float 1.2676506002282294e+30; "
+        "send it as a string"
+    )
+    assert (r.status_code, r.json()) == (
+        422,
+        {"error": f"{field}: {problem}", "details": [{"field": field, "problem": problem}]},
+    )
+    assert await enqueued(chain) == before
+    # the largest of each still goes through, unchanged
+    r = await client.post(path, content=envelope % (b"[" * 120 + b"]" * 120), headers=OK_HEADERS)
+    assert r.status_code == 202, r.text
+    r = await client.post(
+        path, content=(envelope % str(2**64 - 1).encode()).replace(b'"r"', b'"r2"'), headers=OK_HEADERS
+    )
+    assert r.status_code == 202, r.text
+    assert await enqueued(chain) == before + 2
 
 
 @in_process

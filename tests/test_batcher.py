@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from services.batcher import ForwardBatcher, split_answer
+from services.errors import ApiError
 
 
 class FakeProcessor:
@@ -86,3 +87,24 @@ def test_split_answer_keeps_duplicates_per_caller() -> None:
     first, second = (orjson.loads(p) for p in split_answer(202, answer, [2, 2]))
     assert first == {"ids": ["a", "dup-b"], "count": 2, "duplicates": 1, "duplicate_positions": [1]}
     assert second == {"ids": ["c", "dup-d"], "count": 2, "duplicates": 1, "duplicate_positions": [1]}
+
+
+async def test_a_message_that_cannot_be_encoded_fails_only_its_own_caller() -> None:
+    """One caller's message nested past orjson's encoder limit: that caller gets a 422, the others their 202."""
+    proc = FakeProcessor()
+    b = ForwardBatcher(proc.post, max_in_flight=1, max_messages=100, max_bytes=100_000)
+    deep: object = "x"
+    for _ in range(300):
+        deep = [deep]
+    bad = [{"id": "bad-0", "source": "s", "payload": deep}]
+    first = asyncio.create_task(b.submit(items("first-", 1), 10))  # takes the one slot: the rest queue up
+    await asyncio.sleep(0)
+    rest = [asyncio.create_task(b.submit(m, 10)) for m in (items("a-", 2), bad, items("b-", 1))]
+    answers = await asyncio.gather(first, *rest, return_exceptions=True)
+    good = [a for a in answers if not isinstance(a, BaseException)]
+    assert [orjson.loads(body)["ids"] for _, body in good] == [["first-0"], ["a-0", "a-1"], ["b-0"]]
+    assert {status for status, _ in good} == {202}
+    failure = answers[2]
+    assert isinstance(failure, ApiError), failure
+    assert failure.status == 422
+    assert proc.calls == [1, 3]  # the second call carried both good callers, coalesced, without the bad one
