@@ -11,6 +11,7 @@ within `ack_wait` it is delivered again, up to `max_deliver` times in total.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,17 @@ from typing import NamedTuple, Protocol, runtime_checkable
 import orjson
 
 JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
+
+
+def payload_digest(payload: JsonValue) -> str:
+    """What end-to-end integrity compares: BLAKE2b-128 of the payload's canonical JSON (orjson's encoding).
+
+    Stamped once, at the first hop that parses the client's body, and again
+    by the worker on what it processed; the two differ only if the payload
+    was changed on the way. (The services refuse what orjson would change
+    when parsing, so the canonical form holds the client's value exactly.)
+    """
+    return hashlib.blake2b(orjson.dumps(payload), digest_size=16).hexdigest()
 
 
 class QueueError(Exception):
@@ -56,7 +68,8 @@ class Message:
     end-to-end latency can be measured across processes without float rounding.
     `stamps` carries the other hops' times on the same clock (`time.time_ns()`),
     e.g. `gateway` and `processor` received, so the consumer's ledger row can
-    say where a message's time went.
+    say where a message's time went. `digest` is `payload_digest(payload)` as
+    the first hop computed it, carried unchanged to the worker ("" if none).
     """
 
     id: str
@@ -65,6 +78,7 @@ class Message:
     created_at: int = field(default_factory=time.time_ns)
     attributes: dict[str, str] = field(default_factory=dict)
     stamps: dict[str, int] = field(default_factory=dict)
+    digest: str = ""
 
     def to_json(self) -> bytes:
         """The wire form used by backends that store bytes."""
@@ -76,6 +90,7 @@ class Message:
                 "created_at": self.created_at,
                 "attributes": self.attributes,
                 "stamps": self.stamps,
+                **({"digest": self.digest} if self.digest else {}),
             }
         )
 
@@ -91,6 +106,7 @@ class Message:
                 created_at=raw["created_at"],
                 attributes=raw.get("attributes") or {},
                 stamps=raw.get("stamps") or {},
+                digest=raw.get("digest") or "",
             )
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             raise ValueError(f"not a queue message: {exc}") from exc

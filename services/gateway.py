@@ -27,12 +27,14 @@ from services.bodies import read_json
 from services.downstream import Downstream, NextHop, NextHopFactory, passthrough
 from services.errors import ERROR_RESPONSES, ApiError, json_response
 from services.models import (
+    DIGESTS_HEADER,
     ID_PATTERN,
     RECEIVED_HEADER,
     Accepted,
     IngestItem,
     OriginalItem,
     SystemStatus,
+    digests_of,
     parse_items,
     with_original_fields,
 )
@@ -41,6 +43,7 @@ from services.settings import GatewaySettings, load
 
 log = logging.getLogger("services.gateway")
 _ID = re.compile(ID_PATTERN)
+SERVICES = ("gateway", "ingest", "processor")  # the `services` of /api/v1/status
 
 
 class ApiKeyCheck:
@@ -116,9 +119,8 @@ class Gateway:
             raise ApiError(422, f"Idempotency-Key must match {ID_PATTERN}")
         data = await read_json(request, self.settings.max_body_bytes)
         items = parse_items(data, self.settings.max_batch)
-        status, answer = await self.ingest.post_json(
-            "/api/v1/ingest", orjson.dumps(with_ids(items, key)), {RECEIVED_HEADER: str(received_at)}
-        )
+        headers = {RECEIVED_HEADER: str(received_at), DIGESTS_HEADER: ",".join(digests_of(items))}
+        status, answer = await self.ingest.post_json("/api/v1/ingest", orjson.dumps(with_ids(items, key)), headers)
         if isinstance(data, dict):
             answer = with_original_fields(status, answer)
         return passthrough(status, answer)
@@ -146,6 +148,7 @@ class Gateway:
             "components": components,
             "ingest": {"healthy": ing["status"] == "ok", "stats": ing_stats},
             "processor": {"healthy": proc["status"] == "ok", "stats": proc_stats},
+            "services": {name: "healthy" if components[name]["status"] == "ok" else "unhealthy" for name in SERVICES},
         }
         return json_response(body, 200 if ok else 503)
 

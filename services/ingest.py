@@ -24,7 +24,17 @@ from services.batcher import ForwardBatcher
 from services.bodies import read_json_sized
 from services.downstream import Downstream, NextHopFactory, passthrough
 from services.errors import ERROR_RESPONSES, json_response
-from services.models import RECEIVED_HEADER, Accepted, IngestItem, OriginalItem, parse_items, with_original_fields
+from services.models import (
+    DIGESTS_HEADER,
+    RECEIVED_HEADER,
+    Accepted,
+    IngestItem,
+    OriginalItem,
+    digests_of,
+    given_digests,
+    parse_items,
+    with_original_fields,
+)
 from services.openapi import document_body
 from services.routing import ProcessorRoutes, install_routing_routes, parse_urls
 from services.settings import IngestSettings, load
@@ -32,9 +42,17 @@ from services.settings import IngestSettings, load
 log = logging.getLogger("services.ingest")
 
 
-def stamp(items: list[IngestItem], now_ns: int, gateway_at: int | None = None) -> list[dict[str, Any]]:
-    """Wire messages for the processor: the client's id or a new one, one timestamp, the gateway's stamp."""
+def stamp(
+    items: list[IngestItem], now_ns: int, gateway_at: int | None = None, digests: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Wire messages for the processor: the client's id or a new one, one timestamp, the gateway's stamp.
+
+    `digests`: the payload digests the gateway stamped; computed here when
+    ingest is the first hop (called directly).
+    """
     stamps = {"gateway": gateway_at} if gateway_at is not None else {}
+    if digests is None:
+        digests = digests_of(items)
     return [
         {
             "id": item.id or uuid.uuid4().hex,
@@ -43,8 +61,9 @@ def stamp(items: list[IngestItem], now_ns: int, gateway_at: int | None = None) -
             "created_at": now_ns,
             "attributes": item.attributes or {},
             "stamps": stamps,
+            "digest": digest,
         }
-        for item in items
+        for item, digest in zip(items, digests, strict=True)
     ]
 
 
@@ -110,9 +129,10 @@ class Ingest:
         counts = self.counts
         counts.received += len(items)
         try:
-            # size + ~130 bytes a message for the id, created_at, attributes and stamps added here
-            wire = stamp(items, time.time_ns(), gateway_stamp(request))
-            status, answer = await self.batcher.submit(wire, size + 130 * len(items))
+            # size + ~175 bytes a message for the id, created_at, attributes, stamps and digest added here
+            digests = given_digests(request.headers.get(DIGESTS_HEADER), len(items))
+            wire = stamp(items, time.time_ns(), gateway_stamp(request), digests)
+            status, answer = await self.batcher.submit(wire, size + 175 * len(items))
         except BaseException:
             counts.failed += len(items)
             raise

@@ -28,7 +28,9 @@ CREATE TABLE IF NOT EXISTS deliveries (
     gateway_at INTEGER,               -- stage stamps, ns since epoch, one clock (time.time_ns()):
     processor_at INTEGER,             --   received by gateway / by the publishing processor,
     stored_at INTEGER,                --   stored (memory put, JetStream's stream timestamp),
-    delivered_at INTEGER              --   handed to a worker by fetch
+    delivered_at INTEGER,             --   handed to a worker by fetch
+    payload_digest TEXT,              -- the payload's digest as the first hop stamped it
+    processed_digest TEXT             -- the digest of the payload this worker processed (differs: altered)
 );
 CREATE TABLE IF NOT EXISTS settlements (
     id TEXT NOT NULL,                 -- one row per deliveries row that was acked, written after the ack
@@ -41,13 +43,17 @@ CREATE TABLE IF NOT EXISTS settlements (
 
 # Columns added after the first release: a ledger file from before gets them by ALTER TABLE.
 STAGE_COLUMNS = ("gateway_at", "processor_at", "stored_at", "delivered_at")
+DIGEST_COLUMNS = ("payload_digest", "processed_digest")
 INSERT = (
     "INSERT INTO deliveries (id, source, created_at, processed_at, delivery_count, worker, instance, outcome, "
-    "gateway_at, processor_at, stored_at, delivered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "gateway_at, processor_at, stored_at, delivered_at, payload_digest, processed_digest) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_SETTLED = "INSERT INTO settlements VALUES (?, ?, ?, ?, ?)"
 
-Row = tuple[str, str, int, int, int, str, str, str, int | None, int | None, int | None, int | None]
+Row = tuple[
+    str, str, int, int, int, str, str, str, int | None, int | None, int | None, int | None, str | None, str | None
+]
 Settled = tuple[str, int, str, int, int]  # id, delivery_count, instance, committed_at, acked_at
 GATHER_ROWS = 64  # a commit with fewer pending rows waits GATHER_SECONDS for more
 GATHER_SECONDS = 0.002
@@ -93,6 +99,9 @@ class Ledger:
         for column in STAGE_COLUMNS:
             if column not in have:  # a ledger written before the stage stamps
                 conn.execute(f"ALTER TABLE deliveries ADD COLUMN {column} INTEGER")
+        for column in DIGEST_COLUMNS:
+            if column not in have:  # a ledger written before the digests
+                conn.execute(f"ALTER TABLE deliveries ADD COLUMN {column} TEXT")
         self._conn = conn
 
     def _write(self, rows: list[Row], settled: list[Settled]) -> None:
@@ -198,6 +207,7 @@ class Ledger:
 
 
 _COLUMNS = "id, source, created_at, processed_at, delivery_count, worker, instance, outcome"
+_ALTERED = "payload_digest IS NOT NULL AND processed_digest IS NOT NULL AND processed_digest != payload_digest"
 
 
 class LedgerTail:
@@ -229,6 +239,21 @@ class LedgerTail:
         if new:
             self.last_rowid = new[-1][0]
         return [LedgerRow(*r[1:]) for r in new]
+
+
+def altered_rows(path: str | Path) -> list[str]:
+    """Ids of rows whose processed payload's digest differs from the one stamped at the first hop (read-only).
+
+    Rows written without a stamped digest (a ledger from before) are not counted.
+    """
+    conn = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+    try:
+        have = {r[1] for r in conn.execute("PRAGMA table_info(deliveries)")}
+        if not set(DIGEST_COLUMNS) <= have:
+            return []
+        return [r[0] for r in conn.execute(f"SELECT id FROM deliveries WHERE {_ALTERED}")]
+    finally:
+        conn.close()
 
 
 def read_ledger(path: str | Path) -> list[LedgerRow]:

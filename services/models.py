@@ -15,11 +15,29 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from backends.contract import Message
+from backends.contract import Message, payload_digest
 
 ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
 # gateway -> ingest: when the gateway received the request, ns since the epoch (a stage stamp)
 RECEIVED_HEADER = "X-Gateway-Received-Ns"
+# gateway -> ingest: each item's payload digest, comma-separated in item order (stamped at the first hop)
+DIGESTS_HEADER = "X-Payload-Digests"
+_DIGEST = re.compile(r"^[0-9a-f]{32}$")
+
+
+def digests_of(items: list[IngestItem]) -> list[str]:
+    """Each item's `payload_digest`, in order."""
+    return [payload_digest(item.payload) for item in items]
+
+
+def given_digests(value: str | None, count: int) -> list[str] | None:
+    """The digests an earlier hop stamped (`DIGESTS_HEADER`), if well-formed and one per item; else None."""
+    if value is None:
+        return None
+    digests = value.split(",")
+    if len(digests) != count or not all(_DIGEST.match(d) for d in digests):
+        return None
+    return digests
 
 
 class IngestItem(BaseModel):
@@ -71,6 +89,11 @@ class WireMessage(BaseModel):
     stamps: dict[str, Annotated[int, Field(ge=0, le=MAX_CREATED_AT)]] = Field(
         default_factory=dict, description="earlier hops' times, ns since the epoch (`gateway`: received there)"
     )
+    digest: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{32}$",
+        description="BLAKE2b-128 of the payload's canonical JSON, stamped at the first hop; computed here if absent",
+    )
 
 
 class Accepted(BaseModel):
@@ -81,15 +104,18 @@ class Accepted(BaseModel):
     duplicates: int = Field(description="ids that were already stored (a retry); stored once")
     duplicate_positions: list[int] = Field(default_factory=list, description="which of `ids` were duplicates")
     message_id: str | None = Field(None, description="the original's field: the id, when the body was one message")
+    messageId: str | None = Field(  # the spelling the original's clients read
+        None, description="`message_id` as the original's clients (its scripts, k6 checks) spell it"
+    )
     status: Literal["accepted"] | None = Field(None, description="the original's field, when the body was one message")
 
 
 def with_original_fields(status: int, answer: bytes) -> bytes:
-    """The answer to one message, plus the original's `message_id` and `status` (only on a 2xx)."""
+    """The answer to one message, plus the original's `message_id` (also `messageId`) and `status` (on a 2xx)."""
     if not 200 <= status < 300:
         return answer
     body = orjson.loads(answer)
-    body["message_id"] = body["ids"][0]
+    body["message_id"] = body["messageId"] = body["ids"][0]
     body["status"] = "accepted"
     return orjson.dumps(body)
 
@@ -111,6 +137,9 @@ class SystemStatus(BaseModel):
     )
     ingest: ComponentStats
     processor: ComponentStats
+    services: dict[str, Literal["healthy", "unhealthy"]] = Field(
+        description="gateway, ingest, processor: healthy or not (the field the original's clients look for)"
+    )
 
 
 class ErrorBody(BaseModel):
@@ -183,7 +212,7 @@ def _from_original(d: dict[str, Any], at: str) -> dict[str, Any]:
     return out
 
 
-_WIRE_FIELDS = frozenset(("id", "source", "payload", "created_at", "attributes", "stamps"))
+_WIRE_FIELDS = frozenset(("id", "source", "payload", "created_at", "attributes", "stamps", "digest"))
 _valid_id = re.compile(ID_PATTERN).match
 
 
@@ -227,4 +256,17 @@ def wire_to_message(d: Any, received_at: int | None = None) -> Message:
         stamps = {}
     if received_at is not None:
         stamps["processor"] = received_at
-    return Message(id=mid, source=source, payload=payload, created_at=created_at, attributes=attributes, stamps=stamps)
+    digest = d.get("digest")
+    if digest is None:
+        digest = payload_digest(payload)  # this processor is the first hop that sees it
+    elif type(digest) is not str or not _DIGEST.match(digest):
+        raise InvalidInput(422, "digest must be 32 lowercase hex digits (BLAKE2b-128 of the payload)")
+    return Message(
+        id=mid,
+        source=source,
+        payload=payload,
+        created_at=created_at,
+        attributes=attributes,
+        stamps=stamps,
+        digest=digest,
+    )

@@ -182,20 +182,32 @@ def _latency_summary(sorted_ms: list[float]) -> dict[str, float] | None:
 
 
 class ProcessorMetrics:
-    """The processor's own Prometheus metrics, read from the backend and the pool at each scrape."""
+    """The processor's own Prometheus metrics, read from the backend and the pool at each scrape.
+
+    As Prometheus expects: what only grows is a Counter (`*_total`), what can
+    fall is a Gauge, and each name carries its unit (messages, elections).
+    The pool and the backend keep plain integers on their hot paths; a
+    counter here is advanced by what they grew since the last scrape.
+    """
 
     def __init__(self, processor: Processor) -> None:
         self.processor = processor
         self.registry = CollectorRegistry()
         r = self.registry
-        self.depth = Gauge("queue_current_size", "messages stored and not yet acknowledged", registry=r)
-        self.processed = Gauge("pool_processed_count", "deliveries processed and acked", registry=r)
-        self.errors = Gauge("pool_error_count", "deliveries whose work failed", registry=r)
-        self.dead = Gauge("queue_dead_lettered", "messages in the dead-letter place", registry=r)
+        self.depth = Gauge("queue_depth_messages", "messages stored and not yet acknowledged", registry=r)
+        self.dead = Gauge("queue_dead_letter_messages", "messages in the dead-letter place now", registry=r)
+        self.processed = Counter("pool_processed_messages", "deliveries processed and acked", registry=r)
+        self.failed = Counter("pool_failed_messages", "deliveries whose work failed", registry=r)
         self.elections = Counter(
-            "queue_leader_changes", "stream and consumer leader elections seen (NATS cluster)", registry=r
+            "queue_leader_elections", "stream and consumer leader elections seen (NATS cluster)", registry=r
         )
-        self._seen_elections = 0
+        self._seen: dict[Counter, int] = {}
+
+    def _advance(self, counter: Counter, total: int) -> None:
+        grown = total - self._seen.get(counter, 0)
+        if grown > 0:
+            counter.inc(grown)
+            self._seen[counter] = total
 
     async def refresh(self) -> None:
         processor = self.processor
@@ -203,11 +215,9 @@ class ProcessorMetrics:
             q = await asyncio.wait_for(processor.backend.stats(), 1.0)
             self.depth.set(q.current_size)
             self.dead.set(q.dead_lettered)
-            if q.leader_changes > self._seen_elections:
-                self.elections.inc(q.leader_changes - self._seen_elections)
-                self._seen_elections = q.leader_changes
-        self.processed.set(processor.pool.processed_count)
-        self.errors.set(processor.pool.error_count)
+            self._advance(self.elections, q.leader_changes)
+        self._advance(self.processed, processor.pool.processed_count)
+        self._advance(self.failed, processor.pool.error_count)
 
 
 class MessagesApi:

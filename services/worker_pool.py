@@ -24,7 +24,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from backends.contract import BackendUnavailable, Delivery, QueueBackend, QueueError
+from backends.contract import BackendUnavailable, Delivery, QueueBackend, QueueError, payload_digest
 from services.ledger import Ledger, Row
 from services.settings import BackendSettings, ProcessorSettings, default_of
 
@@ -167,7 +167,7 @@ class WorkerPool:
                 skipped += 1
                 now = time.time_ns()
                 rows.append((m.id, m.source, m.created_at, now, d.delivery_count, worker, instance, "duplicate",
-                             gateway_at, processor_at, d.stored_at, delivered_at))  # fmt: skip
+                             gateway_at, processor_at, d.stored_at, delivered_at, m.digest or None, None))  # fmt: skip
                 continue
             started = time.perf_counter()
             try:
@@ -181,7 +181,8 @@ class WorkerPool:
             self.total_duration += time.perf_counter() - started
             now = time.time_ns()
             rows.append((m.id, m.source, m.created_at, now, d.delivery_count, worker, instance, outcome,
-                         gateway_at, processor_at, d.stored_at, delivered_at))  # fmt: skip
+                         gateway_at, processor_at, d.stored_at, delivered_at, m.digest or None,
+                         payload_digest(m.payload)))  # fmt: skip
             if outcome == "processed":
                 self.latencies_ms.append((now - m.created_at) / 1e6)
         committed_at = await self.ledger.record(rows)  # committed before any ack

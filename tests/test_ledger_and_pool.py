@@ -22,7 +22,9 @@ async def test_concurrent_records_are_all_committed(tmp_path: Path) -> None:
 
     async def writer(w: int) -> None:
         for i in range(50):
-            await ledger.record([(f"{w}-{i}", "s", 1, 2, 1, f"w{w}", "inst", "processed", None, None, None, None)])
+            await ledger.record(
+                [(f"{w}-{i}", "s", 1, 2, 1, f"w{w}", "inst", "processed", None, None, None, None, None, None)]
+            )
 
     await asyncio.gather(*(writer(w) for w in range(8)))
     await ledger.close()
@@ -87,7 +89,7 @@ async def test_redelivery_of_a_committed_result_is_acked_not_redone(tmp_path: Pa
     ledger = Ledger(tmp_path / "l.sqlite")
     await ledger.start()
     # committed, ack never sent
-    await ledger.record([("m1", "s", 1, 2, 1, "w0", "before-crash", "processed", None, None, None, None)])
+    await ledger.record([("m1", "s", 1, 2, 1, "w0", "before-crash", "processed", None, None, None, None, None, None)])
     await ledger.close()
     await backend.connect()
     await backend.publish(Message(id="m1", source="s", payload=1))
@@ -136,14 +138,14 @@ async def test_ledger_tail_reads_each_committed_row_once_while_the_processor_wri
     await ledger.start()
     seen: list[LedgerRow] = []
     for batch in range(5):
-        rows: list[Row] = [(f"m{batch}-{i}", "s", batch, batch + 1, 1, "w0", "p", "processed", None, None, None, None)
-                           for i in range(40)]  # fmt: skip
+        rows: list[Row] = [(f"m{batch}-{i}", "s", batch, batch + 1, 1, "w0", "p", "processed",
+                            None, None, None, None, None, None) for i in range(40)]  # fmt: skip
         await ledger.record(rows)
         new = tail.poll()
         assert [r.id for r in new] == [f"m{batch}-{i}" for i in range(40)]  # only what is new, in order
         seen.extend(new)
     assert tail.poll() == []
-    await ledger.record([("late", "s", 7, 8, 2, "w1", "p", "duplicate", None, None, None, None)])
+    await ledger.record([("late", "s", 7, 8, 2, "w1", "p", "duplicate", None, None, None, None, None, None)])
     await ledger.close()
     assert tail.poll() == [LedgerRow("late", "s", 7, 8, 2, "w1", "p", "duplicate")]
     assert len(seen) == 200

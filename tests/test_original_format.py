@@ -38,6 +38,7 @@ def accepted_id(r: httpx.Response) -> str:
     body = r.json()
     assert body["status"] == "accepted"
     assert body["message_id"] == body["ids"][0]
+    assert body["messageId"] == body["message_id"]  # the spelling the original's k6 checks read
     assert body["count"] == 1
     return str(body["message_id"])
 
@@ -90,6 +91,7 @@ def test_health_and_status_carry_the_original_healthy_fields(stack: Stack) -> No
     assert body["status"] == "ok"  # ours beside it
     assert body["ingest"]["healthy"] is True
     assert body["processor"]["healthy"] is True
+    assert body["services"] == {"gateway": "healthy", "ingest": "healthy", "processor": "healthy"}
     assert body["ingest"]["stats"]["total_sent"] >= 1
     assert body["ingest"]["stats"]["total_failed"] == 0
     assert body["processor"]["stats"]["queue"]["type"] == stack.config.queue
@@ -111,6 +113,7 @@ async def test_healthy_is_false_while_nats_is_down(stack: Stack) -> None:
     assert status.status_code == 503
     assert (status.json()["healthy"], status.json()["processor"]["healthy"]) == (False, False)
     assert status.json()["ingest"]["healthy"] is True
+    assert status.json()["services"] == {"gateway": "healthy", "ingest": "healthy", "processor": "unhealthy"}
     assert refused.status_code == 503
     assert "message_id" not in refused.json()
     deadline = time.monotonic() + 15

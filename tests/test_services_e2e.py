@@ -155,7 +155,7 @@ def test_every_service_has_health_metrics_and_docs(stack: Stack, path: str) -> N
         r = httpx.get(f"{service.url}{path}", trust_env=False, timeout=5)
         assert r.status_code == 200, (service.name, path, r.text[:200])
     metrics = httpx.get(f"{stack.processor_url}/metrics", trust_env=False).text
-    assert "queue_current_size" in metrics
+    assert "queue_depth_messages" in metrics  # renamed from queue_current_size (issue 20: units in names)
     assert "http_requests_total" in metrics
 
 

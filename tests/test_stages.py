@@ -115,7 +115,7 @@ async def test_a_ledger_from_before_the_stamps_gets_the_columns(tmp_path: Path) 
     conn.close()
     ledger = Ledger(path)
     await ledger.start()
-    committed = await ledger.record([("new", "s", 3, 4, 1, "w0", "p", "processed", 1, 3, 3, 4)])
+    committed = await ledger.record([("new", "s", 3, 4, 1, "w0", "p", "processed", 1, 3, 3, 4, None, None)])
     ledger.settled([("new", 1, "p", committed, committed + 5)])
     await ledger.close()
     assert {r.id for r in read_ledger(path)} == {"old", "new"}

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from experiments.workload.load import LoadResult
-from services.ledger import read_ledger
+from services.ledger import altered_rows, read_ledger
 
 
 @dataclass
@@ -130,3 +130,8 @@ def loss_split(acked_in_send_order: Sequence[str], processed: Container[str]) ->
 def recovered(sent_before_fault: Iterable[str], first_processed_ns: Mapping[str, int], fault_end_ns: int) -> int:
     """Acknowledged before the fault and first processed after it: what the store kept across it."""
     return sum(1 for mid in sent_before_fault if first_processed_ns.get(mid, -1) > fault_end_ns)
+
+
+def altered(ledgers: Iterable[Path]) -> int:
+    """Ledger rows whose processed payload differs from the one the first hop stamped (by digest): must be 0."""
+    return sum(len(altered_rows(path)) for path in ledgers if path.exists())
