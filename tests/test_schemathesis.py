@@ -38,6 +38,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield st
 
 
+# The schema says `payload` is any JSON value; the services refuse (422, naming field and limit) the
+# values orjson would store changed (services.exact_json). OpenAPI cannot bound integers at any depth
+# of an arbitrary value without a recursive schema, so schemathesis' "schema-valid request rejected"
+# for exactly that refusal is the documented divergence, and nothing else is excused.
+EXACTNESS_LIMITS = ("is outside -2**63 .. 2**64-1", "more digits than a 64-bit float keeps", "MAX_JSON_DEPTH=")
+
+
+def _only_the_exactness_refusal(text: str) -> bool:
+    return (
+        text.count("\n- ST") + text.startswith("- ST") <= 1
+        and "Schema-valid request rejected" in text
+        and "[422]" in text
+        and any(limit in text for limit in EXACTNESS_LIMITS)
+    )
+
+
 def run_operation(op: Any, base_url: str, headers: dict[str, str], mode: GenerationMode) -> tuple[int, list[str]]:
     """MAX_EXAMPLES generated cases of one operation in one mode: (cases run, failures)."""
     checks = list(CHECKS.get_all())
@@ -59,6 +75,8 @@ def run_operation(op: Any, base_url: str, headers: dict[str, str], mode: Generat
         try:
             case.call_and_validate(base_url=base_url, headers=headers, checks=checks, timeout=10)
         except (Exception, BaseExceptionGroup) as exc:  # every check failure is collected; the test fails on any
+            if _only_the_exactness_refusal(str(exc)):
+                return
             failures.append(f"{op.label} [{mode.value}]: {str(exc)[:3000]}")
 
     try:
