@@ -120,7 +120,7 @@ def test_failing_cell_names_the_cell_and_the_error(tmp_path: Path) -> None:
 
 def test_fault_steps_parse_and_validate() -> None:
     assert FaultStep.parse("kill").label == "kill:queue"
-    assert FaultStep.parse("pause:nats", down_s=2.0).down_s == 2.0
+    assert FaultStep.parse("pause:broker", down_s=2.0).down_s == 2.0
     assert FaultStep.parse("none").label == "none"
     with pytest.raises(ValueError, match="kind"):
         FaultStep.parse("explode")

@@ -22,7 +22,7 @@ from experiments.results import power_loss as power_loss_results
 from experiments.results.schema import Backend, PublishRate, ResultRow
 from experiments.runtime.nats.process import ProcessNats
 from experiments.workload.accounting import LossSplit, loss_split
-from experiments.workload.faults import FaultStep, apply
+from experiments.workload.faults import FaultStep
 from tests.lazyfs_fixtures import require_fuse_or_skip
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
@@ -80,7 +80,7 @@ def test_power_loss_parses_and_needs_a_lazy_store(tmp_path: Path) -> None:
     step = FaultStep.parse("power-loss", at_s=1.0, down_s=0.1)
     assert (step.kind, step.target, step.label) == ("power-loss", "queue", "power-loss:queue")
     with ProcessNats(tmp_path / "nats") as plain, pytest.raises(ValueError, match="no lazy store"):
-        apply(step, plain)
+        step.fault.run(step, plain)
 
 
 def test_the_settings_grid_runs_r1_then_r3_and_refuses_typos() -> None:

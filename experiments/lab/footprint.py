@@ -103,9 +103,9 @@ def _record(
     latency.update({f"e2e_{k}_ms": None for k in client})  # nothing is processed: held by design
     seconds = max(total.seconds, 1e-3)
     row = ResultRow(
-        experiment=ctx.experiment,
-        run_id=ctx.run_id,
-        repetition=ctx.repetition,
+        experiment=ctx.labels.experiment,
+        run_id=ctx.labels.run_id,
+        repetition=ctx.labels.repetition,
         backend=setup.backend,
         nats_provider=session.nats_provider,
         phase=f"queue={queue},payload={payload_bytes},backlog={target}",
@@ -130,7 +130,7 @@ def _record(
         errors=total.errors,
         dead_lettered=0,
         wall_time_s=round(total.seconds, 3),
-        params=json.dumps(ctx.params, sort_keys=True, default=str),
+        params=json.dumps(ctx.labels.params, sort_keys=True, default=str),
         backlog=held,
         queue_size=setup.queue_size if setup.backend == "memory" else None,
         processor_rss_mib=round(proc_rss / MIB, 2) if proc_rss is not None else None,
