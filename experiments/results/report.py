@@ -10,17 +10,28 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.figure import Figure
 
-from experiments.results import plots, power_loss
-from experiments.results.registry import EXPERIMENTS
-from experiments.results.schema import PLAN_FILE, ROW_COLUMNS, ResultRecord, RunDocument, planned_run_ids, read_runs
+from experiments.results import plots
+from experiments.results.schema import PLAN_FILE, ROW_COLUMNS, RunDocument, planned_run_ids, read_runs
 
 FLOAT_FORMAT = "%.6g"
+
+
+class ReportEntry(Protocol):
+    """One experiment as the report sees it (`experiments.lab.experiment.Experiment` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    def report_tables(self, rows: pd.DataFrame, docs: Sequence[RunDocument]) -> dict[str, pd.DataFrame]: ...
+    def report_figures(self, rows: pd.DataFrame, docs: Sequence[RunDocument]) -> Iterator[tuple[str, Figure]]: ...
 
 
 @dataclass
@@ -39,22 +50,11 @@ def load_rows(docs: list[RunDocument]) -> pd.DataFrame:
     return df.sort_values(["experiment", "run_id", "backend", "phase"], kind="stable").reset_index(drop=True)
 
 
-def _records(docs: list[RunDocument], experiment: str) -> list[ResultRecord]:
-    return [rec for doc in docs for rec in doc.results if rec.row.experiment == experiment]
-
-
-def tables(df: pd.DataFrame, docs: list[RunDocument] | None = None) -> dict[str, pd.DataFrame]:
-    """The summary tables of every registered experiment that has rows, in registry order.
-
-    With `docs`, also the tables built from the records' series (latency by stage, CPU by process).
-    """
+def tables(df: pd.DataFrame, docs: list[RunDocument], experiments: Iterable[ReportEntry]) -> dict[str, pd.DataFrame]:
+    """The summary tables of every experiment that has rows, in the order given."""
     out: dict[str, pd.DataFrame] = {}
-    for exp in EXPERIMENTS.values():
-        rows = df[df["experiment"] == exp.name]
-        if exp.tables is not None and not rows.empty:
-            out.update(exp.tables(rows))
-        if exp.record_tables is not None and docs is not None and not rows.empty:
-            out.update(exp.record_tables(_records(docs, exp.name)))
+    for exp in experiments:
+        out.update(exp.report_tables(df[df["experiment"] == exp.name], docs))
     return out
 
 
@@ -81,22 +81,15 @@ def runs_table(docs: list[RunDocument]) -> pd.DataFrame:
     )
 
 
-def figures(df: pd.DataFrame, docs: list[RunDocument], directory: Path) -> dict[str, list[Path]]:
-    """Every registered experiment's figures (PNG + SVG) for the experiments that have rows."""
+def figures(
+    df: pd.DataFrame, docs: list[RunDocument], directory: Path, experiments: Iterable[ReportEntry]
+) -> dict[str, list[Path]]:
+    """Every experiment's figures (PNG + SVG) for the experiments that have rows."""
     made: dict[str, list[Path]] = {}
-    for exp in EXPERIMENTS.values():
-        rows = df[df["experiment"] == exp.name]
-        if rows.empty:
-            continue
-        records = _records(docs, exp.name)
-        for spec in exp.figures:
-            fig = spec.draw(rows, records)
-            made[spec.name] = plots.save(fig, directory, spec.name)
+    for exp in experiments:
+        for name, fig in exp.report_figures(df[df["experiment"] == exp.name], docs):
+            made[name] = plots.save(fig, directory, name)
             plt.close(fig)
-    power = power_loss.figure(df, docs)  # needs the documents' publish rates, not only rows
-    if power is not None:
-        made["power_loss"] = plots.save(power, directory, "power_loss")
-        plt.close(power)
     return made
 
 
@@ -134,8 +127,12 @@ def _html(batch: str, report: Report, env: pd.DataFrame, runs: pd.DataFrame, lef
     return "\n".join(parts)
 
 
-def build(batch_dir: str | Path) -> Report:
-    """Read `runs/`, write results.csv, tables/*.csv, figures/*.{png,svg} and report.html."""
+def build(batch_dir: str | Path, experiments: Iterable[ReportEntry]) -> Report:
+    """Read `runs/`, write results.csv, tables/*.csv, figures/*.{png,svg} and report.html.
+
+    `experiments`: what the lab knows (`experiments.lab.registry.build_report` passes them all).
+    """
+    experiments = list(experiments)
     batch_dir = Path(batch_dir)
     planned = planned_run_ids(batch_dir)
     docs = read_runs(batch_dir / "runs", only=planned)
@@ -144,11 +141,11 @@ def build(batch_dir: str | Path) -> Report:
     left_out = len(list((batch_dir / "runs").glob("*.json"))) - len(docs)
     df = load_rows(docs)
     df.to_csv(batch_dir / "results.csv", index=False, float_format=FLOAT_FORMAT)
-    report = Report(batch_dir, df, {**tables(df, docs), **power_loss.tables(df, docs)})
+    report = Report(batch_dir, df, tables(df, docs, experiments))
     (batch_dir / "tables").mkdir(exist_ok=True)
     for name, table in report.tables.items():
         table.to_csv(batch_dir / "tables" / f"{name}.csv", index=False, float_format=FLOAT_FORMAT)
-    report.figures = figures(df, docs, batch_dir / "figures")
+    report.figures = figures(df, docs, batch_dir / "figures", experiments)
     env, runs = environment_table(docs), runs_table(docs)
     report.html_path = batch_dir / "report.html"
     report.html_path.write_text(_html(batch_dir.name, report, env, runs, left_out))
