@@ -8,6 +8,7 @@ real nats-server), then checks on the produced files only.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,14 +128,28 @@ def test_report_has_every_figure_and_table(quick_batch: BatchOutcome) -> None:
     assert quick_batch.report_html == batch_dir / "report.html"
     html = (batch_dir / "report.html").read_text()
     for name in FIGURES:
-        for ext in ("png", "svg"):
+        for ext in ("png", "svg", "pdf"):
             assert (batch_dir / "figures" / f"{name}.{ext}").stat().st_size > 1000, (name, ext)
         assert f"alt='{name}'" in html
+    # thesis-ready: numbered figures with generated captions, verdicts and headlines before any table
+    captions = json.loads((batch_dir / "captions.json").read_text())
+    assert [f["number"] for f in captions["figures"]] == list(range(1, len(captions["figures"]) + 1))
+    assert {f["name"] for f in captions["figures"]} >= set(FIGURES)
+    assert all("From " in f["caption"] and "CPUs" in f["caption"] for f in captions["figures"])
+    assert html.index("<h2>Verdicts</h2>") < html.index("<h2>Headlines</h2>") < html.index("Table 1:")
+    assert "Figure 1.</b>" in html
+    methods = (batch_dir / "methods.md").read_text()
+    assert "nats_server: v" in methods
+    assert "| 01_latency | 2 | 2 |" in methods
     tables = ("latency", "repeatability", "throughput", "durability", "scaling", "power_loss", "publish_cost",
               "publish_ratios", "migration", "migration_statuses", "footprint", "cluster_latency",
               "cluster_faults")  # fmt: skip
     for table in tables:
         assert (batch_dir / "tables" / f"{table}.csv").exists()
+        tex = (batch_dir / "tables" / f"{table}.tex").read_text()
+        assert "\\toprule" in tex
+        assert "\\bottomrule" in tex
+        assert f"\\label{{tab:{table}}}" in tex
 
 
 def _digests(batch_dir: Path) -> dict[str, str]:

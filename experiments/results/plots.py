@@ -44,12 +44,13 @@ def _style(backend: str) -> dict[str, str]:
 
 
 def save(fig: Figure, directory: str | Path, name: str) -> list[Path]:
-    """`name.png` and `name.svg`, without timestamps (reproducible bytes)."""
+    """`name.png`, `name.svg` and `name.pdf`, without timestamps (reproducible bytes)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    paths = [directory / f"{name}.png", directory / f"{name}.svg"]
+    paths = [directory / f"{name}.png", directory / f"{name}.svg", directory / f"{name}.pdf"]
     fig.savefig(paths[0], bbox_inches="tight", metadata={"Software": None})
     fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None, "Creator": None})
+    fig.savefig(paths[2], bbox_inches="tight", metadata={"CreationDate": None, "Creator": None, "Producer": None})
     return paths
 
 
@@ -95,17 +96,29 @@ def latency_cdf(records: Sequence[ResultRecord], which: str = "e2e") -> Figure:
 
 
 def latency_vs_rate(df: pd.DataFrame) -> Figure:
-    """p50 and p99 end-to-end latency against offered rate; bars span the repetitions (min..max)."""
-    fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.8), sharex=True)
-    for ax, pct in zip(axes, ("p50", "p99"), strict=True):
-        for backend, part in df.groupby("backend", sort=True):
-            agg = _agg(part, ["offered_rate"], f"e2e_{pct}_ms")
-            _errorbar(ax, agg["offered_rate"], agg, str(backend))
-        ax.set_xlabel("offered rate [msg/s]")
-        ax.set_ylabel(f"end-to-end latency {pct} [ms]")
-        ax.set_title(f"{pct} (median of repetitions, bars: min..max)")
-        ax.set_ylim(bottom=0)
-    axes[0].legend(fontsize=8)
+    """p50 (top) and p99 (bottom) end-to-end latency against offered rate, one column per payload size.
+
+    Each payload size has its own scale: one 256 KiB point at hundreds of ms
+    would otherwise flatten every small-payload point onto the axis. Bars span
+    the repetitions (min..max).
+    """
+    payloads = sorted(int(p) for p in df["payload_bytes"].unique()) or [0]
+    fig, grid = plt.subplots(2, len(payloads), figsize=(max(6.3, 2.6 * len(payloads)), 5.2), squeeze=False)
+    for col, payload in enumerate(payloads):
+        part_p = df[df["payload_bytes"] == payload]
+        for row, pct in enumerate(("p50", "p99")):
+            ax = grid[row][col]
+            for backend, part in part_p.groupby("backend", sort=True):
+                agg = _agg(part, ["offered_rate"], f"e2e_{pct}_ms")
+                _errorbar(ax, agg["offered_rate"], agg, str(backend))
+            ax.set_ylim(bottom=0)
+            ax.set_title(f"{pct}, {_size(payload)}", fontsize=9)
+            if col == 0:
+                ax.set_ylabel(f"end-to-end {pct} [ms]", fontsize=8)
+            if row == 1:
+                ax.set_xlabel("offered rate [msg/s]", fontsize=8)
+            ax.tick_params(labelsize=7)
+    grid[0][0].legend(fontsize=7)
     fig.tight_layout()
     return fig
 
