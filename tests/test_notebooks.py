@@ -71,6 +71,11 @@ def test_quick_batch_runs_every_notebook(quick_batch: BatchOutcome) -> None:
     for run_id in quick_batch.executed:
         assert (quick_batch.batch_dir / "notebooks" / f"{run_id}.ipynb").stat().st_size > 0
     assert (quick_batch.batch_dir / "notebooks" / "99_report.ipynb").exists()
+    for run_id in quick_batch.executed:  # also as HTML without code, with the chapter's verdicts
+        page = (quick_batch.batch_dir / "html" / f"{run_id}.html").read_text()
+        assert "Verdicts" in page
+        assert "What this run showed." in page
+        assert "lab.RunContext(" not in page
 
 
 def test_run_documents_match_the_schema(quick_batch: BatchOutcome, rows: pd.DataFrame) -> None:

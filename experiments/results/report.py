@@ -119,7 +119,7 @@ def _figures(df: pd.DataFrame, docs: list[RunDocument], directory: Path) -> list
     return made
 
 
-def _headlines(report: Report) -> str:
+def headlines(report: Report) -> str:
     """One line per experiment: its title, its verdict counts, and the evidence of its first decided claim."""
     items = []
     for exp in EXPERIMENTS.values():
@@ -156,7 +156,7 @@ def _html(batch: str, report: Report, env: pd.DataFrame, runs: pd.DataFrame, lef
     parts.append("<h2>Verdicts</h2>")
     parts.append(verdicts.html(report.verdicts, GLOSSARY))
     parts.append("<h2>Headlines</h2>")
-    parts.append(_headlines(report))
+    parts.append(headlines(report))
     parts.append(
         "<p>Methods: <code>methods.md</code>. Figures as PDF/SVG (16 cm wide) in <code>figures/</code>, tables as "
         "CSV and LaTeX in <code>tables/</code>, numbers and captions in <code>captions.json</code>.</p>"

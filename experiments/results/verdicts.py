@@ -75,7 +75,7 @@ def frame(verdicts: Sequence[Verdict]) -> pd.DataFrame:
 
 def styled(verdicts: Sequence[Verdict]) -> object:
     """The verdict table coloured by outcome (a pandas Styler: what a notebook displays)."""
-    df = frame(verdicts).drop(columns=["source"])
+    df = frame(verdicts).drop(columns=["experiment", "source"])
     return df.style.apply(lambda col: [f"background-color: {COLOURS[v]}" for v in col], subset=["verdict"]).hide(
         axis="index"
     )
