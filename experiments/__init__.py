@@ -3,7 +3,7 @@
 - `runtime`: real processes (start, stop, freeze by pid), the service stack, NATS providers, the environment record.
 - `workload`: open-loop and closed-loop load, faults, accounting by message id.       (imports runtime)
 - `results`: the result schema, the one percentile function, plots, the report.       (imports nothing of ours)
-- `lab`: RunContext, Session, suites, the experiment registry: what notebooks use. (imports workload, results, runtime)
+- `lab`: RunContext, Session, phase pipeline, experiments, their registry.        (imports workload, results, runtime)
 - `batch`: batch files, planning, the papermill runner.                               (imports results, runtime)
 - `bench`: backend and services benches, the bare chain, the demo.                    (imports runtime, workload)
 

@@ -157,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if args.command == "run":
         from experiments.batch import runner as batch
+        from experiments.lab import registry
 
-        return batch.main(rest)
+        return batch.main(rest, check=registry.check_parameters)
     if args.command == "report":
         from experiments.batch import runner as batch
 
@@ -172,11 +173,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_backends.main(rest)
     if args.command == "bench-cluster":
-        from experiments.bench import cluster as bench_cluster
+        from experiments.bench import replica_cost as bench_cluster
 
         return bench_cluster.main(rest)
     if args.command == "bench-services":
-        from experiments.bench import services as bench_services
+        from experiments.bench import http_chain as bench_services
 
         return bench_services.main(rest)
     if args.command == "bench-tail":

@@ -24,7 +24,7 @@ import pytest
 from experiments.runtime.nats.docker import DockerNats
 from experiments.runtime.stack import Stack, StackConfig
 from experiments.workload.accounting import Accounting, acked_ids, processed_counts, wait_processed
-from experiments.workload.faults import load_with_fault
+from experiments.workload.under_fault import load_with_fault
 from testcontainers_tests.fault_matrix import FaultMatrix, MatrixRow
 
 pytestmark = [pytest.mark.docker, pytest.mark.faults]

@@ -21,8 +21,8 @@ import pytest
 from experiments.runtime.nats.process import ProcessNats
 from experiments.runtime.stack import Stack
 from experiments.workload.accounting import Accounting, acked_ids
-from experiments.workload.faults import load_with_fault
 from experiments.workload.load import LoadResult
+from experiments.workload.under_fault import load_with_fault
 from testcontainers_tests.fault_harness import (
     assert_nothing_lost,
     drain,

@@ -20,9 +20,10 @@ import pytest
 
 from experiments.runtime.nats.cluster import NatsCluster
 from experiments.workload.accounting import Accounting, acked_ids
-from experiments.workload.failover import ClusterFault, recovery_s
-from experiments.workload.faults import FaultStep, load_with_fault
+from experiments.workload.failover import recovery_s
+from experiments.workload.faults import Deployment, FaultReport, FaultRunner, FaultStep
 from experiments.workload.load import LoadResult
+from experiments.workload.under_fault import load_with_fault
 from testcontainers_tests.fault_harness import assert_nothing_lost, drain, fault_stack, work_queue_empty
 from testcontainers_tests.fault_matrix import FaultMatrix, MatrixRow
 
@@ -54,7 +55,7 @@ def slowest_refusal(result: LoadResult) -> float:
     return max((r.latency for r in result.records if not 200 <= r.status < 300), default=0.0)
 
 
-def add_row(matrix: FaultMatrix, fault: str, acc: Accounting, fx: ClusterFault, result: LoadResult) -> float:
+def add_row(matrix: FaultMatrix, fault: str, acc: Accounting, fx: FaultReport, result: LoadResult) -> float:
     recover = recovery_s(result.records, fx.started)
     leader = f"leader {fx.leader_before}->{fx.leader_after}"
     note = f"{leader}; recover {recover:.2f} s; down {fx.ended - fx.started:.1f} s"
@@ -65,22 +66,24 @@ def add_row(matrix: FaultMatrix, fault: str, acc: Accounting, fx: ClusterFault, 
 
 async def run_fault(
     cluster: NatsCluster, workdir: Path, step: FaultStep, *, duration: float = 10.0, fault_at: float = 2.0
-) -> tuple[LoadResult, Accounting, ClusterFault]:
-    fx = ClusterFault(cluster, step)
+) -> tuple[LoadResult, Accounting, FaultReport]:
     with fault_stack(workdir, nats=cluster, env={"NATS_REPLICAS": "3"}) as stack:
+        runner = FaultRunner(step, Deployment(stack, cluster))
         assert stack.backend_settings.nats_url == cluster.url
         assert stack.backend_settings.nats_replicas == 3
         await work_queue_empty(stack)  # the R3 stream exists with its leader before the load
         cluster.wait_stream_leader(STREAM, 10)
         result, sent, _ = await load_with_fault(
-            stack.gateway_url, rate=RATE, duration=duration, fault=fx, fault_at=fault_at
+            stack.gateway_url, rate=RATE, duration=duration, fault=runner, fault_at=fault_at
         )
+        assert runner.report is not None
+        fx = runner.report
         acc = await drain(stack, sent, acked_ids(result), timeout=40)
         await work_queue_empty(stack, timeout=20)
     return result, acc, fx
 
 
-def check_row(result: LoadResult, acc: Accounting, fx: ClusterFault, min_acked: float = 0.5) -> None:
+def check_row(result: LoadResult, acc: Accounting, fx: FaultReport, min_acked: float = 0.5) -> None:
     """Only 202 or a refusal; enough acknowledged; nothing lost; recovered in bounded time, and for good.
 
     "For good": from 1 s after the later of the fault's end and the first

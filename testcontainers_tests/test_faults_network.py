@@ -17,8 +17,8 @@ import pytest
 from experiments.runtime.nats.process import ProcessNats
 from experiments.runtime.tcp_proxy import Mode, TcpProxy
 from experiments.workload.accounting import acked_ids
-from experiments.workload.faults import load_with_fault
 from experiments.workload.load import LoadResult
+from experiments.workload.under_fault import load_with_fault
 from testcontainers_tests.fault_harness import (
     assert_nothing_lost,
     drain,

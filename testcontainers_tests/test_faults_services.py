@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from experiments.workload.accounting import Accounting, acked_ids
-from experiments.workload.faults import load_with_fault
+from experiments.workload.under_fault import load_with_fault
 from testcontainers_tests.fault_harness import (
     assert_nothing_lost,
     dlq_ids,

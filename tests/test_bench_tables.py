@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from experiments.bench.services import ChainFigures, parse_config, render, render_stages
+from experiments.bench.http_chain import ChainFigures, parse_config, render, render_stages
 
 
 def figures(name: str, p99: float, lag: float, stages: dict[str, float]) -> ChainFigures:

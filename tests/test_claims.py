@@ -15,10 +15,10 @@ import orjson
 import pandas as pd
 import pytest
 
+from experiments.lab.registry import EXPERIMENTS
 from experiments.results import verdicts
 from experiments.results.chapters import CLAIMS, all_claims, claim
 from experiments.results.claims import MIN_TAIL_SAMPLES, client_bound, too_few_samples
-from experiments.results.registry import EXPERIMENTS
 
 SAVED = Path(__file__).resolve().parent / "data" / "quick-batch"
 
@@ -50,6 +50,8 @@ def test_every_experiment_has_claims_with_a_source_and_unique_ids() -> None:
     ids = [c.id for c in all_claims()]
     assert len(ids) == len(set(ids))
     assert set(CLAIMS) == set(EXPERIMENTS)
+    for name, entry in EXPERIMENTS.items():  # each experiment's module carries its claims
+        assert entry.claims == CLAIMS[name], name
     for c in all_claims():
         assert c.statement, c.id
         assert c.causes, c.id

@@ -28,7 +28,7 @@ from experiments.runtime.nats.monitoring import describe_servers
 from experiments.runtime.nats.provider import nats_server_from_env
 from experiments.runtime.nats.topology import nodes_from_env
 from experiments.runtime.stack import Stack, StackConfig
-from experiments.workload.faults import FaultStep, resolve_target
+from experiments.workload.faults import Deployment, FaultRunner, FaultStep
 
 STREAM = NatsConfig().stream
 
@@ -241,9 +241,9 @@ def test_external_nats_is_used_but_never_faulted(cluster: NatsCluster, tmp_path:
             ext.kill()
         stack = Stack(StackConfig(queue="nats"), tmp_path / "stack", nats=ext)
         with pytest.raises(ValueError, match="needs a NATS cluster of 3 nodes the harness started"):
-            resolve_target(FaultStep.parse("kill:leader"), stack, ext)
+            FaultRunner(FaultStep.parse("kill:leader"), Deployment(stack, ext))
         with pytest.raises(ValueError, match="not ours to kill"):
-            resolve_target(FaultStep.parse("kill:nats"), stack, ext)
+            FaultRunner(FaultStep.parse("kill:broker"), Deployment(stack, ext))
     finally:
         ext.close()
     assert all(n.pid is not None for n in cluster.nodes), "the external cluster is left running"

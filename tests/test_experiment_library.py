@@ -13,6 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from experiments.batch.runner import failing_cell, load_batch, plan
+from experiments.lab import registry
 from experiments.lab.setup import Setup
 from experiments.results.schema import ResultRow
 from experiments.results.stats import nearest_rank, percentiles, quantile_curve, spread
@@ -83,8 +84,7 @@ def test_result_row_rejects_inconsistent_rows(change: dict[str, Any], message: s
 
 def test_default_batch_plans_every_notebook_with_stable_ids() -> None:
     runs = plan(load_batch(DEFAULT_BATCH))
-    notebooks = {"00_tour", "01_latency", "02_throughput", "03_durability", "04_scaling", "05_cluster", "06_power_loss",
-                 "07_migration", "08_footprint"}  # fmt: skip
+    notebooks = set(registry.EXPERIMENTS)
     assert {r.notebook for r in runs} == notebooks
     assert len({r.run_id for r in runs}) == len(runs)
     assert plan(load_batch(DEFAULT_BATCH)) == runs  # same file, same ids: a batch resumes
@@ -120,7 +120,7 @@ def test_failing_cell_names_the_cell_and_the_error(tmp_path: Path) -> None:
 
 def test_fault_steps_parse_and_validate() -> None:
     assert FaultStep.parse("kill").label == "kill:queue"
-    assert FaultStep.parse("pause:nats", down_s=2.0).down_s == 2.0
+    assert FaultStep.parse("pause:broker", down_s=2.0).down_s == 2.0
     assert FaultStep.parse("none").label == "none"
     with pytest.raises(ValueError, match="kind"):
         FaultStep.parse("explode")

@@ -11,7 +11,8 @@ import math
 import pandas as pd
 import pytest
 
-from experiments.results.tables import cluster, replica_ratios
+from experiments.lab.experiments.replication import replica_ratios
+from experiments.lab.experiments.replication import tables as cluster
 from experiments.workload.failover import failover_timeline, recovery_s
 from experiments.workload.faults import FaultStep
 from experiments.workload.load import RequestRecord

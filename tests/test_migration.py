@@ -29,7 +29,7 @@ from experiments.runtime.nats.base import free_port
 from experiments.runtime.nats.process import ProcessNats
 from experiments.runtime.stack import Stack, StackConfig
 from experiments.workload.accounting import Accounting, acked_ids, processed_counts, wait_processed
-from experiments.workload.faults import load_with_fault
+from experiments.workload.under_fault import load_with_fault
 
 pytestmark = pytest.mark.e2e
 

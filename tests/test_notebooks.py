@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 from experiments.batch.runner import BatchOutcome, report_main, run_batch
-from experiments.results import report, verdicts
+from experiments.lab import registry
+from experiments.results import verdicts
 from experiments.results.schema import read_runs
 from experiments.runtime.processes import alive
 from tests.test_claims import QUICK_MUST_HOLD
@@ -25,23 +26,8 @@ from tests.test_claims import QUICK_MUST_HOLD
 pytestmark = [pytest.mark.notebooks, pytest.mark.e2e]
 
 BATCH_FILE = Path(__file__).resolve().parent.parent / "experiments" / "batches" / "default.yaml"
-NOTEBOOKS = ["00_tour", "01_latency", "02_throughput", "03_durability", "04_scaling", "05_cluster", "06_power_loss",
-             "07_migration", "08_footprint"]  # fmt: skip
-FIGURES = [
-    "latency_cdf_e2e",
-    "latency_cdf_client",
-    "latency_vs_rate",
-    "throughput",
-    "durability_counts",
-    "durability_timeline",
-    "scaling",
-    "power_loss",
-    "migration_counts",
-    "migration_timeline",
-    "footprint",
-    "cluster_comparison",
-    "failover_timeline",
-]
+NOTEBOOKS = list(registry.EXPERIMENTS)  # every registered experiment has a notebook (test_experiment_library)
+FIGURES = [f.name for e in registry.EXPERIMENTS.values() for f in e.figures]
 FOOTPRINT = "08_footprint"  # holds its backlog by design: no processing, so no end-to-end latency
 
 
@@ -50,7 +36,9 @@ def quick_batch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BatchOutco
     old = os.environ.get("HARNESS_NATS")
     os.environ["HARNESS_NATS"] = "process"  # the embedded default; the container path has its own suite
     try:
-        yield run_batch(BATCH_FILE, quick=True, results_root=tmp_path_factory.mktemp("results"))
+        yield run_batch(
+            BATCH_FILE, quick=True, results_root=tmp_path_factory.mktemp("results"), check=registry.check_parameters
+        )
     finally:
         if old is None:
             os.environ.pop("HARNESS_NATS", None)
@@ -179,7 +167,7 @@ def test_the_report_leaves_out_runs_the_batch_file_no_longer_plans(quick_batch: 
     stale = batch_dir / "runs" / "00_tour--0000dead--r0.json"
     stale.write_bytes(tour.read_bytes().replace(tour.stem.encode(), stale.stem.encode()))
     try:
-        report.build(batch_dir)  # what the report notebook calls, without a kernel's start-up
+        registry.build_report(batch_dir)  # what the report notebook calls, without a kernel's start-up
         assert len(pd.read_csv(batch_dir / "results.csv")) == rows_before
         assert (
             "1 run document(s) in <code>runs/</code> are of parameters the batch file no longer plans"
@@ -187,7 +175,7 @@ def test_the_report_leaves_out_runs_the_batch_file_no_longer_plans(quick_batch: 
         )
     finally:
         stale.unlink()
-        report.build(batch_dir)
+        registry.build_report(batch_dir)
 
 
 @pytest.mark.timeout(120)

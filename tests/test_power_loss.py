@@ -15,14 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from experiments.lab import suites
 from experiments.lab.context import RunContext
+from experiments.lab.experiments import power_loss as power_loss_results
 from experiments.lab.setup import Setup
-from experiments.results import power_loss as power_loss_results
 from experiments.results.schema import Backend, PublishRate, ResultRow
 from experiments.runtime.nats.process import ProcessNats
 from experiments.workload.accounting import LossSplit, loss_split
-from experiments.workload.faults import FaultStep, apply
+from experiments.workload.faults import FaultStep
 from tests.lazyfs_fixtures import require_fuse_or_skip
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
@@ -80,11 +79,11 @@ def test_power_loss_parses_and_needs_a_lazy_store(tmp_path: Path) -> None:
     step = FaultStep.parse("power-loss", at_s=1.0, down_s=0.1)
     assert (step.kind, step.target, step.label) == ("power-loss", "queue", "power-loss:queue")
     with ProcessNats(tmp_path / "nats") as plain, pytest.raises(ValueError, match="no lazy store"):
-        apply(step, plain)
+        step.fault.run(step, plain)
 
 
 def test_the_settings_grid_runs_r1_then_r3_and_refuses_typos() -> None:
-    grid = suites.power_loss_settings(
+    grid = power_loss_results.power_loss_settings(
         ["memory", "nats", "nats-sync"], ["never", 30], [1, 3], ["power-loss:leader", "lagging-majority"], ["never"]
     )
     r1 = [(g.backend, g.writeback_s, g.phase) for g in grid if g.replicas == 1]
@@ -98,9 +97,9 @@ def test_the_settings_grid_runs_r1_then_r3_and_refuses_typos() -> None:
         ("nats-sync", "lagging-majority,writeback=-"),
     ]
     with pytest.raises(ValueError, match="kind must be one of"):
-        suites.power_loss_settings(["nats"], ["never"], [3], ["power-lose:leader"], ["never"])
+        power_loss_results.power_loss_settings(["nats"], ["never"], [3], ["power-lose:leader"], ["never"])
     with pytest.raises(ValueError, match="replicas=2"):
-        suites.power_loss_settings(["nats"], ["never"], [2], [], [])
+        power_loss_results.power_loss_settings(["nats"], ["never"], [2], [], [])
 
 
 def test_publish_cost_ratios_pair_rounds() -> None:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.lab import cluster as cluster_lab
 from experiments.lab.context import RunContext
+from experiments.lab.experiments import replication as cluster_lab
 from experiments.lab.setup import Setup
 from experiments.results.schema import Backend, ResultRecord
 from experiments.runtime.lazyfs import is_mounted

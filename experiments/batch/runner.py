@@ -39,6 +39,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,8 @@ from experiments.batch.export import notebooks_to_html
 from experiments.results.schema import PLAN_FILE, read_run
 from experiments.runtime.paths import DEFAULT_BATCH, NOTEBOOKS, REPO, RESULTS
 from experiments.runtime.processes import CHILDREN_ENV, descendants, reap_registered
+
+ParameterCheck = Callable[[str, dict[str, Any]], object]  # (notebook, parameters): raises ValueError if wrong
 
 
 class RunSpec(BaseModel):
@@ -176,6 +179,18 @@ def plan(batch: BatchFile, only: set[str] | None = None) -> list[PlannedRun]:
     return planned
 
 
+def check_plan(runs: list[PlannedRun], check: ParameterCheck) -> None:
+    """Every planned run's parameters checked by its experiment; one ValueError naming each bad entry."""
+    problems = []
+    for run in runs:
+        try:
+            check(run.notebook, run.parameters)
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ValueError("the batch file has bad parameters:\n" + "\n".join(dict.fromkeys(problems)))
+
+
 def _stop_tree(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM papermill and everything below it by pid, then SIGKILL what is left."""
     pids = [proc.pid, *descendants(proc.pid)]  # the kernel papermill started, and what it started
@@ -294,11 +309,15 @@ def run_batch(
     fresh: bool = False,
     fail_fast: bool = False,
     results_root: Path = RESULTS,
+    check: ParameterCheck | None = None,
 ) -> BatchOutcome:
+    """Run the batch; `check` (the lab's `registry.check_parameters`) refuses a bad entry before anything starts."""
     started = time.perf_counter()
     batch = load_batch(path, quick)
     batch_dir = (results_root / batch.batch).resolve()
     planned = plan(batch, only)
+    if check is not None:
+        check_plan(plan(batch, None), check)
     write_plan(batch_dir, plan(batch, None))
     if fresh:
         for run in planned:
@@ -330,7 +349,7 @@ def run_batch(
     return outcome
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, check: ParameterCheck | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(
@@ -350,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         fresh=args.fresh,
         fail_fast=args.fail_fast,
         results_root=Path(args.results),
+        check=check,
     )
     print(
         f"batch: {len(outcome.executed)} runs executed, {len(outcome.skipped)} already done, "

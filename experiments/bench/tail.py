@@ -30,8 +30,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.bench.services import LEVERS, PAD, Variant, single_body
-from experiments.lab.stages import phase_stages
+from experiments.bench.http_chain import LEVERS, PAD, Variant, single_body
+from experiments.lab.ledger_stages import phase_stages
 from experiments.runtime.stack import Stack, StackConfig
 from experiments.workload.load import closed_loop, id_bodies, open_loop, request_ids
 from services.settings import BackendSettings

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.lab.cpu import CpuWindow, measured_processes, summarize
-from experiments.lab.stages import phase_stages
+from experiments.lab.ledger_stages import phase_stages
 from experiments.results.schema import ResultRecord
 from experiments.runtime.nats.provider import NatsServer
 from experiments.runtime.stack import Stack

@@ -18,7 +18,6 @@ from experiments.lab.context import RunContext
 from experiments.results import thesis, verdicts
 from experiments.results.chapters import CLAIMS
 from experiments.results.claims import Verdict
-from experiments.results.power_loss import publish_frame
 from experiments.results.schema import ResultRecord
 from experiments.runtime.environment import environment
 
@@ -69,7 +68,7 @@ def planned(phases: int, load_s: float, deployments: int) -> Markdown:
 
 
 def run_verdicts(ctx: RunContext) -> list[Verdict]:
-    publish = publish_frame(ctx.publish_rates) if ctx.publish_rates else None
+    publish = verdicts.publish_frame(ctx.publish_rates) if ctx.publish_rates else None
     return verdicts.of_run(ctx.experiment, ctx.records, publish)
 
 

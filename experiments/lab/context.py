@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from experiments.lab.record import RunLabels
+from experiments.lab.session import Session
 from experiments.lab.setup import Setup
 from experiments.results.schema import PublishRate, ResultRecord, RunDocument, RunInfo, write_run
 from experiments.runtime.environment import environment
@@ -15,8 +16,6 @@ from experiments.runtime.paths import RESULTS
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from experiments.lab.session import Session
 
 ADHOC_DIR = RESULTS / "adhoc"  # a notebook run outside a batch
 
@@ -49,8 +48,6 @@ class RunContext:
         return RunLabels(self.experiment, self.run_id, self.repetition, self.params)
 
     def session(self, setup: Setup) -> Session:
-        from experiments.lab.session import Session  # a session belongs to a context; imported late (no cycle)
-
         return Session(self, setup)
 
     def add(self, record: ResultRecord) -> None:

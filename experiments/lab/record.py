@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from experiments.lab.setup import Setup
 from experiments.results.schema import FaultWindow, ResultRecord, ResultRow, Series, Timeline
@@ -32,6 +32,17 @@ class RunLabels:
     run_id: str
     repetition: int
     params: dict[str, Any]
+
+
+class RecordSink(Protocol):
+    """Where a session's records go (a notebook run: `RunContext`), what they are labelled with, and what the
+    servers said of themselves."""
+
+    servers: dict[str, str]
+
+    @property
+    def labels(self) -> RunLabels: ...
+    def add(self, record: ResultRecord) -> None: ...
 
 
 @dataclass(frozen=True)

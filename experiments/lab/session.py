@@ -2,28 +2,27 @@
 
 A `Session` is one deployment of a `Setup`: NATS from the provider
 (`HARNESS_NATS`) when the backend needs it, then processor(s), ingest and
-gateway as uvicorn processes. `Session.measure` runs one phase: open-loop load
-through the gateway with client-given ids, an optional fault, a drain, and
-the accounting by id from the processors' ledgers -> one `ResultRecord`
-(built by `lab.record`).
+gateway as uvicorn processes. `Session.measure` runs one phase through the
+phase pipeline (`lab.phase.run_phase`): open-loop load through the gateway
+with client-given ids, an optional fault, a drain, and the accounting by id
+from the processors' ledgers -> one `ResultRecord`. Its records go to a
+`RecordSink` (a notebook run's `RunContext`), which it knows only by that
+small protocol: the context makes sessions, not the other way round.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import tempfile
-import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 
-from experiments.lab.breakdown import PhaseBreakdown
-from experiments.lab.record import BIN_S, LedgerEntry, PhaseObservation, PhaseSpec, build_record
+from experiments.lab.phase import PhaseOptions, run_phase
+from experiments.lab.record import BIN_S, LedgerEntry, PhaseSpec, RecordSink
 from experiments.lab.setup import Setup
 from experiments.results.schema import ResultRecord
 from experiments.runtime.nats.cluster import NatsCluster
@@ -31,14 +30,9 @@ from experiments.runtime.nats.lazy import LazyNats
 from experiments.runtime.nats.monitoring import describe_servers, merge_descriptions
 from experiments.runtime.nats.provider import NatsServer, nats_server_from_env
 from experiments.runtime.stack import Stack, StackConfig
-from experiments.workload.faults import FaultStep, Progress, inject
-from experiments.workload.load import id_bodies, open_loop, request_ids
+from experiments.runtime.tcp_proxy import TcpProxy
+from experiments.workload.faults import Deployment, FaultStep
 from services.ledger import LedgerTail
-
-if TYPE_CHECKING:
-    from experiments.lab.context import RunContext
-
-STATS_EVERY_S = 0.25  # backlog sampling period
 
 
 @dataclass
@@ -67,7 +61,7 @@ class _Ledgers:
 class Session:
     """A running deployment of one `Setup`; use as `async with ctx.session(setup) as s`."""
 
-    def __init__(self, ctx: RunContext, setup: Setup) -> None:
+    def __init__(self, ctx: RecordSink, setup: Setup) -> None:
         self.ctx = ctx
         self.setup = setup
         self._tmp = tempfile.TemporaryDirectory(prefix=f"lab-{setup.backend}-")
@@ -85,13 +79,20 @@ class Session:
                 self.nats = nats_server_from_env(
                     self.workdir / "nats", sync_always=sync, nodes=setup.nodes, partitionable=setup.partitionable
                 )
+        self.client_proxy: TcpProxy | None = None
+        processor_env = {"PROCESSING_MS": str(setup.processing_ms)}
+        if setup.client_proxy:
+            if self.nats is None or getattr(self.nats, "size", 1) != 1 or not hasattr(self.nats, "port"):
+                raise ValueError("Setup(client_proxy=True) needs a broker of one node the harness starts")
+            self.client_proxy = TcpProxy(int(self.nats.port)).start()
+            processor_env["NATS_URL"] = f"nats://{self.client_proxy.url_host_port}"
         self.stack = Stack(
             StackConfig(
                 queue="memory" if setup.backend == "memory" else "nats",
                 workers=setup.workers,
                 processors=setup.processors,
                 env=env,
-                processor_env={"PROCESSING_MS": str(setup.processing_ms)},
+                processor_env=processor_env,
             ),
             self.workdir / "stack",
             nats=self.nats,
@@ -107,6 +108,10 @@ class Session:
     def gateway_url(self) -> str:
         return self.stack.gateway_url
 
+    def deployment(self) -> Deployment:
+        """What a fault can reach in this deployment."""
+        return Deployment(self.stack, self.nats, self.client_proxy)
+
     def _start(self) -> None:
         try:
             if self.nats is not None:
@@ -121,6 +126,8 @@ class Session:
         try:
             self.stack.stop(together=True)  # measure() returns only after its load and drain
         finally:
+            if self.client_proxy is not None:
+                self.client_proxy.close()
             if self.nats is not None:
                 self.nats.close()
             self._tmp.cleanup()
@@ -173,30 +180,6 @@ class Session:
                 return None
         return total
 
-    async def _sample_backlog(self, t0: float, out_t: list[float], out_v: list[int], stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            value = await self.backlog()
-            if value is not None:
-                out_t.append(round(time.perf_counter() - t0, 3))
-                out_v.append(value)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), STATS_EVERY_S)
-
-    async def _drain(self, prefix: str, acked: set[str], timeout_s: float, idle_s: float) -> None:
-        """Until every acked id is processed and the backlog is empty, or nothing moved for `idle_s`."""
-        deadline = time.monotonic() + timeout_s
-        last_count, last_change = -1, time.monotonic()
-        while time.monotonic() < deadline:
-            self.ledgers.poll()
-            done = {r[0] for r in self.ledgers.rows if r[3] == "processed" and r[0].startswith(prefix)}
-            if acked <= done and (await self.backlog() or 0) == 0:
-                return
-            if len(self.ledgers.rows) != last_count:
-                last_count, last_change = len(self.ledgers.rows), time.monotonic()
-            elif time.monotonic() - last_change > idle_s:
-                return  # what is missing will not come (a memory queue lost it)
-            await asyncio.sleep(0.2)
-
     async def measure(
         self,
         phase: str,
@@ -213,43 +196,5 @@ class Session:
     ) -> ResultRecord:
         """One phase: `rate` messages/s for `duration_s`, then drain and account by id (timeline in `bin_s` bins)."""
         spec = PhaseSpec(phase, rate, duration_s, payload_bytes, batch_size, fault or FaultStep(), bin_s)
-        started = time.perf_counter()
-        prefix = uuid.uuid4().hex[:10]
-        progress = Progress()
-        backlog_t: list[float] = []
-        backlog_v: list[int] = []
-        stop_sampling = asyncio.Event()
-        t0 = time.perf_counter()
-        t0_ns = time.time_ns()
-        sampler = asyncio.create_task(self._sample_backlog(t0, backlog_t, backlog_v, stop_sampling))
-        injector = asyncio.create_task(inject(spec.fault, self.stack, self.nats, progress, t0))
-        breakdown = PhaseBreakdown.begin(self.stack, self.nats)  # stages and CPU (schema v2)
-        try:
-            result = await open_loop(
-                f"{self.gateway_url}/api/v1/ingest",
-                id_bodies(prefix, batch_size=batch_size, payload_bytes=payload_bytes),
-                rate=rate / batch_size,
-                duration=duration_s,
-                max_in_flight=max_in_flight,
-                timeout=10.0,
-                keep_ids=False,
-                on_sent=progress,
-            )
-            breakdown.load_done()
-            window = await injector
-        finally:
-            injector.cancel()
-        self.ledgers.track(self.stack.ledger_paths)  # a queue switch adds processors, each with its own ledger
-        obs = PhaseObservation(prefix, result, [], t0, t0_ns, 0.0, window, backlog_t, backlog_v, self.nats_provider)
-        acked = obs.accounting(batch_size).acked
-        await self._drain(prefix, acked, drain_timeout_s, idle_s=self.setup.ack_wait_s + 1.5)
-        await asyncio.sleep(settle_s)  # a late redelivery is counted as a duplicate, not missed
-        self.ledgers.poll()
-        stop_sampling.set()
-        await sampler
-        obs.ledger = [r for r in self.ledgers.rows if r[0].startswith(prefix + "-")]
-        obs.wall_s = time.perf_counter() - started
-        record = build_record(self.ctx.labels, self.setup, spec, obs)
-        breakdown.annotate(record, result, prefix, lambda seq: request_ids(prefix, seq, batch_size), t0, t0_ns)
-        self.ctx.add(record)
-        return record
+        options = PhaseOptions(max_in_flight=max_in_flight, drain_timeout_s=drain_timeout_s, settle_s=settle_s)
+        return await run_phase(self, spec, options=options)

@@ -33,6 +33,7 @@ class Setup:
     nodes: int | None = None  # nats-servers: 1 or 3; None: HARNESS_NATS_NODES
     partitionable: bool = False  # a cluster with per-route proxies (partition faults)
     standby_nats: bool = False  # a NATS server beside a memory stack, for a switch to nats
+    client_proxy: bool = False  # the processors reach the broker through a TCP proxy (drop-connections)
 
     def __post_init__(self) -> None:
         # Checked here, not when a service fails to start 20 s later.

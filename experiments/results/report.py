@@ -10,19 +10,34 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.figure import Figure
 
-from experiments.results import plots, power_loss, thesis, verdicts
-from experiments.results.claims import Verdict
-from experiments.results.registry import EXPERIMENTS
-from experiments.results.schema import PLAN_FILE, ROW_COLUMNS, ResultRecord, RunDocument, planned_run_ids, read_runs
+from experiments.results import plots, thesis, verdicts
+from experiments.results.claims import Claim, Verdict
+from experiments.results.schema import PLAN_FILE, ROW_COLUMNS, RunDocument, planned_run_ids, read_runs
 
 FLOAT_FORMAT = "%.6g"
 GLOSSARY = "../../notebooks/GLOSSARY.md"  # from results/<batch>/report.html
+
+
+class ReportEntry(Protocol):
+    """One experiment as the report sees it (`experiments.lab.experiment.Experiment` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def claims(self) -> tuple[Claim, ...]: ...
+    def report_tables(self, rows: pd.DataFrame, docs: Sequence[RunDocument]) -> dict[str, pd.DataFrame]: ...
+    def report_figures(self, rows: pd.DataFrame, docs: Sequence[RunDocument]) -> Iterator[tuple[str, Figure]]: ...
 
 
 @dataclass
@@ -34,6 +49,7 @@ class Report:
     html_path: Path | None = None
     verdicts: list[Verdict] = field(default_factory=list)
     figure_captions: list[thesis.Numbered] = field(default_factory=list)
+    titles: dict[str, str] = field(default_factory=dict)  # experiment name -> its title
     table_captions: list[thesis.Numbered] = field(default_factory=list)
 
 
@@ -44,28 +60,16 @@ def load_rows(docs: list[RunDocument]) -> pd.DataFrame:
     return df.sort_values(["experiment", "run_id", "backend", "phase"], kind="stable").reset_index(drop=True)
 
 
-def _records(docs: list[RunDocument], experiment: str) -> list[ResultRecord]:
-    return [rec for doc in docs for rec in doc.results if rec.row.experiment == experiment]
-
-
 def tables(
-    df: pd.DataFrame, docs: list[RunDocument] | None = None, owners: dict[str, str] | None = None
+    df: pd.DataFrame, docs: list[RunDocument], experiments: Iterable[ReportEntry], owners: dict[str, str] | None = None
 ) -> dict[str, pd.DataFrame]:
-    """The summary tables of every registered experiment that has rows, in registry order.
+    """The summary tables of every experiment that has rows, in the order given.
 
-    With `docs`, also the tables built from the records' series (latency by stage, CPU by process).
     `owners`, when given, is filled with each table's experiment.
     """
     out: dict[str, pd.DataFrame] = {}
-    for exp in EXPERIMENTS.values():
-        rows = df[df["experiment"] == exp.name]
-        made: dict[str, pd.DataFrame] = {}
-        if exp.tables is not None and not rows.empty:
-            made.update(exp.tables(rows))
-        if exp.record_tables is not None and docs is not None and not rows.empty:
-            made.update(exp.record_tables(_records(docs, exp.name)))
-        if exp.name == power_loss.EXPERIMENT and docs is not None:
-            made.update(power_loss.tables(df, docs))
+    for exp in experiments:
+        made = exp.report_tables(df[df["experiment"] == exp.name], docs)
         out.update(made)
         if owners is not None:
             owners.update(dict.fromkeys(made, exp.name))
@@ -95,24 +99,20 @@ def runs_table(docs: list[RunDocument]) -> pd.DataFrame:
     )
 
 
-def figures(df: pd.DataFrame, docs: list[RunDocument], directory: Path) -> dict[str, list[Path]]:
-    """Every registered experiment's figures (PNG, SVG, PDF; 16 cm wide) for the experiments that have rows."""
-    return {name: paths for name, _, paths in _figures(df, docs, directory)}
+def figures(
+    df: pd.DataFrame, docs: list[RunDocument], directory: Path, experiments: Iterable[ReportEntry]
+) -> dict[str, list[Path]]:
+    """Every experiment's figures (PNG, SVG, PDF; 16 cm wide) for the experiments that have rows."""
+    return {name: paths for name, _, paths in _figures(df, docs, directory, experiments)}
 
 
-def _figures(df: pd.DataFrame, docs: list[RunDocument], directory: Path) -> list[tuple[str, str, list[Path]]]:
-    """(name, experiment, files) per figure, in registry order."""
+def _figures(
+    df: pd.DataFrame, docs: list[RunDocument], directory: Path, experiments: Iterable[ReportEntry]
+) -> list[tuple[str, str, list[Path]]]:
+    """(name, experiment, files) per figure, in the order given."""
     made: list[tuple[str, str, list[Path]]] = []
-    for exp in EXPERIMENTS.values():
-        rows = df[df["experiment"] == exp.name]
-        if rows.empty:
-            continue
-        records = _records(docs, exp.name)
-        drawn = [(spec.name, spec.draw(rows, records)) for spec in exp.figures]
-        if exp.name == power_loss.EXPERIMENT:
-            power = power_loss.figure(df, docs)  # needs the documents' publish rates, not only rows
-            drawn += [("power_loss", power)] if power is not None else []
-        for name, fig in drawn:
+    for exp in experiments:
+        for name, fig in exp.report_figures(df[df["experiment"] == exp.name], docs):
             thesis.size_for_page(fig)
             made.append((name, exp.name, plots.save(fig, directory, name)))
             plt.close(fig)
@@ -122,14 +122,14 @@ def _figures(df: pd.DataFrame, docs: list[RunDocument], directory: Path) -> list
 def headlines(report: Report) -> str:
     """One line per experiment: its title, its verdict counts, and the evidence of its first decided claim."""
     items = []
-    for exp in EXPERIMENTS.values():
-        mine = [v for v in report.verdicts if v.claim.experiment == exp.name]
+    for name, title in report.titles.items():
+        mine = [v for v in report.verdicts if v.claim.experiment == name]
         decided = [v for v in mine if v.outcome != "inconclusive"]
-        if not mine or not (report.rows["experiment"] == exp.name).any():
+        if not mine or not (report.rows["experiment"] == name).any():
             continue
         lead = decided[0] if decided else mine[0]
         items.append(
-            f"<li><b>{html.escape(exp.title)}</b> ({html.escape(verdicts.summary(mine))}): "
+            f"<li><b>{html.escape(title)}</b> ({html.escape(verdicts.summary(mine))}): "
             f"{html.escape(lead.finding.evidence)}</li>"
         )
     return f"<ul class='headlines'>{''.join(items)}</ul>"
@@ -184,8 +184,12 @@ def _html(batch: str, report: Report, env: pd.DataFrame, runs: pd.DataFrame, lef
     return "\n".join(parts)
 
 
-def build(batch_dir: str | Path) -> Report:
-    """Read `runs/`, write results.csv, tables/*.csv, figures/*.{png,svg} and report.html."""
+def build(batch_dir: str | Path, experiments: Iterable[ReportEntry]) -> Report:
+    """Read `runs/`, write results.csv, tables/*.csv, figures/*.{png,svg} and report.html.
+
+    `experiments`: what the lab knows (`experiments.lab.registry.build_report` passes them all).
+    """
+    experiments = list(experiments)
     batch_dir = Path(batch_dir)
     planned = planned_run_ids(batch_dir)
     docs = read_runs(batch_dir / "runs", only=planned)
@@ -195,8 +199,9 @@ def build(batch_dir: str | Path) -> Report:
     df = load_rows(docs)
     df.to_csv(batch_dir / "results.csv", index=False, float_format=FLOAT_FORMAT)
     owners: dict[str, str] = {}
-    report = Report(batch_dir, df, tables(df, docs, owners))
-    report.verdicts = verdicts.of_docs(docs)
+    report = Report(batch_dir, df, tables(df, docs, experiments, owners))
+    report.verdicts = verdicts.of_docs(docs, [c for e in experiments for c in e.claims])
+    report.titles = {e.name: e.title for e in experiments}
     (batch_dir / "tables").mkdir(exist_ok=True)
     for number, (name, table) in enumerate(report.tables.items(), start=1):
         table.to_csv(batch_dir / "tables" / f"{name}.csv", index=False, float_format=FLOAT_FORMAT)
@@ -207,7 +212,7 @@ def build(batch_dir: str | Path) -> Report:
         )
         report.table_captions.append(thesis.Numbered(number, name, title, cap + "."))
         (batch_dir / "tables" / f"{name}.tex").write_text(thesis.booktabs(table, number, name, cap + "."))
-    made = _figures(df, docs, batch_dir / "figures")
+    made = _figures(df, docs, batch_dir / "figures", experiments)
     report.figures = {name: paths for name, _, paths in made}
     for number, (name, exp, _) in enumerate(made, start=1):
         title, cap = thesis.caption(name, exp, docs)

@@ -13,13 +13,24 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.results import power_loss
 from experiments.results.chapters import CLAIMS, all_claims
 from experiments.results.claims import Claim, Verdict, counts, evaluate, verdict_table
-from experiments.results.schema import ROW_COLUMNS, ResultRecord, RunDocument, planned_run_ids, read_runs
+from experiments.results.schema import (
+    ROW_COLUMNS,
+    PublishRate,
+    ResultRecord,
+    RunDocument,
+    planned_run_ids,
+    read_runs,
+)
 
 COLOURS = {"holds": "#d9f2d9", "contradicted": "#f8d0d0", "inconclusive": "#fff2cc"}
 MARKS = {"holds": "✔ holds", "contradicted": "✘ CONTRADICTED", "inconclusive": "? inconclusive"}
+
+
+def publish_frame(rates: Sequence[PublishRate]) -> pd.DataFrame:
+    """Raw publish-rate measurements (06's cost of fsync) as rows."""
+    return pd.DataFrame([r.model_dump() for r in rates], columns=list(PublishRate.model_fields))
 
 
 def rows_of(docs: Sequence[RunDocument]) -> pd.DataFrame:
@@ -29,7 +40,7 @@ def rows_of(docs: Sequence[RunDocument]) -> pd.DataFrame:
 def of_docs(docs: Sequence[RunDocument], claims: Sequence[Claim] | None = None) -> list[Verdict]:
     """Every claim (or `claims`) on these run documents."""
     records: list[ResultRecord] = [rec for d in docs for rec in d.results]
-    publish = power_loss.publish_rates(list(docs))
+    publish = publish_frame([p for d in docs for p in d.publish_rates])
     return evaluate(all_claims() if claims is None else claims, rows_of(docs), records, publish)
 
 

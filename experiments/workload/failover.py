@@ -1,7 +1,7 @@
 """What a client sees of a failover: when publishes failed, when they came back, and who led.
 
-One cluster fault runs in a thread beside the load (`ClusterFault`); from the
-load's records and the fault's times follow the failover timeline (per
+One cluster fault runs in a thread beside the load (the one fault runner,
+`faults.runner`); from the load's records and the fault's report follow the failover timeline (per
 `BIN_S`: publishes ok, failed, client latency) and the time to recover: from
 the fault's start to the first acknowledged publish after the first refused
 one (0 when nothing was refused: the clients never saw the fault).
@@ -9,40 +9,12 @@ one (0 when nothing was refused: the clients never saw the fault).
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from experiments.runtime.nats.cluster import NatsCluster
-from experiments.workload.faults import ClusterNodes, FaultStep, apply
 from experiments.workload.load import RequestRecord
 from services.percentile import nearest_rank
 
 BIN_S = 0.1  # the failover timeline's resolution
-
-
-@dataclass
-class ClusterFault:
-    """A callable for `load_with_fault`: one `FaultStep` on a cluster, with what happened, in perf_counter s."""
-
-    cluster: NatsCluster
-    step: FaultStep
-    started: float = 0.0
-    ended: float = 0.0
-    victims: list[str] = field(default_factory=list)
-    leader_before: str | None = None
-    leader_after: str | None = None
-    leader_seen_at: float | None = None  # first time a leader other than the old one was seen
-
-    def __call__(self) -> None:
-        victim = ClusterNodes(self.cluster, self.step.target)
-        self.started = time.perf_counter()
-        try:
-            apply(self.step, victim)
-        finally:
-            self.ended = victim.healed_at or time.perf_counter()
-        self.victims = victim.names
-        self.leader_before, self.leader_after = victim.leader_before, victim.leader_after
-        self.leader_seen_at = victim.leader_seen_at
 
 
 def recovery_s(records: list[RequestRecord], fault_start: float) -> float:

@@ -99,3 +99,10 @@ def keeps(part: pd.DataFrame, what: str) -> Finding:
     if lost == 0 and guard:
         return inconclusive(guard, text)
     return decide(lost == 0, text, lost=lost, recovered=int(part["recovered"].sum()))
+
+
+def fault_is(labels: pd.Series, kind: str, target: str = "") -> pd.Series:
+    """Which rows' fault labels (`kind:target`, as the rows record them) are `kind` (on `target`, when given)."""
+    parts = labels.str.partition(":")
+    hit = parts[0] == kind
+    return hit & (parts[2] == target) if target else hit

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from experiments.results.chapters.common import LOSS_CAUSES, MEMORY_NOT_PERSISTENT, PUBACK_PERSISTED, keeps, nats_rows
+from experiments.results.chapters.common import (
+    LOSS_CAUSES,
+    MEMORY_NOT_PERSISTENT,
+    PUBACK_PERSISTED,
+    fault_is,
+    keeps,
+    nats_rows,
+)
 from experiments.results.claims import Claim, Evidence, Finding, decide, fmt, inconclusive
 from experiments.results.schema import ResultRecord
 
 EXPERIMENT = "03_durability"
+KILL = "kill"  # the fault kind whose label the memory claim reads
 
 
 def backlog_at_fault(record: ResultRecord) -> int:
@@ -20,11 +28,11 @@ def backlog_at_fault(record: ResultRecord) -> int:
 
 
 def _memory_kill(ev: Evidence) -> Finding:
-    killed = ev.rows[(ev.rows["backend"] == "memory") & ev.rows["fault"].str.startswith("kill")]
+    killed = ev.rows[(ev.rows["backend"] == "memory") & fault_is(ev.rows["fault"], KILL)]
     if killed.empty:
         return inconclusive("not run: no kill on the memory queue", "no memory kill phase")
     recs: Sequence[ResultRecord] = [
-        r for r in ev.records if r.row.backend == "memory" and r.row.fault.startswith("kill")
+        r for r in ev.records if r.row.backend == "memory" and r.row.fault.partition(":")[0] == KILL
     ]
     backlog = min((backlog_at_fault(r) for r in recs), default=0)
     lost = [int(v) for v in killed["lost"]]

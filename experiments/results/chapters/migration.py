@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from experiments.results.chapters.common import ZERO_DOWNTIME
+from experiments.results.chapters.common import ZERO_DOWNTIME, fault_is
 from experiments.results.claims import HYPOTHESIS, Claim, Evidence, Finding, decide, fmt, inconclusive
 
 EXPERIMENT = "07_migration"
 
 
 def _planned(ev: Evidence) -> Finding:
-    planned = ev.rows[ev.rows["fault"].str.startswith("switch:")]
+    planned = ev.rows[fault_is(ev.rows["fault"], "switch")]
     if planned.empty:
         return inconclusive("not run: no planned switch", "modes without planned")
     sent, acked = int(planned["sent"].sum()), int(planned["acknowledged"].sum())
@@ -21,7 +21,7 @@ def _planned(ev: Evidence) -> Finding:
 
 
 def _naive(ev: Evidence) -> Finding:
-    naive = ev.rows[ev.rows["fault"].str.startswith("naive-switch:")]
+    naive = ev.rows[fault_is(ev.rows["fault"], "naive-switch")]
     if naive.empty:
         return inconclusive("not run: no naive switch", "modes without naive")
     cost = naive["lost"] + naive["errors"]

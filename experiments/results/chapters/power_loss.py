@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from experiments.results.chapters.cluster import R3_TOLERATES_ONE
-from experiments.results.chapters.common import DEFAULT_FSYNC, PUBACK_PERSISTED, SYNC_ALWAYS, keeps, loses
+from experiments.results.chapters.common import DEFAULT_FSYNC, PUBACK_PERSISTED, SYNC_ALWAYS, fault_is, keeps, loses
 from experiments.results.claims import (
     JEPSEN_NATS,
     Claim,
@@ -28,7 +28,7 @@ LAGGING_MAJORITY = Source(
 
 
 def _setting(rows: pd.DataFrame, backend: str, replicas: int, fault: str) -> pd.DataFrame:
-    return rows[(rows["backend"] == backend) & (rows["replicas"] == replicas) & rows["fault"].str.startswith(fault)]
+    return rows[(rows["backend"] == backend) & (rows["replicas"] == replicas) & fault_is(rows["fault"], fault)]
 
 
 def _sync_cost(ev: Evidence) -> Finding:
@@ -77,7 +77,7 @@ CLAIMS = (
         "acknowledged message.",
         R3_TOLERATES_ONE,
         lambda ev: keeps(
-            ev.rows[(ev.rows["replicas"] == 3) & ev.rows["fault"].str.startswith("power-loss:leader")],
+            ev.rows[(ev.rows["replicas"] == 3) & fault_is(ev.rows["fault"], "power-loss", "leader")],
             "R3, leader's power loss",
         ),
         ("the followers had not yet stored the tail when the leader acknowledged", "a second node failed too"),

@@ -1,6 +1,6 @@
 """End-to-end throughput and latency of the three services, beside a bare chain.
 
-    python -m experiments.bench.services [--quick] [--duration S] [--rounds N]
+    python -m experiments.bench.http_chain [--quick] [--duration S] [--rounds N]
                                          [--configs memory,nats,nats:2]
 
 Each round measures the bare 3-hop chain (same HTTP stack, no queue, no
@@ -16,7 +16,7 @@ slow moment of the machine hits neighbours alike. Per configuration:
   (from each request's scheduled time: no coordinated omission), beside
   the generator's own send lag p99 (how late it started requests: that part
   of the tail is the client, not the system), and the p99 of each stage
-  (ledger stamps, experiments/lab/stages.py), so the tail has an address.
+  (ledger stamps, experiments/lab/ledger_stages.py), so the tail has an address.
 Figures are medians over the rounds; the single-message ratio to the bare
 chain is the median of per-round ratios, with min..max.
 
@@ -54,7 +54,7 @@ import psutil
 import uvloop
 
 from experiments.bench import cpu_cost, wrk
-from experiments.lab.stages import phase_stages
+from experiments.lab.ledger_stages import phase_stages
 from experiments.runtime import warn_once
 from experiments.runtime.nats.base import free_port, nats_server_version
 from experiments.runtime.stack import AsgiServer, ServiceProcess, Stack, StackConfig

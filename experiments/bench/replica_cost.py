@@ -1,6 +1,6 @@
 """What replication costs a single publisher: R3 on a three-node cluster against R1 on one node, same run.
 
-    python -m experiments.bench.cluster [--messages N] [--repeat N]
+    python -m experiments.bench.replica_cost [--messages N] [--repeat N]
 
 One publisher, one message at a time (each waits for its PubAck), through
 our backend: the rate and the publish latency p50 / p99. R1 (one

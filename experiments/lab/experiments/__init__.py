@@ -1,0 +1,1 @@
+"""One module per experiment (typed `Params`, `run`, tables, figures, `EXPERIMENT`): found by `lab.registry`."""

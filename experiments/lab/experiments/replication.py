@@ -1,0 +1,276 @@
+"""05 cluster: R1 vs R3 vs memory at the same rates, and cluster faults as the clients see them (failover).
+
+`label` marks a row with nodes and replicas. `failover` runs one cluster
+fault through the phase pipeline (`lab.phase.run_phase` with `FAILOVER`
+options), which adds to the usual record what only a failover has: the
+per-`BIN_S` timeline of publishes ok / refused and client latency, the
+moment a new leader was seen, and the time to recover.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+
+from experiments.lab.context import RunContext
+from experiments.lab.experiment import Experiment, ExperimentParams, FaultText, FigureSpec, records_figure, rows_figure
+from experiments.lab.phase import FAILOVER, run_phase
+from experiments.lab.record import PhaseSpec
+from experiments.lab.session import Session
+from experiments.lab.setup import Setup
+from experiments.results.chapters import cluster as cluster_claims
+from experiments.results.plots import median_range
+from experiments.results.schema import Backend, ResultRecord
+from experiments.results.stats import spread
+from experiments.results.tables import median_table
+from experiments.runtime.nats.cluster import NatsCluster
+from experiments.workload.faults import FaultStep
+
+
+class Params(ExperimentParams):
+    nodes: int = 3  # nats-servers of the replicated deployment, its stream has as many replicas; 1: no cluster
+    rates: tuple[float, ...] = (500.0, 3000.0)  # msg/s, one message per request
+    duration_s: float = 3.0
+    faults: tuple[FaultText, ...] = ()  # the first after the comparison on its cluster, then each on a fresh one
+    fault_rate: float = 200.0  # msg/s during a fault
+    fault_duration_s: float = 14.0  # long enough for an election and the recovery after it
+    fault_at_s: float = 2.0
+    down_s: float = 8.0  # a killed or frozen node stays away this long
+    workers: int = 4
+    payload_bytes: int = 128
+
+
+def label(session: Session, record: ResultRecord) -> ResultRecord:
+    """Nodes and replicas of the session's deployment on its row (0 and 0 for the memory queue)."""
+    nats = session.nats
+    if nats is None:
+        record.row.nats_nodes, record.row.replicas = 0, 0
+    else:
+        record.row.nats_nodes = int(getattr(nats, "size", 1))
+        record.row.replicas = int(session.stack.backend_settings.nats_replicas)
+    return record
+
+
+async def failover(
+    session: Session,
+    phase: str,
+    step: FaultStep,
+    *,
+    rate: float,
+    duration_s: float,
+    payload_bytes: int = 128,
+    drain_timeout_s: float = 30.0,
+) -> ResultRecord:
+    """One fault on the session's cluster at `step.at_s` under `rate` msg/s; the record with its failover series."""
+    if not isinstance(session.nats, NatsCluster):
+        raise ValueError(f"fault {step.label} needs a cluster the harness started (this session has {session.nats!r})")
+    spec = PhaseSpec(phase, rate, duration_s, payload_bytes, 1)
+    record = await run_phase(session, spec, step, dataclasses.replace(FAILOVER, drain_timeout_s=drain_timeout_s))
+    return label(session, record)
+
+
+async def run(ctx: RunContext, params: Params) -> pd.DataFrame:
+    """Memory vs JetStream R1 (one node) vs R`nodes` (a cluster) at the same rates, then each fault on a fresh cluster.
+
+    The comparison measures latency percentiles and, at the top rates, how much
+    each deployment can take one message per request. Each fault (`kill:leader`,
+    `stepdown`, `pause:leader`, `kill:quorum`, `partition:leader`, `rolling`...)
+    runs in a fresh cluster and store, so one fault's aftermath never colours
+    the next; the first runs on the comparison's cluster, after it (one
+    cluster start less). Its record carries the failover timeline.
+    """
+    nodes, faults, workers = params.nodes, params.faults, params.workers
+    if faults and nodes < 3:
+        raise ValueError(f"cluster faults need nodes=3 (got nodes={nodes}); set faults=[] for a comparison only")
+    deployments: list[tuple[Backend, int | None, dict[str, str]]] = [
+        ("memory", None, {}),
+        ("nats", 1, {"NATS_REPLICAS": "1"}),
+        ("nats", nodes, {"NATS_REPLICAS": str(nodes)}),
+    ]
+    # a fault that needs per-route proxies needs a cluster built with them: not the comparison's
+    first_on_comparison = bool(faults) and nodes > 1 and "partitionable" not in FaultStep.parse(faults[0]).fault.needs
+    async with contextlib.AsyncExitStack() as kept:
+        replicated: Session | None = None  # the comparison's cluster: the first fault runs there, after it
+        for backend, n, env in deployments if nodes > 1 else deployments[:2]:
+            setup = Setup(backend=backend, workers=workers, nodes=n, env=env)
+            keep = first_on_comparison and n == nodes
+            async with contextlib.AsyncExitStack() as this:
+                session = await (kept if keep else this).enter_async_context(ctx.session(setup))
+                replicated = session if keep else replicated
+                for rate in params.rates:
+                    variant = "memory" if backend == "memory" else f"R{env['NATS_REPLICAS']}"
+                    rec = await session.measure(
+                        f"{variant},rate={rate:g}",
+                        rate=rate,
+                        duration_s=params.duration_s,
+                        payload_bytes=params.payload_bytes,
+                    )
+                    label(session, rec)
+        for i, fault in enumerate(faults):
+            step = FaultStep.parse(fault, at_s=params.fault_at_s, down_s=params.down_s)
+            async with contextlib.AsyncExitStack() as this:
+                if i == 0 and replicated is not None:
+                    session = replicated
+                else:
+                    setup = Setup(
+                        backend="nats",
+                        workers=workers,
+                        nodes=nodes,
+                        partitionable="partitionable" in step.fault.needs,
+                        env={"NATS_REPLICAS": str(nodes)},
+                    )
+                    session = await this.enter_async_context(ctx.session(setup))
+                await failover(
+                    session, f"fault={step.label}", step, rate=params.fault_rate, duration_s=params.fault_duration_s
+                )
+    return ctx.frame()
+
+
+def _variant(row: pd.Series) -> str:
+    if row["backend"] == "memory":
+        return "memory"
+    return f"R{int(row['replicas'])} ({int(row['nats_nodes'])} node{'s' if row['nats_nodes'] > 1 else ''})"
+
+
+def tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """R1 vs R3 vs memory at each rate, the R3/R1 ratios (median, min..max over repetitions), and each fault."""
+    df = df.assign(variant=df.apply(_variant, axis=1))
+    calm = df[df["fault"] == "none"]
+    faults = df[df["fault"] != "none"]
+    out: dict[str, pd.DataFrame] = {}
+    if not calm.empty:
+        values = ["achieved_rate", "client_p50_ms", "client_p99_ms", "e2e_p50_ms", "e2e_p99_ms"]
+        out["cluster_latency"] = median_table(calm, ["variant", "offered_rate"], values)
+        out["cluster_ratios"] = replica_ratios(calm)
+    if not faults.empty:
+        g = faults.groupby(["fault", "variant"], sort=True)
+        t = g[["sent", "acknowledged", "processed", "lost", "duplicated", "unacked_processed"]].sum()
+        # the issue's "recovered": refused or timed out at the client, stored after all (not the row's `recovered`)
+        t = t.rename(columns={"unacked_processed": "recovered_unacked"})
+        t.insert(0, "runs", g.size())
+        rec = g["recover_s"].agg(["median", "min", "max"]).add_prefix("recover_s_")
+        out["cluster_faults"] = t.join(rec).reset_index()
+    return out
+
+
+def replica_ratios(calm: pd.DataFrame) -> pd.DataFrame:
+    """R_high / R1 per repetition: max achieved rate over the rates, and client p50 / p99 at each rate."""
+    nats = calm[calm["backend"] != "memory"]
+    high = int(nats["replicas"].max()) if not nats.empty else 1
+    rows: list[dict[str, object]] = []
+    if high <= 1:
+        return pd.DataFrame(rows)
+    per_rep: dict[str, list[float]] = {}
+    for _, part in nats.groupby("repetition"):
+        one, many = part[part["replicas"] == 1], part[part["replicas"] == high]
+        if one.empty or many.empty:
+            continue
+        per_rep.setdefault("max achieved rate", []).append(many["achieved_rate"].max() / one["achieved_rate"].max())
+        for rate in sorted(set(one["offered_rate"]) & set(many["offered_rate"])):
+            for col in ("client_p50_ms", "client_p99_ms"):
+                a = one[one["offered_rate"] == rate][col].median()
+                b = many[many["offered_rate"] == rate][col].median()
+                if a and a == a and b == b:
+                    per_rep.setdefault(f"{col} at {rate:g} msg/s", []).append(b / a)
+    for metric, values in per_rep.items():
+        rows.append({"ratio": f"R{high}/R1 {metric}", **spread(values)})
+    return pd.DataFrame(rows)
+
+
+VARIANT_STYLE = {
+    "memory": {"color": "#1f77b4", "marker": "o", "label": "memory queue"},
+    "R1": {"color": "#d62728", "marker": "s", "label": "JetStream R1, 1 node"},
+    "R3": {"color": "#2ca02c", "marker": "D", "label": "JetStream R3, 3 nodes"},
+}
+
+
+def _variant_key(backend: str, replicas: int) -> str:
+    return "memory" if backend == "memory" else f"R{int(replicas)}"
+
+
+def cluster_comparison(df: pd.DataFrame) -> Figure:
+    """Memory vs R1 vs R3 at the same offered rates: achieved rate, client p50 and p99 (median, bars min..max)."""
+    calm = df[df["fault"] == "none"]
+    fig, axes = plt.subplots(1, 3, figsize=(12.0, 3.8))
+    cols = (("achieved_rate", "achieved [msg/s acknowledged]"), ("client_p50_ms", "client latency p50 [ms]"),
+            ("client_p99_ms", "client latency p99 [ms]"))  # fmt: skip
+    for (backend, replicas), part in calm.groupby(["backend", "replicas"], sort=True):
+        key = _variant_key(str(backend), int(str(replicas)))
+        st = VARIANT_STYLE.get(key, {"color": "black", "marker": "x", "label": key})
+        for ax, (col, _) in zip(axes, cols, strict=True):
+            agg = median_range(part, ["offered_rate"], col)
+            yerr = [agg["median"] - agg["lo"], agg["hi"] - agg["median"]]
+            ax.errorbar(agg["offered_rate"], agg["median"], yerr=yerr, capsize=3, **st)
+    for ax, (_, ylabel) in zip(axes, cols, strict=True):
+        ax.set_xlabel("offered rate [msg/s, one message per request]")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+    top = float(calm["offered_rate"].max()) if not calm.empty else 1.0
+    axes[0].plot([0, top], [0, top], color="grey", linewidth=0.8, linestyle=":", label="achieved = offered")
+    axes[0].set_title("Throughput")
+    axes[1].set_title("Median publish latency")
+    axes[2].set_title("p99 publish latency")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Memory vs JetStream R1 vs R3 (median of repetitions, bars: min..max)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def failover_timeline(records: Sequence[ResultRecord]) -> Figure:
+    """Per bin: publishes acknowledged / refused (bars) and client p50 (line), fault shaded, leader change marked."""
+    chosen = [r for r in records if r.series.failover is not None and r.row.repetition == 0]
+    firsts: dict[str, ResultRecord] = {}
+    for r in chosen:
+        firsts.setdefault(r.row.fault, r)
+    runs = list(firsts.values())
+    fig, axes = plt.subplots(max(1, len(runs)), 1, figsize=(9.0, 2.6 * max(1, len(runs))), squeeze=False)
+    for ax, rec in zip(axes[:, 0], runs, strict=False):
+        fo = rec.series.failover
+        assert fo is not None
+        per_s = 1.0 / fo.bin_s
+        ax.bar(fo.t_s, [v * per_s for v in fo.ok], width=fo.bin_s, align="edge", color="#2ca02c", label="acknowledged")
+        ax.bar(fo.t_s, [v * per_s for v in fo.failed], width=fo.bin_s, align="edge", color="#d62728",
+               bottom=[v * per_s for v in fo.ok], label="refused / no answer")  # fmt: skip
+        for w in rec.series.faults:
+            ax.axvspan(w.start_s, w.end_s, facecolor="none", edgecolor="black", hatch="//", alpha=0.5,
+                       zorder=3, label="fault window")  # fmt: skip
+            if w.leader_change_s is not None:
+                ax.axvline(w.leader_change_s, color="black", linestyle="--", linewidth=1.0, label="new leader seen")
+        lat = ax.twinx()
+        lat.plot([t + fo.bin_s / 2 for t in fo.t_s], fo.p50_ms, color="black", linewidth=0.9, label="client p50")
+        lat.set_yscale("log")
+        lat.set_ylabel("client p50 [ms], line", fontsize=8)
+        lat.grid(False)
+        recover = "" if rec.row.recover_s is None else f", recovered after {rec.row.recover_s:.2f} s"
+        ax.set_title(f"{rec.row.fault} on {rec.row.nats_nodes} nodes, R{rec.row.replicas}{recover}", fontsize=9)
+        ax.set_ylabel(f"publishes [per s, {fo.bin_s * 1000:g} ms bins]", fontsize=8)
+        ax.set_xlabel("time since load start [s]")
+        handles, labels = ax.get_legend_handles_labels()
+        h2, l2 = lat.get_legend_handles_labels()
+        ax.legend(handles + h2, labels + l2, fontsize=7, loc="lower left")
+    if not runs:
+        axes[0, 0].set_title("no cluster fault in these results")
+    fig.tight_layout()
+    return fig
+
+
+EXPERIMENT = Experiment(
+    name="05_cluster",
+    title="A three-node JetStream cluster: R1 vs R3 vs memory, and failover",
+    params=Params,
+    run=run,
+    columns=("phase", "nats_nodes", "replicas", "offered_rate", "achieved_rate", "client_p50_ms", "client_p99_ms",
+             "e2e_p99_ms", "sent", "acknowledged", "processed", "lost", "duplicated", "unacked_processed",
+             "recover_s"),
+    tables=tables,
+    figures=(
+        FigureSpec("cluster_comparison", rows_figure(cluster_comparison)),
+        FigureSpec("failover_timeline", records_figure(failover_timeline)),
+    ),
+    claims=cluster_claims.CLAIMS,
+)  # fmt: skip
