@@ -16,10 +16,12 @@ bench:
 demo:
 	bash scripts/bootstrap.sh && .venv/bin/python -m experiments.bench.demo
 
-# JupyterLab on 127.0.0.1 with the notebooks (installs the 'lab' extra once).
+# JupyterLab on 127.0.0.1 with the notebooks (installs the 'lab' extra once), with the project's kernel
+# ("Python (queue-lab)", in the venv); --allow-root: containers and devcontainers run as root.
 lab:
 	bash scripts/bootstrap.sh && .venv/bin/python -m pip install --quiet -e '.[dev,lab]' && \
-	  cd notebooks && ../.venv/bin/jupyter lab --ip 127.0.0.1 --no-browser
+	  .venv/bin/python -m ipykernel install --sys-prefix --name queue-lab --display-name "Python (queue-lab)" && \
+	  cd notebooks && ../.venv/bin/jupyter lab --ip 127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # The docker-compose stack (docker/README.md). Compose v2 or Debian's 1.29,
 # bridge or host networking: scripts/compose.sh picks.

@@ -2,6 +2,7 @@
 
 diplom run [BATCH.yaml] [--quick]  # papermill batch -> results/<batch>/ (report.html, results.csv, figures)
 diplom report results/<batch>      # rebuild the report from the run documents alone
+diplom check results/<batch>       # every claim's verdict; exit 1 if any is contradicted
 diplom up --queue memory|nats      # NATS (if chosen) + processor + ingest + gateway, Ctrl-C stops all
           [--nats-nodes 1|3]       # one nats-server or a three-node JetStream cluster (R3 stream)
                                    # HARNESS_NATS=external NATS_URL=...: the user's NATS, started by nobody here
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("run", help="run an experiment batch (see `diplom run -h`)", add_help=False)
     sub.add_parser("report", help="rebuild a batch's report from its run documents", add_help=False)
+    sub.add_parser("check", help="every claim's verdict on a batch; exit 1 if any is contradicted", add_help=False)
     sub.add_parser("bench-backends", help="backend throughput vs the raw libraries", add_help=False)
     sub.add_parser("bench-services", help="the HTTP chain vs a bare chain", add_help=False)
     sub.add_parser("bench-stamps", help="CPU the stage stamps add per message", add_help=False)
@@ -162,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         from experiments.batch import runner as batch
 
         return batch.report_main(rest)
+    if args.command == "check":
+        from experiments.results import verdicts
+
+        return verdicts.check_main(rest)
     if args.command == "bench-backends":
         from experiments.bench import backends as bench_backends
 

@@ -7,7 +7,8 @@ in its own process and kernel, with a timeout. A run whose document already
 exists is skipped, so an interrupted batch resumes where it stopped; a
 changed parameter gives a new run id, so a stale result is never reused.
 After the runs the report notebook rebuilds `results.csv`, figures and
-`report.html` from the run documents. A failing notebook makes the batch
+`report.html` from the run documents, and every executed notebook is also
+written as HTML without code (`html/`). A failing notebook makes the batch
 exit non-zero with the notebook, its parameters and the failing cell.
 
 The file's format (modelled on OpenMessaging Benchmark workloads):
@@ -48,6 +49,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm import tqdm
 
+from experiments.batch.export import notebooks_to_html
 from experiments.results.schema import PLAN_FILE, read_run
 from experiments.runtime.paths import DEFAULT_BATCH, NOTEBOOKS, REPO, RESULTS
 from experiments.runtime.processes import CHILDREN_ENV, descendants, reap_registered
@@ -342,6 +344,7 @@ def run_batch(
             outcome.failures.append(Failure(PlannedRun(batch.report or "report", "report", 0, {}), problem))
         else:
             outcome.report_html = batch_dir / "report.html"
+            notebooks_to_html(batch_dir / "notebooks", batch_dir / "html")
     outcome.wall_time_s = time.perf_counter() - started
     return outcome
 

@@ -1,4 +1,4 @@
-"""What an experiment is: typed parameters, a run, its tables and figures, and (soon) its claims, in one module.
+"""What an experiment is: typed parameters, a run, its tables and figures, and its claims, in one module.
 
 Each module of `experiments.lab.experiments` defines a frozen `Params`
 (an `ExperimentParams`: an unknown or mistyped parameter is refused when it
@@ -19,6 +19,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
+from experiments.results.claims import Claim
 from experiments.results.schema import ResultRecord, RunDocument
 from experiments.workload.faults import FaultStep
 
@@ -62,9 +63,10 @@ def records_figure(draw: Callable[[Sequence[ResultRecord]], Figure]) -> DrawFn:
 class Experiment:
     """One experiment: its notebook's name, parameters, run, and what the notebook and the report show of it.
 
-    `claims`: what the experiment states and checks against its own run; an
-    empty tuple until the claims-and-verdicts work gives it a type (each will
-    hold a statement, its source, and how it is evaluated).
+    `claims`: what the experiment states and checks against its own run
+    (`experiments.results.claims.Claim`: a statement, its quoted source, a
+    check with guards); the notebook, the report and `diplom check` show
+    their verdicts.
     """
 
     name: str  # the notebook's name, also `ResultRow.experiment`
@@ -76,7 +78,7 @@ class Experiment:
     figures: tuple[FigureSpec, ...] = field(default_factory=tuple)
     record_tables: RecordTablesFn | None = None  # tables that need the series (stages, CPU by process)
     doc_tables: DocTablesFn | None = None  # tables that need more of the run documents (publish rates)
-    claims: tuple[object, ...] = ()
+    claims: tuple[Claim, ...] = ()
 
     def check(self, parameters: Mapping[str, Any]) -> ExperimentParams:
         """`Params` from a notebook's or a batch entry's parameters; a ValueError naming the bad ones."""

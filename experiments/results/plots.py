@@ -39,12 +39,13 @@ def backend_style(backend: str) -> dict[str, str]:
 
 
 def save(fig: Figure, directory: str | Path, name: str) -> list[Path]:
-    """`name.png` and `name.svg`, without timestamps (reproducible bytes)."""
+    """`name.png`, `name.svg` and `name.pdf`, without timestamps (reproducible bytes)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    paths = [directory / f"{name}.png", directory / f"{name}.svg"]
+    paths = [directory / f"{name}.png", directory / f"{name}.svg", directory / f"{name}.pdf"]
     fig.savefig(paths[0], bbox_inches="tight", metadata={"Software": None})
     fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None, "Creator": None})
+    fig.savefig(paths[2], bbox_inches="tight", metadata={"CreationDate": None, "Creator": None, "Producer": None})
     return paths
 
 

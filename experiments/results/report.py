@@ -1,4 +1,4 @@
-"""A batch's report from its raw run documents only: results.csv, tables, figures, report.html.
+"""A batch's report from its raw run documents only: verdicts, results.csv, tables, figures, report.html.
 
 Nothing here measures: every number is read from `runs/*.json` or is a
 median / min / max / sum over them, and the output is written in a fixed
@@ -19,10 +19,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from experiments.results import plots
+from experiments.results import plots, thesis, verdicts
+from experiments.results.claims import Claim, Verdict
 from experiments.results.schema import PLAN_FILE, ROW_COLUMNS, RunDocument, planned_run_ids, read_runs
 
 FLOAT_FORMAT = "%.6g"
+GLOSSARY = "../../notebooks/GLOSSARY.md"  # from results/<batch>/report.html
 
 
 class ReportEntry(Protocol):
@@ -30,6 +32,10 @@ class ReportEntry(Protocol):
 
     @property
     def name(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def claims(self) -> tuple[Claim, ...]: ...
     def report_tables(self, rows: pd.DataFrame, docs: Sequence[RunDocument]) -> dict[str, pd.DataFrame]: ...
     def report_figures(self, rows: pd.DataFrame, docs: Sequence[RunDocument]) -> Iterator[tuple[str, Figure]]: ...
 
@@ -41,6 +47,10 @@ class Report:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     figures: dict[str, list[Path]] = field(default_factory=dict)
     html_path: Path | None = None
+    verdicts: list[Verdict] = field(default_factory=list)
+    figure_captions: list[thesis.Numbered] = field(default_factory=list)
+    titles: dict[str, str] = field(default_factory=dict)  # experiment name -> its title
+    table_captions: list[thesis.Numbered] = field(default_factory=list)
 
 
 def load_rows(docs: list[RunDocument]) -> pd.DataFrame:
@@ -50,11 +60,19 @@ def load_rows(docs: list[RunDocument]) -> pd.DataFrame:
     return df.sort_values(["experiment", "run_id", "backend", "phase"], kind="stable").reset_index(drop=True)
 
 
-def tables(df: pd.DataFrame, docs: list[RunDocument], experiments: Iterable[ReportEntry]) -> dict[str, pd.DataFrame]:
-    """The summary tables of every experiment that has rows, in the order given."""
+def tables(
+    df: pd.DataFrame, docs: list[RunDocument], experiments: Iterable[ReportEntry], owners: dict[str, str] | None = None
+) -> dict[str, pd.DataFrame]:
+    """The summary tables of every experiment that has rows, in the order given.
+
+    `owners`, when given, is filled with each table's experiment.
+    """
     out: dict[str, pd.DataFrame] = {}
     for exp in experiments:
-        out.update(exp.report_tables(df[df["experiment"] == exp.name], docs))
+        made = exp.report_tables(df[df["experiment"] == exp.name], docs)
+        out.update(made)
+        if owners is not None:
+            owners.update(dict.fromkeys(made, exp.name))
     return out
 
 
@@ -84,13 +102,37 @@ def runs_table(docs: list[RunDocument]) -> pd.DataFrame:
 def figures(
     df: pd.DataFrame, docs: list[RunDocument], directory: Path, experiments: Iterable[ReportEntry]
 ) -> dict[str, list[Path]]:
-    """Every experiment's figures (PNG + SVG) for the experiments that have rows."""
-    made: dict[str, list[Path]] = {}
+    """Every experiment's figures (PNG, SVG, PDF; 16 cm wide) for the experiments that have rows."""
+    return {name: paths for name, _, paths in _figures(df, docs, directory, experiments)}
+
+
+def _figures(
+    df: pd.DataFrame, docs: list[RunDocument], directory: Path, experiments: Iterable[ReportEntry]
+) -> list[tuple[str, str, list[Path]]]:
+    """(name, experiment, files) per figure, in the order given."""
+    made: list[tuple[str, str, list[Path]]] = []
     for exp in experiments:
         for name, fig in exp.report_figures(df[df["experiment"] == exp.name], docs):
-            made[name] = plots.save(fig, directory, name)
+            thesis.size_for_page(fig)
+            made.append((name, exp.name, plots.save(fig, directory, name)))
             plt.close(fig)
     return made
+
+
+def headlines(report: Report) -> str:
+    """One line per experiment: its title, its verdict counts, and the evidence of its first decided claim."""
+    items = []
+    for name, title in report.titles.items():
+        mine = [v for v in report.verdicts if v.claim.experiment == name]
+        decided = [v for v in mine if v.outcome != "inconclusive"]
+        if not mine or not (report.rows["experiment"] == name).any():
+            continue
+        lead = decided[0] if decided else mine[0]
+        items.append(
+            f"<li><b>{html.escape(title)}</b> ({html.escape(verdicts.summary(mine))}): "
+            f"{html.escape(lead.finding.evidence)}</li>"
+        )
+    return f"<ul class='headlines'>{''.join(items)}</ul>"
 
 
 def _html(batch: str, report: Report, env: pd.DataFrame, runs: pd.DataFrame, left_out: int = 0) -> str:
@@ -111,14 +153,29 @@ def _html(batch: str, report: Report, env: pd.DataFrame, runs: pd.DataFrame, lef
             f"<p>{left_out} run document(s) in <code>runs/</code> are of parameters the batch file no longer plans "
             f"(<code>{PLAN_FILE}</code>) and are left out.</p>"
         )
-    for name, table in report.tables.items():
-        parts.append(f"<h2>{html.escape(name.capitalize())}</h2>")
+    parts.append("<h2>Verdicts</h2>")
+    parts.append(verdicts.html(report.verdicts, GLOSSARY))
+    parts.append("<h2>Headlines</h2>")
+    parts.append(headlines(report))
+    parts.append(
+        "<p>Methods: <code>methods.md</code>. Figures as PDF/SVG (16 cm wide) in <code>figures/</code>, tables as "
+        "CSV and LaTeX in <code>tables/</code>, numbers and captions in <code>captions.json</code>.</p>"
+    )
+    parts.append("<h2>Tables</h2>")
+    for cap in report.table_captions:
+        table = report.tables[cap.name]
+        parts.append(f"<h3>Table {cap.number}: {html.escape(cap.title)}</h3><p>{html.escape(cap.caption)}</p>")
         parts.append(table.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="n/a"))
-    for name, paths in report.figures.items():
-        png = next(p for p in paths if p.suffix == ".png")
+    parts.append("<h2>Figures</h2>")
+    for cap in report.figure_captions:
+        name = cap.name
+        png = next(p for p in report.figures[name] if p.suffix == ".png")
         data = base64.b64encode(png.read_bytes()).decode()
-        parts.append(f"<h3>{html.escape(name)}</h3><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>")
-        parts.append(f"<p>SVG: <code>figures/{html.escape(name)}.svg</code></p>")
+        parts.append(
+            f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption><b>Figure {cap.number}.</b> {html.escape(cap.caption)} "
+            f"(<code>figures/{html.escape(name)}.pdf</code>, <code>.svg</code>)</figcaption></figure>"
+        )
     parts.append("<h2>Environment</h2>")
     parts.append(env.to_html(index=False))
     parts.append("<h2>Runs</h2>")
@@ -141,11 +198,27 @@ def build(batch_dir: str | Path, experiments: Iterable[ReportEntry]) -> Report:
     left_out = len(list((batch_dir / "runs").glob("*.json"))) - len(docs)
     df = load_rows(docs)
     df.to_csv(batch_dir / "results.csv", index=False, float_format=FLOAT_FORMAT)
-    report = Report(batch_dir, df, tables(df, docs, experiments))
+    owners: dict[str, str] = {}
+    report = Report(batch_dir, df, tables(df, docs, experiments, owners))
+    report.verdicts = verdicts.of_docs(docs, [c for e in experiments for c in e.claims])
+    report.titles = {e.name: e.title for e in experiments}
     (batch_dir / "tables").mkdir(exist_ok=True)
-    for name, table in report.tables.items():
+    for number, (name, table) in enumerate(report.tables.items(), start=1):
         table.to_csv(batch_dir / "tables" / f"{name}.csv", index=False, float_format=FLOAT_FORMAT)
-    report.figures = figures(df, docs, batch_dir / "figures", experiments)
+        title = name.replace("_", " ").capitalize()
+        exp = owners.get(name, "")
+        cap = (
+            f"{title}. " + (f"From {thesis.runs_phrase(docs, exp)}; " if exp else "") + thesis.environment_phrase(docs)
+        )
+        report.table_captions.append(thesis.Numbered(number, name, title, cap + "."))
+        (batch_dir / "tables" / f"{name}.tex").write_text(thesis.booktabs(table, number, name, cap + "."))
+    made = _figures(df, docs, batch_dir / "figures", experiments)
+    report.figures = {name: paths for name, _, paths in made}
+    for number, (name, exp, _) in enumerate(made, start=1):
+        title, cap = thesis.caption(name, exp, docs)
+        report.figure_captions.append(thesis.Numbered(number, name, title, cap))
+    thesis.write_captions(batch_dir / "captions.json", report.figure_captions, report.table_captions)
+    (batch_dir / "methods.md").write_text(thesis.methods(docs, batch_dir.name))
     env, runs = environment_table(docs), runs_table(docs)
     report.html_path = batch_dir / "report.html"
     report.html_path.write_text(_html(batch_dir.name, report, env, runs, left_out))

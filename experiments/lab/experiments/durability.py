@@ -25,6 +25,7 @@ from experiments.lab.experiment import (
     rows_figure,
 )
 from experiments.lab.setup import Setup
+from experiments.results.chapters import durability as durability_claims
 from experiments.results.plots import (
     STYLE,
     backend_style,
@@ -138,4 +139,5 @@ EXPERIMENT = Experiment(
         FigureSpec("durability_counts", rows_figure(durability_bars)),
         FigureSpec("durability_timeline", records_figure(durability_timeline)),
     ),
+    claims=durability_claims.CLAIMS,
 )  # fmt: skip

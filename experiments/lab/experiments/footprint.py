@@ -31,6 +31,7 @@ from experiments.lab.context import RunContext
 from experiments.lab.experiment import Experiment, ExperimentParams, FigureSpec, rows_figure
 from experiments.lab.session import Session
 from experiments.lab.setup import Setup
+from experiments.results.chapters import footprint as footprint_claims
 from experiments.results.plots import backend_style, median_range
 from experiments.results.schema import Backend, ResultRecord, ResultRow
 from experiments.results.stats import percentiles
@@ -277,4 +278,5 @@ EXPERIMENT = Experiment(
              "processor_rss_mib", "nats_rss_mib", "store_mib", "lost"),
     tables=tables,
     figures=(FigureSpec("footprint", rows_figure(footprint_curve)),),
+    claims=footprint_claims.CLAIMS,
 )  # fmt: skip

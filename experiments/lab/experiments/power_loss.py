@@ -20,6 +20,7 @@ from experiments.lab.context import RunContext
 from experiments.lab.experiment import Experiment, ExperimentParams, FaultText, FigureSpec
 from experiments.lab.experiments.replication import label
 from experiments.lab.setup import Setup
+from experiments.results.chapters import power_loss as power_loss_claims
 from experiments.results.plots import backend_style, median_range
 from experiments.results.schema import Backend, PublishRate, RunDocument
 from experiments.runtime.nats.cluster import NatsCluster
@@ -395,4 +396,5 @@ EXPERIMENT = Experiment(
              "lost_prefix", "lost_middle", "lost_postfix", "duplicated", "recovered", "errors"),
     figures=(FigureSpec("power_loss", lambda rows, _records, docs: figure(rows, docs)),),
     doc_tables=tables,
+    claims=power_loss_claims.CLAIMS,
 )  # fmt: skip

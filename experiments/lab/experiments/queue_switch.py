@@ -22,6 +22,7 @@ from experiments.lab.experiment import (
     rows_figure,
 )
 from experiments.lab.setup import Setup
+from experiments.results.chapters import migration as migration_claims
 from experiments.results.schema import ResultRecord
 from experiments.runtime.migration import QUEUES
 from experiments.workload.faults import FaultStep
@@ -167,4 +168,5 @@ EXPERIMENT = Experiment(
         FigureSpec("migration_timeline", records_figure(migration_timeline)),
     ),
     record_tables=migration_statuses,
+    claims=migration_claims.CLAIMS,
 )  # fmt: skip

@@ -23,6 +23,7 @@ from experiments.lab.phase import FAILOVER, run_phase
 from experiments.lab.record import PhaseSpec
 from experiments.lab.session import Session
 from experiments.lab.setup import Setup
+from experiments.results.chapters import cluster as cluster_claims
 from experiments.results.plots import median_range
 from experiments.results.schema import Backend, ResultRecord
 from experiments.results.stats import spread
@@ -271,4 +272,5 @@ EXPERIMENT = Experiment(
         FigureSpec("cluster_comparison", rows_figure(cluster_comparison)),
         FigureSpec("failover_timeline", records_figure(failover_timeline)),
     ),
+    claims=cluster_claims.CLAIMS,
 )  # fmt: skip

@@ -19,6 +19,7 @@ from experiments.lab.experiment import (
     rows_figure,
 )
 from experiments.lab.setup import Setup
+from experiments.results.chapters import scaling as scaling_claims
 from experiments.results.plots import (
     backend_style,
     median_errorbar,
@@ -98,4 +99,5 @@ EXPERIMENT = Experiment(
              "lost"),
     tables=tables,
     figures=(FigureSpec("scaling", rows_figure(scaling_curve)),),
+    claims=scaling_claims.CLAIMS,
 )  # fmt: skip

@@ -26,6 +26,7 @@ from experiments.lab.experiment import (
     rows_figure,
 )
 from experiments.lab.setup import Setup
+from experiments.results.chapters import throughput as throughput_claims
 from experiments.results.client_bound import cpu_table, measures_table
 from experiments.results.plots import (
     CLIENT_BOUND_LABEL,
@@ -197,4 +198,5 @@ EXPERIMENT = Experiment(
         FigureSpec("cpu_per_message", records_figure(cpu_per_message)),
     ),
     record_tables=lambda records: {"cpu_per_message": cpu_table(records)},
+    claims=throughput_claims.CLAIMS,
 )  # fmt: skip

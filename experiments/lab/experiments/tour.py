@@ -13,6 +13,7 @@ import pandas as pd
 from experiments.lab.context import RunContext
 from experiments.lab.experiment import Experiment, ExperimentParams
 from experiments.lab.setup import Setup
+from experiments.results.chapters import tour as tour_claims
 from experiments.results.schema import Backend
 
 
@@ -43,4 +44,5 @@ EXPERIMENT = Experiment(
     run=run,
     columns=("backend", "nats_provider", "offered_rate", "achieved_rate", "sent", "acknowledged", "processed",
              "lost", "e2e_p50_ms", "e2e_p99_ms"),
+    claims=tour_claims.CLAIMS,
 )  # fmt: skip
