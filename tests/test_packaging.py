@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import subprocess
 import tomllib
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 _SPEC = importlib.util.spec_from_file_location("docker_requirements", ROOT / "docker" / "requirements.py")
@@ -69,3 +72,13 @@ def test_license_and_type_markers_ship() -> None:
     for package in ("backends", "services", "experiments"):
         assert (ROOT / package / "py.typed").exists(), package
         assert "py.typed" in PYPROJECT["tool"]["setuptools"]["package-data"][package]
+
+
+@pytest.mark.spawns
+def test_no_secret_is_tracked() -> None:
+    """docker/.admin-token is made at first start (scripts/compose.sh), per clone; git must not carry one."""
+    tracked = subprocess.run(
+        ["git", "ls-files", "--", "docker/.admin-token", ".env", "docker/.env"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert "docker/.admin-token" not in tracked
