@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate docker/requirements.lock from docker/requirements.in: exact
+# Regenerate docker/requirements.in (from pyproject.toml) and docker/requirements.lock: exact
 # versions and sha256 hashes of every package the services need at run time.
 #
 # Transitive versions are constrained to what the project's .venv has
@@ -14,6 +14,8 @@ cd "$(dirname "$0")/.."
 
 PIP_TOOLS_VERSION=7.6.2
 bash scripts/bootstrap.sh
+
+.venv/bin/python docker/requirements.py  # requirements.in from pyproject.toml's pins
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

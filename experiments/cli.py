@@ -12,6 +12,7 @@ diplom bench-services [--quick]    # the HTTP chain vs a bare 3-hop chain
 diplom bench-stamps                # CPU the stage stamps add per message, with vs without
 diplom bench-tail                  # client p99 at half rate: current stack vs a lever (GC, granian), side by side
 diplom bench-cluster [--repeat N]  # one publisher: R3 on three nodes vs R1 on one, interleaved rounds
+diplom soak --minutes N            # half the max rate on memory and NATS; RSS, fds, ledger size; fails on growth
 """
 
 from __future__ import annotations
@@ -153,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("bench-stamps", help="CPU the stage stamps add per message", add_help=False)
     sub.add_parser("bench-tail", help="client p99 at half rate: current stack vs a lever, side by side", add_help=False)
     sub.add_parser("bench-cluster", help="R3 on a three-node cluster vs R1 on one node", add_help=False)
+    sub.add_parser("soak", help="minutes at half the max rate: RSS and fd slopes per process", add_help=False)
 
     args, rest = parser.parse_known_args(argv)
     if args.command == "run":
@@ -184,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         from experiments.bench import tail as bench_tail
 
         return bench_tail.main(rest)
+    if args.command == "soak":
+        from experiments.bench import soak
+
+        return soak.main(rest)
     if args.command == "bench-stamps":
         from experiments.bench import stamp_cost
 

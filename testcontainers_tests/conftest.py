@@ -27,6 +27,7 @@ from experiments.runtime.nats.docker import LABEL_RUN, RUN_ID, DockerNats, conta
 from experiments.runtime.nats.process import ProcessNats
 from experiments.runtime.processes import alive
 from testcontainers_tests.fault_matrix import FaultMatrix
+from tests import tiers
 from tests.backend_fixtures import make_backend
 from tests.ci import ci_is_set
 
@@ -52,6 +53,7 @@ def engine_problem() -> str | None:
 def pytest_configure(config: pytest.Config) -> None:
     # Registered here too, so --strict-markers accepts it whatever pyproject says.
     config.addinivalue_line("markers", "docker: needs a Docker engine (NATS in a container via testcontainers)")
+    tiers.register(config)  # every test here is marked `spawns` (the session's `docker_engine` fixture)
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from experiments.runtime.nats.process import ProcessNats
+from tests import tiers
 from tests.backend_fixtures import backend_kind, make_backend
 
 __all__ = ["backend_kind", "make_backend", "nats_server"]
@@ -25,6 +26,10 @@ def nats_server(tmp_path: Path) -> Iterator[ProcessNats]:
     finally:
         server.close()
         assert server.pid is None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    tiers.register(config)  # the fast tier: `spawns` marks, and the check that keeps them honest
 
 
 SCHEMATHESIS_LINES: list[str] = []

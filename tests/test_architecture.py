@@ -34,12 +34,14 @@ def _lint(cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.spawns
 def test_the_checkout_keeps_every_contract(tmp_path: Path) -> None:
     result = _lint(_tree_copy(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 broken" in result.stdout
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize(
     ("module", "line", "contract"),
     [

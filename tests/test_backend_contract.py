@@ -593,6 +593,7 @@ class TestMemoryBackend(BackendContract):
         assert (await b.stats()).current_size == 2
 
 
+@pytest.mark.spawns
 class TestProcessNats(NatsContract):
     """The contract on a `nats-server` process (this directory's `nats_server` fixture)."""
 
@@ -614,6 +615,7 @@ async def test_first_connect_to_absent_nats_fails_fast() -> None:
         await backend.publish(msg(1))
 
 
+@pytest.mark.spawns
 async def test_sync_always_accepted_by_a_syncing_server(tmp_path: Any) -> None:
     from experiments.runtime.nats.process import ProcessNats
 

@@ -251,6 +251,7 @@ def test_external_nats_is_used_but_never_faulted(cluster: NatsCluster, tmp_path:
         nats_server_from_env(environ={"HARNESS_NATS": "external"})
 
 
+@pytest.mark.spawns
 async def test_connect_without_a_quorum_is_unavailable_not_a_crash(tmp_path: Path) -> None:
     """Two of three nodes down: the stream cannot be created, and connect says so as BackendUnavailable.
 

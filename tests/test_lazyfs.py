@@ -156,6 +156,7 @@ def test_flush_makes_everything_durable(lazyfs: LazyFS) -> None:
     assert f.read_bytes() == b"x" * (3 * PAGE + 5)
 
 
+@pytest.mark.spawns
 def test_writeback_makes_old_pending_data_durable_on_its_own(tmp_path: Path) -> None:
     require_fuse_or_skip()
     with LazyFS(tmp_path / "backing", tmp_path / "mnt", writeback_s=0.3) as fs:
@@ -272,6 +273,7 @@ def _gone(pid: int, mnt: Path, timeout: float) -> bool:
     return False
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("how", ["exit", "hang"], ids=["ends-without-stop", "killed-as-on-timeout"])
 def test_a_run_that_ends_or_is_killed_leaves_no_mount_and_no_process(tmp_path: Path, how: str) -> None:
     """`exit`: the owner returns without stop() (atexit unmounts); `hang`: it is SIGKILLed, as a timed-out kernel is."""

@@ -9,6 +9,8 @@ import pytest
 from experiments.runtime.nats.base import NatsNotReady
 from experiments.runtime.nats.process import ProcessNats
 
+pytestmark = pytest.mark.spawns
+
 
 def test_a_failed_start_removes_the_process_and_its_temporary_store() -> None:
     with socket.socket() as taken:

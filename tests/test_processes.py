@@ -24,6 +24,8 @@ from experiments.runtime.processes import (
     rss_mib,
 )
 
+pytestmark = pytest.mark.spawns
+
 # Four threads spinning on the CPU.
 BUSY = """
 import threading, time

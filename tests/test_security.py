@@ -50,6 +50,7 @@ async def test_user_and_password_in_the_url_or_as_settings(auth_nats: ProcessNat
     await publish_one(nats_url=auth_nats.url, nats_user="queue", nats_password=PASSWORD)
 
 
+@pytest.mark.spawns
 async def test_token_in_the_url_or_as_a_setting(tmp_path: Path) -> None:
     with ProcessNats(tmp_path / "nats-token", token=TOKEN) as server:
         await publish_one(nats_url=with_creds(server.url, TOKEN))

@@ -16,6 +16,8 @@ from backends.factory import create_backend, load_settings
 from experiments.runtime.nats.base import nats_server_version
 from experiments.runtime.nats.process import ProcessNats
 
+pytestmark = pytest.mark.spawns
+
 POWER_LOSS = "acknowledged messages can be lost on power loss; not on process crash"
 
 

@@ -40,6 +40,7 @@ def test_the_script_posts_the_exact_body() -> None:
     assert '\\"pad\\":\\"x\\\\\\"y\\\\\\\\z\\"' in script  # quotes and backslashes escaped for Lua
 
 
+@pytest.mark.spawns
 async def test_wrk_drives_a_real_server_with_our_body() -> None:
     wrk.ensure()  # installs Debian's wrk through scripts/ensure-wrk.sh when missing; fails loudly otherwise
     assert shutil.which("wrk")

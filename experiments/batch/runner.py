@@ -51,8 +51,9 @@ from tqdm import tqdm
 
 from experiments.batch.export import notebooks_to_html
 from experiments.results.schema import PLAN_FILE, read_run
+from experiments.runtime import reaper
 from experiments.runtime.paths import DEFAULT_BATCH, NOTEBOOKS, REPO, RESULTS
-from experiments.runtime.processes import CHILDREN_ENV, descendants, reap_registered
+from experiments.runtime.processes import CHILDREN_ENV, descendants, die_with_parent, reap_registered, register_child
 
 ParameterCheck = Callable[[str, dict[str, Any]], object]  # (notebook, parameters): raises ValueError if wrong
 
@@ -206,6 +207,27 @@ def _stop_tree(proc: subprocess.Popen[bytes]) -> None:
             time.sleep(0.5)  # let the kernel's children go too before the hard pass
 
 
+def _wait_registering(proc: subprocess.Popen[bytes], timeout_s: float, registry: Path, every_s: float = 0.5) -> int:
+    """Wait for papermill, registering its tree (the kernel, what the kernel started) as it grows.
+
+    The kernel is launched by jupyter_client, not by us: registered here, the
+    run's reaper stops it too when this process is killed.
+    """
+    deadline = time.monotonic() + timeout_s
+    seen: set[int] = set()
+    while True:
+        for pid in {proc.pid, *descendants(proc.pid)} - seen:
+            register_child(pid, str(registry))
+            seen.add(pid)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise subprocess.TimeoutExpired(proc.args, timeout_s)
+        try:
+            return proc.wait(timeout=min(every_s, left))
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def failing_cell(notebook_path: Path) -> str:
     """'cell N: ExcType: message (first line of the cell)' from an executed notebook, or ''."""
     try:
@@ -242,15 +264,19 @@ def execute(run: PlannedRun, batch_dir: Path, timeout_s: float) -> str | None:
     ]  # fmt: skip
     env = {**os.environ, CHILDREN_ENV: str(children), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
     env.setdefault("HARNESS_NATS", "auto")  # a container when a Docker engine answers, else the embedded process
+    guard = reaper.start(children)  # stops what the run started even if this process is SIGKILLed
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, preexec_fn=die_with_parent()
+        )
         try:
-            code = proc.wait(timeout=timeout_s)
+            code = _wait_registering(proc, timeout_s, children)
         except subprocess.TimeoutExpired:
             _stop_tree(proc)
             code = None
         finally:
             reap_registered(str(children))
+            reaper.stop(guard)
     if code is None:
         cell = failing_cell(out_nb)
         return f"timed out after {timeout_s:g} s{'; ' + cell if cell else ''} (log: {log_path})"

@@ -7,12 +7,40 @@ zombie or not, resident memory) comes from psutil, not from parsing /proc.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 
 import psutil
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` for Popen: the child gets SIGKILL when this process dies, even by SIGKILL.
+
+    PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, so it
+    is set only for children started from the main thread (which ends with
+    the process); a child started from a worker thread (`asyncio.to_thread`)
+    would die when the pool's thread does. Those are covered by the run's
+    registry and reaper (`register_child`, `experiments.runtime.reaper`).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    parent = os.getpid()
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before the fork: the child only calls it
+    kill = int(signal.SIGKILL)
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, kill, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died between fork and prctl: no signal will come
+            os._exit(1)
+
+    return preexec
 
 
 def signal_and_wait(proc: subprocess.Popen[bytes] | None, sig: signal.Signals, timeout: float) -> None:
@@ -102,31 +130,47 @@ def _started_at(pid: int) -> float | None:
         return None
 
 
-def register_child(pid: int) -> None:
-    """Note a started child in the registry file, when a batch runner set one."""
-    path = os.environ.get(CHILDREN_ENV)
+def register_child(pid: int, path: str | None = None) -> None:
+    """Note a started child in the registry file `path`, or the one a batch runner set (CHILDREN_ENV)."""
+    path = path or os.environ.get(CHILDREN_ENV)
     started = _started_at(pid)
     if path and started is not None:
         with open(path, "a") as f:
             f.write(f"{pid} {started!r}\n")
 
 
+def register_mount(mountpoint: str, path: str | None = None) -> None:
+    """Note a FUSE mount in the registry, so a reaper unmounts it when its daemon (and watchdog) were killed."""
+    path = path or os.environ.get(CHILDREN_ENV)
+    if path:
+        with open(path, "a") as f:
+            f.write(f"mount {os.path.realpath(mountpoint)}\n")
+
+
 def reap_registered(path: str) -> list[int]:
-    """SIGKILL every registered child that still runs (same pid, same start time); returns their pids."""
+    """SIGKILL every registered child that still runs (same pid, same start time), then lazily unmount
+    every registered mount still in the mount table; returns the pids killed."""
     try:
         lines = open(path).read().split("\n")  # noqa: SIM115 (one read)
     except OSError:
         return []
-    killed = []
+    killed, mounts = [], []
     for line in filter(None, lines):
-        pid_text, started_text = line.split()
-        pid, started = int(pid_text), _started_at(int(pid_text))
-        if started is not None and abs(started - float(started_text)) < 0.05:
+        first, rest = line.split(maxsplit=1)
+        if first == "mount":
+            mounts.append(rest)
+            continue
+        pid, started = int(first), _started_at(int(first))
+        if started is not None and abs(started - float(rest)) < 0.05 and pid not in killed:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
     _wait_gone(killed, timeout=5.0)
+    table = {part.mountpoint for part in psutil.disk_partitions(all=True)} if mounts else set()
+    for mountpoint in mounts:
+        if mountpoint in table:
+            subprocess.run(["fusermount3", "-uz", mountpoint], capture_output=True, check=False)
     return killed
 
 

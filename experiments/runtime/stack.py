@@ -32,7 +32,7 @@ from experiments.runtime.lifetime import Managed
 from experiments.runtime.nats.base import free_port
 from experiments.runtime.nats.process import ProcessNats
 from experiments.runtime.nats.provider import NatsServer
-from experiments.runtime.processes import register_child, signal_and_wait
+from experiments.runtime.processes import die_with_parent, register_child, signal_and_wait
 from services.settings import BackendSettings, GatewaySettings, IngestSettings, ProcessorSettings, load, to_env
 
 S = TypeVar("S", bound=BaseSettings)
@@ -93,7 +93,12 @@ class ServiceProcess:
             raise RuntimeError(f"{self.name} already running as pid {self.pid}")
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                self.command(), env=self.child_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                self.command(),
+                env=self.child_env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent(),
             )
         register_child(self.proc.pid)
 

@@ -27,7 +27,7 @@ import psutil
 from experiments.runtime.lazyfs.availability import require_fuse
 from experiments.runtime.lazyfs.control import send_command
 from experiments.runtime.lifetime import Managed
-from experiments.runtime.processes import register_child, signal_and_wait
+from experiments.runtime.processes import die_with_parent, register_child, register_mount, signal_and_wait
 
 Writeback = float | None  # seconds, or None for "never"
 
@@ -83,8 +83,11 @@ class LazyFS(Managed):
         if not self.fsync_backing:
             cmd.append("--no-fsync-backing")
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self._proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent()
+            )
         register_child(self._proc.pid)
+        register_mount(str(self.mountpoint))
         atexit.register(self.stop)
         try:
             self._wait_ready()

@@ -21,7 +21,7 @@ from experiments.runtime.nats.base import (
     nats_server_binary,
     wait_healthy,
 )
-from experiments.runtime.processes import freeze, register_child, signal_and_wait
+from experiments.runtime.processes import die_with_parent, freeze, register_child, signal_and_wait
 
 if TYPE_CHECKING:
     from experiments.runtime.nats.topology import ClusterMember
@@ -95,7 +95,9 @@ class ProcessNats(NatsNode):
         ]  # fmt: skip
         with open(self.log_path, "ab") as log:
             env = {**os.environ, **self.member.env} if self.member else None
-            self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+            self._proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env, preexec_fn=die_with_parent()
+            )
         register_child(self._proc.pid)
         try:
             wait_healthy(self.monitor_url, self.ready_timeout)
