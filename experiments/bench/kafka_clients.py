@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from confluent_kafka import Consumer, TopicPartition
@@ -239,6 +240,69 @@ def render(figures: dict[tuple[str, str], Figures]) -> str:
     return "\n".join(lines)
 
 
+def share_group_probe(brokers: str) -> list[str]:
+    """What a share group (KIP-932) offers through confluent-kafka, asked of the broker, not assumed.
+
+    The backend's settle verbs need: per-record ACCEPT/RELEASE/REJECT (ack, nak,
+    term), RENEW (in_progress), a delayed release (nak(delay)), an ack_wait as
+    short as the contract's tests use, and fetching more while some records
+    are still being worked on (a worker pool). Each line says what this run found.
+    """
+    from confluent_kafka import AcknowledgeType, KafkaException, Producer, ShareConsumer
+    from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
+    from confluent_kafka.admin._resource import ResourceType
+
+    admin = AdminClient({"bootstrap.servers": brokers})
+    topic, group = _new_topic(admin), f"share-{uuid.uuid4().hex[:8]}"
+    kinds = ", ".join(t.name for t in AcknowledgeType)
+    lines = [f"acknowledge types: {kinds} (RENEW: {'RENEW' in AcknowledgeType.__members__})"]
+
+    def alter(name: str, value: str) -> str:
+        entry = ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+        resource = ConfigResource(ResourceType.GROUP, group, incremental_configs=[entry])
+        try:
+            admin.incremental_alter_configs([resource])[resource].result(10)
+        except KafkaException as exc:
+            return f"refused: {exc.args[0].str()}"
+        return "accepted"
+
+    lines.append(f"group lock duration 1000 ms (an ack_wait of 1 s): {alter('share.record.lock.duration.ms', '1000')}")
+    alter("share.auto.offset.reset", "earliest")
+    producer = Producer({"bootstrap.servers": brokers, "log_level": 3})
+    for i in range(3):
+        producer.produce(topic, PAYLOAD, key=str(i).encode())
+    producer.flush(10)
+    consumer = ShareConsumer(
+        {"bootstrap.servers": brokers, "group.id": group, "share.acknowledgement.mode": "explicit", "log_level": 3}
+    )
+    try:
+        consumer.subscribe([topic])
+        started, first = time.monotonic(), list[Any]()
+        while not first and time.monotonic() - started < 30:
+            first = list(consumer.poll(0.5))
+        lines.append(f"first records after {time.monotonic() - started:.1f} s (joining the share group)")
+        try:
+            consumer.poll(0.2)
+            lines.append("poll with records of the previous poll unsettled: allowed")
+        except Exception as exc:
+            lines.append(f"poll with records of the previous poll unsettled: refused ({exc})")
+        consumer.acknowledge(first[0], AcknowledgeType.RELEASE)
+        for m in first[1:]:
+            consumer.acknowledge(m, AcknowledgeType.ACCEPT)
+        consumer.commit_sync()
+        started, again = time.monotonic(), list[Any]()
+        while not again and time.monotonic() - started < 10:
+            again = list(consumer.poll(0.5))
+        counts = [(m.offset(), m.delivery_count()) for m in again]
+        lines.append(f"after RELEASE of offset {first[0].offset()}: redelivered (offset, delivery count) {counts}")
+        for m in again:
+            consumer.acknowledge(m, AcknowledgeType.ACCEPT)
+        consumer.commit_sync()
+    finally:
+        consumer.close()
+    return lines
+
+
 @contextlib.contextmanager
 def _broker(brokers: str | None) -> Iterator[str]:
     if brokers:
@@ -264,8 +328,12 @@ def main(argv: list[str] | None = None) -> int:
     versions = ", ".join(f"{p} {importlib.metadata.version(p)}" for p in CLIENTS)
     with _broker(args.brokers) as brokers:
         figures = asyncio.run(run(brokers, args.one_at_a_time, args.messages, args.rounds))
+        probe = share_group_probe(brokers)
     print(f"Kafka clients, acks=all + idempotence, {len(PAYLOAD)} B, {args.rounds} interleaved rounds ({versions})")
     print(render(figures))
+    print("\nShare group (KIP-932) through confluent-kafka's ShareConsumer, on this broker:")
+    for line in probe:
+        print(f"  {line}")
     return 0
 
 
