@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from experiments.runtime.nats.process import ProcessNats
-from tests.backend_fixtures import backend_kind, make_backend
+from tests.backend_fixtures import backend_kind, capabilities, make_backend, warm_kafka
 from tests.kafka_fixtures import kafka_broker, kafka_cluster
 
-__all__ = ["backend_kind", "kafka_broker", "kafka_cluster", "make_backend", "nats_server"]
+__all__ = ["backend_kind", "capabilities", "kafka_broker", "kafka_cluster", "make_backend", "nats_server", "warm_kafka"]
 
 
 @pytest.fixture

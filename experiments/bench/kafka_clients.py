@@ -308,10 +308,10 @@ def _broker(brokers: str | None) -> Iterator[str]:
     if brokers:
         yield brokers
         return
-    from experiments.runtime.kafka import start_broker  # type: ignore[import-not-found,unused-ignore]
+    from experiments.runtime.kafka.cluster import KafkaCluster
 
-    with start_broker() as broker:
-        yield broker.bootstrap
+    with KafkaCluster(nodes=1) as broker:
+        yield broker.bootstrap_servers
 
 
 def main(argv: list[str] | None = None) -> int:
