@@ -1,7 +1,8 @@
 """The one place that reads `QUEUE_TYPE` and picks a backend.
 
 Settings come from the environment (names as in the spec's table: QUEUE_TYPE,
-NATS_URL, QUEUE_SIZE, plus tuning knobs), through `backends.settings`, where
+NATS_URL, QUEUE_SIZE; the Go original's KAFKA_BROKERS, KAFKA_TOPIC,
+KAFKA_CONSUMER_GROUP; plus tuning knobs), through `backends.settings`, where
 each default is written once. A wrong value stops the service at start with
 the variable's name and what it accepts, not at the first request.
 """
@@ -9,6 +10,7 @@ the variable's name and what it accepts, not at the first request.
 from __future__ import annotations
 
 from backends.contract import QueueBackend
+from backends.kafka import KafkaBackend, KafkaConfig
 from backends.memory import MemoryBackend, MemoryConfig
 from backends.nats import NatsConfig, NatsJetStreamBackend
 from backends.settings import BackendSettings, ConfigError, load
@@ -32,6 +34,22 @@ def create_backend(settings: BackendSettings | None = None) -> QueueBackend:
                 ack_wait=s.ack_wait,
                 max_deliver=s.max_deliver,
                 dedup_window=s.dedup_window,
+            )
+        )
+    if s.queue_type == "kafka":
+        return KafkaBackend(
+            KafkaConfig(
+                brokers=s.kafka_brokers,
+                topic=s.kafka_topic,
+                group=s.kafka_consumer_group,
+                partitions=s.kafka_partitions,
+                replicas=s.kafka_replicas,
+                retention_hours=s.kafka_retention_hours,
+                connect_timeout=s.kafka_connect_timeout,
+                prefetch=s.kafka_prefetch,
+                publish_timeout=s.publish_timeout,
+                ack_wait=s.ack_wait,
+                max_deliver=s.max_deliver,
             )
         )
     return NatsJetStreamBackend(

@@ -26,7 +26,7 @@ class BackendSettings(BaseSettings):
 
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
 
-    queue_type: Literal["memory", "nats"] = "memory"
+    queue_type: Literal["memory", "nats", "kafka"] = "memory"
     nats_url: str = "nats://nats:4222"  # or several, comma-separated (a cluster)
     nats_replicas: int = Field(1, ge=1, le=5, description="stream replicas; 3 on a three-node cluster")
     queue_size: int = Field(1000, ge=1)
@@ -48,6 +48,15 @@ class BackendSettings(BaseSettings):
     nats_user: str | None = None
     nats_password: SecretStr | None = None
     nats_token: SecretStr | None = None
+    # Kafka (the Go original's names: KAFKA_BROKERS, KAFKA_TOPIC, KAFKA_CONSUMER_GROUP).
+    kafka_brokers: str = "kafka:9092"  # bootstrap servers, comma-separated
+    kafka_topic: str = "diplom.messages"  # the dead-letter topic is this name + ".dlq"
+    kafka_consumer_group: str = "processor-group"
+    kafka_partitions: int = Field(1, ge=1, description="1 keeps one FIFO order; a partition has one consumer")
+    kafka_replicas: int = Field(1, ge=1, le=5, description="topic replication factor; 3 on a three-node cluster")
+    kafka_retention_hours: float = Field(24.0, gt=0)
+    kafka_connect_timeout: float = Field(5.0, gt=0)
+    kafka_prefetch: int = Field(1000, ge=1, description="records a consumer buffers before pausing its partitions")
 
 
 def default_of(model: type[BaseSettings], name: str) -> Any:

@@ -3,8 +3,9 @@
 diplom run [BATCH.yaml] [--quick]  # papermill batch -> results/<batch>/ (report.html, results.csv, figures)
 diplom report results/<batch>      # rebuild the report from the run documents alone
 diplom check results/<batch>       # every claim's verdict; exit 1 if any is contradicted
-diplom up --queue memory|nats      # NATS (if chosen) + processor + ingest + gateway, Ctrl-C stops all
+diplom up --queue memory|nats|kafka  # the broker (if chosen) + processor + ingest + gateway, Ctrl-C stops all
           [--nats-nodes 1|3]       # one nats-server or a three-node JetStream cluster (R3 stream)
+          [--kafka-nodes 1|3]      # one KRaft broker or three (topic RF 3, min ISR 2)
                                    # HARNESS_NATS=external NATS_URL=...: the user's NATS, started by nobody here
 diplom switch --to nats|memory     # switch a running `diplom up` to the other queue (planned; --naive: recreate)
 diplom bench-backends [--quick]    # backend throughput vs raw asyncio.Queue / nats-py
@@ -49,6 +50,11 @@ def up(args: argparse.Namespace) -> int:
         )
     elif args.queue == "nats":
         nats = ProcessNats(workdir / "nats", port=args.nats_port, monitor_port=args.nats_monitor_port)
+    kafka = None
+    if args.queue == "kafka":
+        from experiments.runtime.kafka.provider import kafka_server_from_env
+
+        kafka = kafka_server_from_env(workdir / "kafka", nodes=args.kafka_nodes)
     cfg = StackConfig(
         queue=args.queue,
         workers=args.workers,
@@ -58,7 +64,7 @@ def up(args: argparse.Namespace) -> int:
         backend=load(BackendSettings, queue_size=args.queue_size) if args.queue_size else None,
         gateway=load(GatewaySettings, api_key=args.api_key) if args.api_key else None,
     )
-    stack = Stack(cfg, workdir, nats=nats)
+    stack = Stack(cfg, workdir, nats=nats, kafka=kafka)
     # a memory stack gets a NATS server when `diplom switch --to nats` asks for one
     standby = nats or ProcessNats(workdir / "nats", port=args.nats_port, monitor_port=args.nats_monitor_port)
     switch_nats = switch_control.SwitchNats(standby)
@@ -76,6 +82,8 @@ def up(args: argparse.Namespace) -> int:
     try:
         if nats is not None:
             switch_nats.ensure()
+        if kafka is not None:
+            kafka.start()
         stack.start()
         switch_control.write_state(workdir, stack, switch_nats)
         print(f"queue: {args.queue} (workdir {workdir}, logs and ledger there)")
@@ -83,6 +91,10 @@ def up(args: argparse.Namespace) -> int:
             print(f"nats:      {nats.url}   monitoring {nats.monitor_url}")
             print(f"           {nats.kind}, {getattr(nats, 'size', 1)} node(s); stream replicas "
                   f"{stack.backend_settings.nats_replicas}")  # fmt: skip
+        if kafka is not None:
+            b = stack.backend_settings
+            print(f"kafka:     {kafka.bootstrap_servers}   {kafka.kind}, {kafka.size} broker(s); "
+                  f"topic {b.kafka_topic}, replicas {b.kafka_replicas}")  # fmt: skip
         print(f"gateway:   {stack.gateway_url}   POST /api/v1/ingest, GET /api/v1/status, /docs")
         print(f"ingest:    {stack.ingest.url}")
         print(f"processor: {stack.processor_url}   GET /stats")
@@ -97,6 +109,8 @@ def up(args: argparse.Namespace) -> int:
         print("stopping ...", flush=True)
         stack.stop()
         switch_nats.stop()
+        if kafka is not None:
+            kafka.close()
         (workdir / switch_control.STATE).unlink(missing_ok=True)
     return 0
 
@@ -120,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_up = sub.add_parser("up", help="start the stack on 127.0.0.1 until Ctrl-C")
-    p_up.add_argument("--queue", choices=["memory", "nats"], default="memory")
+    p_up.add_argument("--queue", choices=["memory", "nats", "kafka"], default="memory")
     p_up.add_argument("--workers", type=int, default=4)
     p_up.add_argument("--queue-size", type=int, default=0, help="memory queue capacity (default: QUEUE_SIZE or 1000)")
     p_up.add_argument("--api-key", default="", help="require this key at the gateway")
@@ -135,6 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         choices=[1, 3],
         default=int(os.environ.get("HARNESS_NATS_NODES", "1") or 1),
         help="nats-servers: 1, or a three-node JetStream cluster with an R3 stream (default: HARNESS_NATS_NODES or 1)",
+    )
+    p_up.add_argument(
+        "--kafka-nodes",
+        type=int,
+        choices=[1, 3],
+        default=int(os.environ.get("HARNESS_KAFKA_NODES", "1") or 1),
+        help="Kafka brokers: 1, or three with the topic on all three (default: HARNESS_KAFKA_NODES or 1)",
     )
     p_up.add_argument("--workdir", default="run", help="where logs, the ledger and the NATS store go")
 

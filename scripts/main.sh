@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+bash scripts/ensure-kafka.sh >/dev/null  # Kafka's jars (Maven, cached outside the repo)
 bash scripts/ensure-fuse.sh  # 06_power_loss mounts a lazy file system under the NATS store
 export HARNESS_NATS=${HARNESS_NATS:-auto}
 exec .venv/bin/diplom run experiments/batches/default.yaml "$@"

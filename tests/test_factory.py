@@ -42,13 +42,14 @@ def test_queue_size_reaches_the_memory_backend(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_unknown_queue_type_names_the_variable_and_the_choices(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("QUEUE_TYPE", "kafka")
+    monkeypatch.setenv("QUEUE_TYPE", "rabbitmq")
     with pytest.raises(ConfigError) as err:
         create_backend()
     text = str(err.value)
-    assert "QUEUE_TYPE='kafka'" in text
+    assert "QUEUE_TYPE='rabbitmq'" in text
     assert "'memory'" in text
     assert "'nats'" in text
+    assert "'kafka'" in text
 
 
 @pytest.mark.parametrize(

@@ -68,7 +68,7 @@ def test_config_objects_take_their_defaults_from_the_settings() -> None:
         (GatewaySettings, "STATUS_TIMEOUT", "0"),
         (IngestSettings, "FORWARD_IN_FLIGHT", "many"),
         (ProcessorSettings, "WORKERS", "0"),
-        (BackendSettings, "QUEUE_TYPE", "kafka"),
+        (BackendSettings, "QUEUE_TYPE", "rabbitmq"),
     ],
 )
 def test_one_error_class_names_the_variable_for_every_service(

@@ -42,6 +42,9 @@ SPAWNING_FIXTURES = frozenset(
         "quick_batch",  # papermill kernels
         "child",  # tests/test_processes.py: a busy child process
         "docker_engine",  # every testcontainers test
+        "kafka_broker",  # a KRaft broker (JVM) process
+        "kafka_cluster",  # three of them
+        "warm_kafka",
     }
 )
 IMPLYING_MARKERS = ("e2e", "docker", "notebooks", "faults")
@@ -54,8 +57,8 @@ def spawns(item: pytest.Item) -> bool:
     if names & SPAWNING_FIXTURES or any(item.get_closest_marker(m) for m in (MARK, *IMPLYING_MARKERS)):
         return True
     callspec = getattr(item, "callspec", None)
-    # make_backend asks for `nats_server` at run time when the kind is nats
-    return "make_backend" in names and callspec is not None and callspec.params.get("backend_kind") == "nats"
+    # make_backend asks for its broker (`nats_server`, `kafka_broker`) at run time for those kinds
+    return "make_backend" in names and callspec is not None and callspec.params.get("backend_kind") in ("nats", "kafka")
 
 
 def mark_spawning(items: list[pytest.Item]) -> None:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
 import psutil
@@ -34,6 +34,9 @@ from experiments.runtime.nats.process import ProcessNats
 from experiments.runtime.nats.provider import NatsServer
 from experiments.runtime.processes import die_with_parent, register_child, signal_and_wait
 from services.settings import BackendSettings, GatewaySettings, IngestSettings, ProcessorSettings, load, to_env
+
+if TYPE_CHECKING:
+    from experiments.runtime.kafka.provider import KafkaServer
 
 S = TypeVar("S", bound=BaseSettings)
 
@@ -218,10 +221,16 @@ def _build(model: type[S], base: S | None, *layers: Mapping[str, Any]) -> S:
 
 
 class Stack(Managed):
-    """gateway -> ingest -> processor(s) [-> NATS], all on 127.0.0.1."""
+    """gateway -> ingest -> processor(s) [-> NATS | Kafka], all on 127.0.0.1."""
 
-    def __init__(self, config: StackConfig, workdir: str | Path | None = None, nats: NatsServer | None = None) -> None:
-        """`nats`: a broker the caller started and stops (any provider); else one is made here."""
+    def __init__(
+        self,
+        config: StackConfig,
+        workdir: str | Path | None = None,
+        nats: NatsServer | None = None,
+        kafka: KafkaServer | None = None,
+    ) -> None:
+        """`nats` / `kafka`: a broker the caller started and stops (any provider); else one is made here."""
         self.config = config
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if workdir is None:
@@ -235,6 +244,12 @@ class Stack(Managed):
         self.nats: NatsServer | None = nats
         if nats is None and config.queue == "nats":
             self.nats = ProcessNats(self.workdir / "nats")
+        self._own_kafka = kafka is None and config.queue == "kafka"
+        self.kafka: KafkaServer | None = kafka
+        if kafka is None and config.queue == "kafka":
+            from experiments.runtime.kafka.cluster import KafkaCluster
+
+            self.kafka = KafkaCluster(self.workdir / "kafka", nodes=1)
         ports = config.processor_ports or [free_port() for _ in range(config.processors)]
         self.processors = [
             ServiceProcess(
@@ -264,13 +279,18 @@ class Stack(Managed):
         nats = {"nats_url": self.nats.url, "nats_monitor_url": self.nats.monitor_url} if self.nats is not None else {}
         # a cluster replicates the stream on every node (at most 3) unless the run says otherwise
         replicas = {"nats_replicas": min(3, int(getattr(self.nats, "size", 1)))} if self.nats is not None else {}
+        # three brokers: the topic on all three (min ISR 2) unless the run says otherwise
+        kafka_replicas = {"kafka_replicas": min(3, self.kafka.size)} if self.kafka is not None else {}
+        kafka_brokers = {"kafka_brokers": self.kafka.bootstrap_servers} if self.kafka is not None else {}
         backend = _build(
             BackendSettings,
             cfg.backend,
             {"queue_type": cfg.queue},
             replicas,
+            kafka_replicas,
             _fields(BackendSettings, cfg.env),
             nats,
+            kafka_brokers,
             _fields(BackendSettings, cfg.processor_env),
         )
         self.backend_settings = backend  # what every processor's queue backend is built from
@@ -329,6 +349,8 @@ class Stack(Managed):
         try:
             if self.nats is not None and self._own_nats:
                 self.nats.start()
+            if self.kafka is not None and self._own_kafka:
+                self.kafka.start()
             # All at once: each spends most of its start importing, and none
             # needs another to be up before it answers /health.
             for s in self.services:
@@ -354,6 +376,8 @@ class Stack(Managed):
             s.stop()
         if self.nats is not None and self._own_nats:
             self.nats.close()
+        if self.kafka is not None and self._own_kafka:
+            self.kafka.close()
 
     def close(self) -> None:
         self.stop()

@@ -1,0 +1,182 @@
+"""A KRaft Kafka of 1 or 3 real nodes on 127.0.0.1 (combined mode), as processes or containers.
+
+`KafkaCluster` is a `KafkaServer` (the verbs act on every node, so a
+single-node experiment runs on three unchanged) plus what only a cluster has:
+nodes by id, the leader and in-sync replicas of a partition, a wait for a new
+leader. Every node is a voter of one static controller quorum and a broker;
+three nodes get replication factor 3, `min.insync.replicas=2` and unclean
+leader election off (see `experiments.runtime.kafka.config`).
+
+Start formats the nodes (in parallel: each is a JVM start), launches every
+JVM, then waits until each node's metadata lists all brokers: the quorum has
+a leader and every broker is registered and unfenced.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+from confluent_kafka.admin import ClusterMetadata
+
+from experiments.runtime.kafka.config import NodePlan
+from experiments.runtime.kafka.process import DEFAULT_HEAP, ProcessKafkaNode
+from experiments.runtime.kafka.readiness import KafkaNotReady, admin_client, free_ports
+from experiments.runtime.lifetime import Managed
+
+Node = Any  # ProcessKafkaNode | DockerKafkaNode (docker is imported only when asked for)
+KafkaKind = Literal["process", "docker"]
+
+
+class KafkaCluster(Managed):
+    """`nodes` KRaft nodes, each broker and controller, each with its own ports and directory."""
+
+    def __init__(
+        self,
+        store_dir: str | Path | None = None,
+        *,
+        nodes: int = 1,
+        kind: KafkaKind = "process",
+        heap: str = DEFAULT_HEAP,
+        overrides: Mapping[str, str] | None = None,
+        ready_timeout: float = 90.0,
+        ports: list[int] | None = None,
+    ) -> None:
+        """`ports`: fixed client ports per node (`diplom up`), else free ones; `overrides`: broker configs."""
+        if nodes not in (1, 3):
+            raise ValueError("a lab Kafka has 1 node or 3 (a quorum that survives one loss)")
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if store_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="kafka-")
+            store_dir = self._tmp.name
+        self.store_dir = Path(store_dir).resolve()
+        self._kind = kind
+        self.ready_timeout = ready_timeout
+        picked = free_ports(2 * nodes)
+        client_ports = ports or picked[:nodes]
+        plans = [NodePlan(i + 1, client_ports[i], picked[nodes + i]) for i in range(nodes)]
+        self.nodes: list[Node] = []
+        for plan in plans:
+            node_dir = self.store_dir / f"n{plan.node_id}"
+            if kind != "process":
+                raise ValueError(f"kind={kind!r}: only 'process' Kafka nodes exist so far")
+            self.nodes.append(
+                ProcessKafkaNode(plan, plans, node_dir, heap=heap, overrides=overrides, ready_timeout=ready_timeout)
+            )
+        self.started_in_s: float | None = None  # the last full start's wall time, formatting included
+
+    # --- what every provider has -------------------------------------------------
+    @property
+    def kind(self) -> str:
+        return self._kind
+
+    @property
+    def size(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Every node's client address, comma-separated (what `KAFKA_BROKERS` takes)."""
+        return ",".join(n.bootstrap_servers for n in self.nodes)
+
+    @property
+    def pid(self) -> int | None:
+        """The first running node's pid (one per node: `nodes[i].pid`), None when none runs."""
+        return next((n.pid for n in self.nodes if n.pid is not None), None)
+
+    @property
+    def ids(self) -> list[int]:
+        return [n.node_id for n in self.nodes]
+
+    def node(self, node_id: int) -> Node:
+        return next(n for n in self.nodes if n.node_id == node_id)
+
+    def start(self) -> None:
+        """Start every stopped node and return once each serves metadata listing all the brokers."""
+        t0 = time.monotonic()
+        idle = [n for n in self.nodes if n.pid is None]
+        with ThreadPoolExecutor(len(idle) or 1) as pool:
+            list(pool.map(lambda n: n.prepare(), idle))
+        for n in idle:
+            n.launch()
+        try:
+            for n in idle:
+                n.wait_ready(self.ids, timeout=max(1.0, self.ready_timeout - (time.monotonic() - t0)))
+        except KafkaNotReady:
+            for n in self.nodes:
+                n.kill()
+            raise
+        self.started_in_s = time.monotonic() - t0
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Controlled shutdown of every node, in parallel (a controller quorum cannot stop one by one)."""
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            list(pool.map(lambda n: n.stop(timeout), self.nodes))
+
+    def kill(self) -> None:
+        for n in self.nodes:
+            n.kill()
+
+    def restart(self, hard: bool = False) -> None:
+        if hard:
+            self.kill()
+        else:
+            self.stop()
+        self.start()
+
+    def pause(self) -> None:
+        for n in self.nodes:
+            n.pause()
+
+    def resume(self) -> None:
+        for n in self.nodes:
+            n.resume()
+
+    def close(self) -> None:
+        """Kill every node and remove what this object made (containers, a temporary store)."""
+        try:
+            for n in self.nodes:
+                n.close()
+        finally:
+            if self._tmp is not None:
+                self._tmp.cleanup()
+                self._tmp = None
+
+    # --- what only a cluster has ---------------------------------------------------
+    @property
+    def running(self) -> list[Node]:
+        return [n for n in self.nodes if n.pid is not None]
+
+    def metadata(self, timeout: float = 5.0) -> ClusterMetadata:
+        """Topic and broker metadata, asked of the running nodes."""
+        bootstrap = ",".join(n.bootstrap_servers for n in self.running) or self.bootstrap_servers
+        return admin_client(bootstrap).list_topics(timeout=timeout)
+
+    def partition_state(self, topic: str, partition: int = 0, timeout: float = 5.0) -> tuple[int, list[int]]:
+        """(leader id, in-sync replica ids) of a partition; leader -1 when it has none."""
+        found = self.metadata(timeout).topics[topic].partitions[partition]
+        return int(found.leader), sorted(int(r) for r in found.isrs)
+
+    def wait_partition(
+        self, topic: str, partition: int = 0, *, timeout: float = 30.0, not_leader: int | None = None, isr: int = 1
+    ) -> tuple[int, list[int]]:
+        """Until the partition has a leader (other than `not_leader`) and at least `isr` in-sync replicas."""
+        deadline = time.monotonic() + timeout
+        last: tuple[int, list[int]] | str = "no metadata"
+        while time.monotonic() < deadline:
+            try:
+                leader, in_sync = self.partition_state(topic, partition, timeout=2.0)
+            except Exception as exc:  # topic not known yet, no node answering: ask again
+                last = repr(exc)
+            else:
+                last = (leader, in_sync)
+                if leader >= 0 and leader != not_leader and len(in_sync) >= isr:
+                    return leader, in_sync
+            time.sleep(0.1)
+        raise TimeoutError(
+            f"{topic}[{partition}]: no leader (not {not_leader}) with ISR >= {isr} in {timeout}s: {last}"
+        )
