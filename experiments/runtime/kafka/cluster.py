@@ -43,7 +43,7 @@ class KafkaCluster(Managed):
         kind: KafkaKind = "process",
         heap: str = DEFAULT_HEAP,
         overrides: Mapping[str, str] | None = None,
-        ready_timeout: float = 90.0,
+        ready_timeout: float = 180.0,
         ports: list[int] | None = None,
         image: str | None = None,
     ) -> None:
@@ -112,11 +112,12 @@ class KafkaCluster(Managed):
         for n in idle:  # the storage tool once; the other nodes copy its output
             n.prepare(like=template)
             template = template or n
+        launched = time.monotonic()
         for n in idle:
             n.launch()
         try:
             for n in idle:
-                n.wait_ready(self.ids, timeout=max(1.0, self.ready_timeout - (time.monotonic() - t0)))
+                n.wait_ready(self.ids, timeout=max(1.0, self.ready_timeout - (time.monotonic() - launched)))
         except KafkaNotReady:
             for n in self.nodes:
                 n.kill()

@@ -66,7 +66,7 @@ class ProcessKafkaNode:
         *,
         heap: str = DEFAULT_HEAP,
         overrides: Mapping[str, str] | None = None,
-        ready_timeout: float = 60.0,
+        ready_timeout: float = 180.0,
     ) -> None:
         self.plan = plan
         self.voters = voters
