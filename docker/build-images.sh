@@ -2,7 +2,10 @@
 # Build the stack's images, with or without an image registry:
 #
 #   queue-lab/app:latest           the services (docker/Dockerfile)
-#   queue-lab/nats:<v>-health      nats-server + busybox for its healthcheck (docker/nats/)
+#   queue-lab/nats:<v>-health      nats-server + busybox for its healthcheck + the real
+#                                  nats CLI (scripts/ensure-natscli.sh: go install, pinned) (docker/nats/)
+#   queue-lab/kafka:<v>            Apache Kafka's jars (scripts/ensure-kafka.sh) on a Debian JRE base
+#                                  made by debootstrap either way (docker/kafka/, experiments/runtime/kafka/docker.py)
 #
 # usage: docker/build-images.sh [--offline | --registry] [--force-base]
 #
@@ -164,8 +167,14 @@ timeit "$APP_IMAGE (base $base)" docker_build -q -f docker/Dockerfile \
 
 nats_base=$(.venv/bin/python -c 'from experiments.runtime.nats.docker import ensure_nats_image; print(ensure_nats_image())')
 nats_image=$nats_base-health
-timeit "$nats_image (from $nats_base, busybox from $tools)" docker_build -q docker/nats \
+natscli=$(bash scripts/ensure-natscli.sh)  # cached after the first build (minutes on 2 cores)
+cp "$natscli" docker/nats/nats-cli
+timeit "$nats_image (from $nats_base, busybox from $tools, $("$natscli" --version) nats CLI)" docker_build -q docker/nats \
   --build-arg NATS_IMAGE="$nats_base" --build-arg TOOLS_IMAGE="$tools" -t "$nats_image" >/dev/null
 
+kafka_image=$(.venv/bin/python -c 'from experiments.runtime.kafka.docker import kafka_image_tag; print(kafka_image_tag())')
+timeit "$kafka_image (jars from scripts/ensure-kafka.sh, base queue-lab/java-base:bookworm)" \
+  .venv/bin/python -c 'from experiments.runtime.kafka.docker import ensure_kafka_image; ensure_kafka_image()'
+
 docker image ls --format '{{.Repository}}:{{.Tag}}  {{.ID}}  {{.Size}}' |
-  grep -E "^($APP_IMAGE|$nats_image|$nats_base|$([ "$mode" = offline ] && echo "$OFFLINE_BASE" || echo "$base"))  " >&2 || true
+  grep -E "^($APP_IMAGE|$nats_image|$nats_base|$kafka_image|$([ "$mode" = offline ] && echo "$OFFLINE_BASE" || echo "$base"))  " >&2 || true

@@ -18,9 +18,13 @@ import pytest
 from confluent_kafka import AcknowledgeType, ShareConsumer
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
+from experiments.runtime.broker import BrokerServer
 from experiments.runtime.kafka.cluster import KafkaCluster
-from experiments.runtime.kafka.readiness import admin_client
-from experiments.runtime.processes import alive
+from experiments.runtime.kafka.external import ExternalKafka, NotOurBroker
+from experiments.runtime.kafka.provider import kafka_server_from_env
+from experiments.runtime.kafka.readiness import KafkaNotReady, admin_client, live_broker_ids
+from experiments.runtime.nats.process import ProcessNats
+from experiments.runtime.processes import alive, all_threads_stopped
 from tests.kafka_clients import create_topic, produce_acked, read_all
 
 pytestmark = pytest.mark.timeout(180)
@@ -139,3 +143,47 @@ def test_sigkill_of_the_leader_moves_leadership_and_loses_nothing_acknowledged(k
     finally:
         victim.start()
         kafka_cluster.wait_partition(topic, isr=3, timeout=60)
+
+
+def test_pause_freezes_the_broker_and_resume_thaws_it(kafka_broker: KafkaCluster) -> None:
+    bootstrap = kafka_broker.bootstrap_servers
+    kafka_broker.pause()
+    try:
+        assert kafka_broker.pid is not None
+        assert all_threads_stopped(kafka_broker.pid)
+        assert live_broker_ids(bootstrap, timeout=1.5) is None  # the fault bit: nothing answers
+    finally:
+        kafka_broker.resume()
+    assert live_broker_ids(bootstrap, timeout=10.0) == {1}
+
+
+def test_external_kafka_is_read_and_never_faulted(kafka_broker: KafkaCluster) -> None:
+    env = {"HARNESS_KAFKA": "external", "KAFKA_BROKERS": kafka_broker.bootstrap_servers}
+    external = kafka_server_from_env(environ=env)
+    assert isinstance(external, ExternalKafka)
+    assert isinstance(external, BrokerServer)
+    with external:
+        for verb in (external.kill, external.pause, external.stop, external.resume):
+            with pytest.raises(NotOurBroker, match="did not start it"):
+                verb()
+    assert kafka_broker.pid is not None  # untouched
+    with pytest.raises(KafkaNotReady), ExternalKafka("127.0.0.1:1", ready_timeout=1.0):
+        pass
+
+
+def test_providers_of_both_brokers_meet_one_protocol() -> None:
+    process = kafka_server_from_env(environ={"HARNESS_KAFKA": "process", "HARNESS_KAFKA_NODES": "3"})
+    try:
+        assert isinstance(process, KafkaCluster)
+        assert process.kind == "process"
+        assert process.size == 3
+        assert isinstance(process, BrokerServer)
+    finally:
+        process.close()  # never started: close releases the temp store only
+    nats = ProcessNats()
+    try:
+        assert isinstance(nats, BrokerServer)
+    finally:
+        nats.close()
+    with pytest.raises(ValueError, match="HARNESS_KAFKA_NODES"):
+        kafka_server_from_env(environ={"HARNESS_KAFKA": "process", "HARNESS_KAFKA_NODES": "2"})

@@ -7,7 +7,7 @@ leader. Every node is a voter of one static controller quorum and a broker;
 three nodes get replication factor 3, `min.insync.replicas=2` and unclean
 leader election off (see `experiments.runtime.kafka.config`).
 
-Start formats the nodes (in parallel: each is a JVM start), launches every
+Start formats the nodes (the storage tool once, copied to the others), launches every
 JVM, then waits until each node's metadata lists all brokers: the quorum has
 a leader and every broker is registered and unfenced.
 """
@@ -43,10 +43,12 @@ class KafkaCluster(Managed):
         kind: KafkaKind = "process",
         heap: str = DEFAULT_HEAP,
         overrides: Mapping[str, str] | None = None,
-        ready_timeout: float = 90.0,
+        ready_timeout: float = 180.0,
         ports: list[int] | None = None,
+        image: str | None = None,
     ) -> None:
-        """`ports`: fixed client ports per node (`diplom up`), else free ones; `overrides`: broker configs."""
+        """`ports`: fixed client ports per node (`diplom up`), else free ones; `overrides`: broker configs;
+        `image`: the docker kind's image (else queue-lab/kafka:<version>, built here when missing)."""
         if nodes not in (1, 3):
             raise ValueError("a lab Kafka has 1 node or 3 (a quorum that survives one loss)")
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -62,11 +64,18 @@ class KafkaCluster(Managed):
         self.nodes: list[Node] = []
         for plan in plans:
             node_dir = self.store_dir / f"n{plan.node_id}"
-            if kind != "process":
-                raise ValueError(f"kind={kind!r}: only 'process' Kafka nodes exist so far")
-            self.nodes.append(
-                ProcessKafkaNode(plan, plans, node_dir, heap=heap, overrides=overrides, ready_timeout=ready_timeout)
-            )
+            if kind == "docker":
+                from experiments.runtime.kafka.docker import DockerKafkaNode
+
+                self.nodes.append(
+                    DockerKafkaNode(
+                        plan, plans, node_dir, heap=heap, overrides=overrides, ready_timeout=ready_timeout, image=image
+                    )
+                )
+            else:
+                self.nodes.append(
+                    ProcessKafkaNode(plan, plans, node_dir, heap=heap, overrides=overrides, ready_timeout=ready_timeout)
+                )
         self.started_in_s: float | None = None  # the last full start's wall time, formatting included
 
     # --- what every provider has -------------------------------------------------
@@ -99,13 +108,16 @@ class KafkaCluster(Managed):
         """Start every stopped node and return once each serves metadata listing all the brokers."""
         t0 = time.monotonic()
         idle = [n for n in self.nodes if n.pid is None]
-        with ThreadPoolExecutor(len(idle) or 1) as pool:
-            list(pool.map(lambda n: n.prepare(), idle))
+        template = next((n for n in self.nodes if n.formatted), None)
+        for n in idle:  # the storage tool once; the other nodes copy its output
+            n.prepare(like=template)
+            template = template or n
+        launched = time.monotonic()
         for n in idle:
             n.launch()
         try:
             for n in idle:
-                n.wait_ready(self.ids, timeout=max(1.0, self.ready_timeout - (time.monotonic() - t0)))
+                n.wait_ready(self.ids, timeout=max(1.0, self.ready_timeout - (time.monotonic() - launched)))
         except KafkaNotReady:
             for n in self.nodes:
                 n.kill()

@@ -3,7 +3,9 @@
 Every default of the lab's Kafka lives here: loopback listeners, a static
 controller quorum of all nodes, and the durability the R3 experiments rely
 on (replication factor = nodes, `min.insync.replicas=2` on three nodes,
-unclean leader election off). Internal topics get few partitions: 50 (the
+unclean leader election off). Share groups (KIP-932) need no setting: the
+storage tool of 4.2+ formats with the `share.version` feature on (4.4: level 2),
+and `group.coordinator.rebalance.protocols` is deprecated for it. Internal topics get few partitions: 50 (the
 broker's default) cost seconds of leader elections on a 2-core machine for
 nothing a lab run uses.
 """
@@ -66,8 +68,6 @@ def server_properties(
         "share.coordinator.state.topic.num.partitions": "3",
         "transaction.state.log.num.partitions": "3",
         "group.initial.rebalance.delay.ms": "0",
-        # Share groups (KIP-932): the share protocol beside classic and consumer.
-        "group.coordinator.rebalance.protocols": "classic,consumer,share",
         # A killed node is fenced within seconds, not the default 9 s, so failover tests stay short.
         "broker.session.timeout.ms": "4000",
         "broker.heartbeat.interval.ms": "1000",

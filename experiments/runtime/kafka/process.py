@@ -9,10 +9,13 @@ default) so three nodes fit beside everything else; its log goes to
 
 from __future__ import annotations
 
+import base64
 import os
+import shutil
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
@@ -39,6 +42,11 @@ def jvm_options(heap: str, logs_dir: Path) -> list[str]:
     ]
 
 
+def new_directory_id() -> str:
+    """A Kafka Uuid as the storage tool writes it: 16 random bytes, base64url without padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
 def _mib(heap: str) -> int:
     units = {"k": 1 / 1024, "m": 1, "g": 1024}
     suffix = heap[-1].lower()
@@ -58,7 +66,7 @@ class ProcessKafkaNode:
         *,
         heap: str = DEFAULT_HEAP,
         overrides: Mapping[str, str] | None = None,
-        ready_timeout: float = 60.0,
+        ready_timeout: float = 180.0,
     ) -> None:
         self.plan = plan
         self.voters = voters
@@ -104,16 +112,49 @@ class ProcessKafkaNode:
     def _java(self, main: str, *args: str) -> list[str]:
         return [java_binary(), *jvm_options(self.heap, self.logs_dir), "-cp", classpath(), main, *args]
 
-    def prepare(self) -> None:
-        """Write server.properties and format the data dir (once: a formatted dir is kept)."""
+    def _tool(self, main: str, *args: str) -> list[str]:
+        """A short-lived tool's JVM: C1 only and the serial collector, less CPU to start and finish."""
+        fast = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xmx256m"]
+        options = [o for o in jvm_options(self.heap, self.logs_dir) if not o.startswith(("-Xm", "-XX:"))]
+        return [java_binary(), *fast, *options, "-cp", classpath(), main, *args]
+
+    @property
+    def formatted(self) -> bool:
+        return (self.data_dir / "meta.properties").exists()
+
+    def prepare(self, like: ProcessKafkaNode | None = None) -> None:
+        """Write server.properties and format the data dir (once: a formatted dir is kept).
+
+        `like`: a formatted node of the same cluster, whose data dir is copied
+        instead of starting the storage tool's JVM again (seconds on a busy
+        2-core machine): the tool writes the same bootstrap checkpoint for every
+        node, and meta.properties differs only in node.id and directory.id.
+        """
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(server_properties(self.plan, self.voters, self.data_dir, self.overrides))
-        if (self.data_dir / "meta.properties").exists():
+        self._write_runtime_config()
+        if self.formatted:
             return
-        cmd = self._java("kafka.tools.StorageTool", "format", "-t", CLUSTER_ID, "-c", str(self.config_path))
+        if like is not None and like.formatted:
+            shutil.copytree(like.data_dir, self.data_dir)
+            meta = self.data_dir / "meta.properties"
+            lines = [
+                f"node.id={self.node_id}"
+                if line.startswith("node.id=")
+                else f"directory.id={new_directory_id()}"
+                if line.startswith("directory.id=")
+                else line
+                for line in meta.read_text().splitlines()
+            ]
+            meta.write_text("\n".join(lines) + "\n")
+            return
+        cmd = self._tool("kafka.tools.StorageTool", "format", "-t", CLUSTER_ID, "-c", str(self.config_path))
         done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
         if done.returncode != 0:
             raise KafkaNotReady(f"formatting {self.data_dir} failed:\n{done.stdout[-1000:]}{done.stderr[-2000:]}")
+
+    def _write_runtime_config(self) -> None:
+        """What the broker reads when it does not run on this host's paths (a container): nothing here."""
 
     def launch(self) -> None:
         """Start the JVM without waiting for it (a cluster starts all nodes, then waits)."""
