@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from backends.contract import QueueBackend
 from backends.memory import MemoryBackend, MemoryConfig
-from backends.nats_jetstream import NatsConfig, NatsJetStreamBackend
+from backends.nats import NatsConfig, NatsJetStreamBackend
 from backends.settings import BackendSettings, ConfigError, load
 
 __all__ = ["BackendSettings", "ConfigError", "create_backend", "load_settings"]

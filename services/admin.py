@@ -15,7 +15,7 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
-from services.http import ApiError
+from services.errors import ApiError
 from services.models import ErrorBody
 
 admin_bearer = HTTPBearer(auto_error=False, scheme_name="AdminToken", description="ADMIN_TOKEN of the service")

@@ -12,19 +12,17 @@ switch then stops the process (SIGTERM), which loses nothing.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, SecretStr
 
-from backends.contract import BackendUnavailable
+from backends.contract import BackendUnavailable, QueueBackend
 from services.admin import ADMIN_RESPONSES, AdminCheck, AdminCredentials
-from services.http import ApiError, json_response
-
-if TYPE_CHECKING:
-    from services.processor import Processor
+from services.errors import ApiError, json_response
+from services.worker_pool import WorkerPool
 
 DRAINING_HEADER = "X-Processor-Draining"
 
@@ -45,9 +43,16 @@ class DrainStatus(BaseModel):
 
 
 class Drain:
-    """The draining flag and the publishes still running, for one processor."""
+    """The draining flag and the publishes still running, for one processor.
 
-    def __init__(self) -> None:
+    It is given what it reads (the backend, the worker pool, whether the
+    backend is connected), not the processor, so it does not depend on it.
+    """
+
+    def __init__(self, backend: QueueBackend, pool: WorkerPool, is_connected: Callable[[], bool]) -> None:
+        self.backend = backend
+        self.pool = pool
+        self.is_connected = is_connected
         self.active = False
         self.publishing = 0
 
@@ -68,14 +73,14 @@ class Drain:
         finally:
             self.publishing -= 1
 
-    async def status(self, processor: Processor) -> DrainStatus:
+    async def status(self) -> DrainStatus:
         queued: int | None
         try:
-            s = await processor.backend.stats()
-            queued = s.current_size if s.connected and processor.connected else None
+            s = await self.backend.stats()
+            queued = s.current_size if s.connected and self.is_connected() else None
         except BackendUnavailable:
             queued = None
-        pool = processor.pool
+        pool = self.pool
         idle = self.active and pool.in_flight == 0 and self.publishing == 0
         return DrainStatus(
             draining=self.active,
@@ -88,7 +93,7 @@ class Drain:
         )
 
 
-def install_drain_routes(app: FastAPI, processor: Processor, drain: Drain, token: SecretStr | None) -> None:
+def install_drain_routes(app: FastAPI, drain: Drain, token: SecretStr | None) -> None:
     """`POST /admin/drain` (start draining; idempotent) and `GET /admin/drain` (progress), token-protected."""
     check = AdminCheck(token)
     doc: dict[str, Any] = {"tags": ["admin"], "response_model": DrainStatus, "responses": ADMIN_RESPONSES}
@@ -98,10 +103,10 @@ def install_drain_routes(app: FastAPI, processor: Processor, drain: Drain, token
         """Stop taking new messages (503 + X-Processor-Draining); workers finish what is queued."""
         check(credentials)
         drain.active = True
-        return json_response((await drain.status(processor)).model_dump())
+        return json_response((await drain.status()).model_dump())
 
     @app.get("/admin/drain", **doc)
     async def drain_status(credentials: AdminCredentials) -> Response:
         """Whether this processor is draining and whether it is done (`drained`: safe to stop)."""
         check(credentials)
-        return json_response((await drain.status(processor)).model_dump())
+        return json_response((await drain.status()).model_dump())

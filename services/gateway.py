@@ -22,18 +22,10 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from services.http import (
-    ERROR_RESPONSES,
-    ApiError,
-    Downstream,
-    NextHop,
-    NextHopFactory,
-    install_common,
-    json_response,
-    new_app,
-    passthrough,
-    read_json,
-)
+from services.app import always_healthy, install_common, new_app
+from services.bodies import read_json
+from services.downstream import Downstream, NextHop, NextHopFactory, passthrough
+from services.errors import ERROR_RESPONSES, ApiError, json_response
 from services.models import (
     ID_PATTERN,
     RECEIVED_HEADER,
@@ -93,104 +85,55 @@ def with_ids(items: list[IngestItem], idempotency_key: str | None) -> list[dict[
     return out
 
 
-def create_app(settings: GatewaySettings | None = None, downstream: NextHopFactory = Downstream) -> FastAPI:
-    """Composition root: settings read here, once (from the environment unless given).
+class Gateway:
+    """The gateway's state (settings, the key check, its two next hops) and its route handlers."""
 
-    `downstream` makes the clients for ingest and the processor (TCP by
-    default; `services.inprocess.AsgiHops` for the chain in one process).
-    """
-    settings = settings if settings is not None else load(GatewaySettings)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    ingest = downstream("ingest", settings.ingest_url, settings.http_timeout, settings.http_connections)
-    processor = downstream("processor", settings.processor_url, settings.status_timeout, 4)
-    check_key = ApiKeyCheck(settings.api_key.get_secret_value() if settings.api_key else None)
+    def __init__(self, settings: GatewaySettings, downstream: NextHopFactory) -> None:
+        self.settings = settings
+        self.ingest = downstream("ingest", settings.ingest_url, settings.http_timeout, settings.http_connections)
+        self.processor = downstream("processor", settings.processor_url, settings.status_timeout, 4)
+        self.check_key = ApiKeyCheck(settings.api_key.get_secret_value() if settings.api_key else None)
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await ingest.start()
-        await processor.start()
-        log.info("gateway forwarding to %s; API key %s", settings.ingest_url, "on" if check_key.enabled else "off")
+    async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
+        await self.ingest.start()
+        await self.processor.start()
+        log.info(
+            "gateway forwarding to %s; API key %s", self.settings.ingest_url, "on" if self.check_key.enabled else "off"
+        )
         try:
             yield
         finally:
-            await ingest.close()
-            await processor.close()
+            await self.ingest.close()
+            await self.processor.close()
 
-    app = new_app("queue-lab gateway", lifespan, settings)
-
-    async def health() -> tuple[bool, dict[str, Any]]:
-        return True, {}
-
-    install_common(app, "gateway", health)
-
-    @app.post(
-        "/api/v1/ingest",
-        status_code=202,
-        response_model=Accepted,
-        responses=ERROR_RESPONSES,
-        tags=["ingest"],
-        openapi_extra={
-            **document_body(IngestItem, settings.max_batch, OriginalItem),
-            "parameters": [
-                {
-                    "name": "Idempotency-Key",
-                    "in": "header",
-                    "required": False,
-                    "schema": {"type": "string", "pattern": ID_PATTERN},
-                    "description": "becomes the message id (KEY-i for item i of a list): a retry is stored once",
-                }
-            ],
-        },
-    )
-    async def ingest_route(request: Request) -> Response:
+    async def ingest_route(self, request: Request) -> Response:
         """Submit one message or a list; 202 with the ids once all are stored."""
         received_at = time.time_ns()
-        check_key(request)
+        self.check_key(request)
         key = request.headers.get("idempotency-key")
         if key is not None and not _ID.match(key):
             raise ApiError(422, f"Idempotency-Key must match {ID_PATTERN}")
-        data = await read_json(request, settings.max_body_bytes)
-        items = parse_items(data, settings.max_batch)
-        status, answer = await ingest.post_json(
+        data = await read_json(request, self.settings.max_body_bytes)
+        items = parse_items(data, self.settings.max_batch)
+        status, answer = await self.ingest.post_json(
             "/api/v1/ingest", orjson.dumps(with_ids(items, key)), {RECEIVED_HEADER: str(received_at)}
         )
         if isinstance(data, dict):
             answer = with_original_fields(status, answer)
         return passthrough(status, answer)
 
-    @app.get(
-        "/api/v1/status",
-        tags=["ops"],
-        responses={
-            200: {"model": SystemStatus, "description": "every component is ok"},
-            503: {"model": SystemStatus, "description": "a component is down"},
-        },
-    )
-    async def status() -> Response:
+    async def status(self) -> Response:
         """Health of gateway, ingest, processor and the queue backend, in bounded time.
 
         Ours is `status` and `components` (with reasons); the original's is
         `healthy` and `ingest` / `processor` each with `healthy` and `stats`.
         """
-
-        async def probe(client: NextHop) -> dict[str, Any]:
-            try:
-                code, body = await client.get_json("/health", settings.status_timeout)
-            except TimeoutError:
-                return {"status": "down", "reason": f"no answer within {settings.status_timeout}s"}
-            except Exception as exc:  # any failure to reach it is "down", with the reason
-                return {"status": "down", "reason": f"{type(exc).__name__}: {exc}"}
-            return {"status": "ok" if code == 200 else "unavailable", "http": code, **_strip(body)}
-
-        async def stats_of(client: NextHop) -> Any:
-            try:
-                code, body = await client.get_json("/stats", settings.status_timeout)
-            except Exception:  # no stats is null, as in the original; the health probe gives the reason
-                return None
-            return body if code == 200 else None
-
         ing, proc, ing_stats, proc_stats = await asyncio.gather(
-            probe(ingest), probe(processor), stats_of(ingest), stats_of(processor)
+            self._probe(self.ingest),
+            self._probe(self.processor),
+            self._stats_of(self.ingest),
+            self._stats_of(self.processor),
         )
         backend = proc.pop("backend", {"status": "unknown", "reason": "processor unreachable"})
         if "status" not in backend:
@@ -206,6 +149,71 @@ def create_app(settings: GatewaySettings | None = None, downstream: NextHopFacto
         }
         return json_response(body, 200 if ok else 503)
 
+    async def _probe(self, client: NextHop) -> dict[str, Any]:
+        timeout = self.settings.status_timeout
+        try:
+            code, body = await client.get_json("/health", timeout)
+        except TimeoutError:
+            return {"status": "down", "reason": f"no answer within {timeout}s"}
+        except Exception as exc:  # any failure to reach it is "down", with the reason
+            return {"status": "down", "reason": f"{type(exc).__name__}: {exc}"}
+        return {"status": "ok" if code == 200 else "unavailable", "http": code, **_strip(body)}
+
+    async def _stats_of(self, client: NextHop) -> Any:
+        try:
+            code, body = await client.get_json("/stats", self.settings.status_timeout)
+        except Exception:  # no stats is null, as in the original; the health probe gives the reason
+            return None
+        return body if code == 200 else None
+
+
+def install_routes(app: FastAPI, gateway: Gateway) -> None:
+    """`POST /api/v1/ingest` and `GET /api/v1/status`."""
+    app.add_api_route(
+        "/api/v1/ingest",
+        gateway.ingest_route,
+        methods=["POST"],
+        status_code=202,
+        response_model=Accepted,
+        responses=ERROR_RESPONSES,
+        tags=["ingest"],
+        openapi_extra={
+            **document_body(IngestItem, gateway.settings.max_batch, OriginalItem),
+            "parameters": [
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "pattern": ID_PATTERN},
+                    "description": "becomes the message id (KEY-i for item i of a list): a retry is stored once",
+                }
+            ],
+        },
+    )
+    app.add_api_route(
+        "/api/v1/status",
+        gateway.status,
+        methods=["GET"],
+        tags=["ops"],
+        responses={
+            200: {"model": SystemStatus, "description": "every component is ok"},
+            503: {"model": SystemStatus, "description": "a component is down"},
+        },
+    )
+
+
+def create_app(settings: GatewaySettings | None = None, downstream: NextHopFactory = Downstream) -> FastAPI:
+    """Composition root: settings read here, once (from the environment unless given).
+
+    `downstream` makes the clients for ingest and the processor (TCP by
+    default; `services.inprocess.AsgiHops` for the chain in one process).
+    """
+    settings = settings if settings is not None else load(GatewaySettings)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    gateway = Gateway(settings, downstream)
+    app = new_app("queue-lab gateway", gateway.lifespan, settings)
+    install_common(app, "gateway", always_healthy)
+    install_routes(app, gateway)
     return app
 
 

@@ -19,17 +19,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from services.app import always_healthy, install_common, new_app
 from services.batcher import ForwardBatcher
-from services.http import (
-    ERROR_RESPONSES,
-    Downstream,
-    NextHopFactory,
-    install_common,
-    json_response,
-    new_app,
-    passthrough,
-    read_json_sized,
-)
+from services.bodies import read_json_sized
+from services.downstream import Downstream, NextHopFactory, passthrough
+from services.errors import ERROR_RESPONSES, json_response
 from services.models import RECEIVED_HEADER, Accepted, IngestItem, OriginalItem, parse_items, with_original_fields
 from services.openapi import document_body
 from services.routing import ProcessorRoutes, install_routing_routes, parse_urls
@@ -74,71 +68,51 @@ def gateway_stamp(request: Request) -> int | None:
     return int(value)
 
 
-def create_app(settings: IngestSettings | None = None, downstream: NextHopFactory = Downstream) -> FastAPI:
-    """Composition root: settings read here, once (from the environment unless given).
+class Ingest:
+    """Ingest's state (settings, the processors it routes to, the batcher, its counts) and its route handlers."""
 
-    `downstream` makes the client for each processor (TCP by default;
-    `services.inprocess.AsgiHops` for the chain in one process).
-    """
-    settings = settings if settings is not None else load(IngestSettings)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # One or more processors (comma-separated PROCESSOR_URL): requests go round
-    # robin, so publishing spreads over every processor's event loop, while the
-    # shared durable consumer (NATS) spreads the work. The list can change at
-    # run time (PUT /admin/processors: a planned queue switch, services.routing).
-    routes = ProcessorRoutes(settings, downstream)
-    batcher = ForwardBatcher(
-        routes.post,
-        max_in_flight=settings.forward_in_flight,
-        max_messages=settings.max_batch,
-        max_bytes=settings.max_body_bytes // 2,
-    )
+    def __init__(self, settings: IngestSettings, downstream: NextHopFactory) -> None:
+        self.settings = settings
+        # One or more processors (comma-separated PROCESSOR_URL): requests go round
+        # robin, so publishing spreads over every processor's event loop, while the
+        # shared durable consumer (NATS) spreads the work. The list can change at
+        # run time (PUT /admin/processors: a planned queue switch, services.routing).
+        self.routes = ProcessorRoutes(settings, downstream)
+        self.batcher = ForwardBatcher(
+            self.routes.post,
+            max_in_flight=settings.forward_in_flight,
+            max_messages=settings.max_batch,
+            max_bytes=settings.max_body_bytes // 2,
+        )
+        self.routes.on_resize = self._resize
+        self.counts = IngestCounts()
 
-    def resize(n: int) -> None:
-        batcher.max_in_flight = settings.forward_in_flight * n
-
-    routes.on_resize = resize
+    def _resize(self, processors: int) -> None:
+        self.batcher.max_in_flight = self.settings.forward_in_flight * processors
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await routes.replace(parse_urls(settings.processor_url))
+    async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
+        await self.routes.replace(parse_urls(self.settings.processor_url))
         try:
             yield
         finally:
-            await batcher.close()
-            await routes.close()
+            await self.batcher.close()
+            await self.routes.close()
 
-    app = new_app("queue-lab ingest", lifespan, settings)
-
-    async def health() -> tuple[bool, dict[str, Any]]:
-        return True, {}
-
-    install_common(app, "ingest", health)
-    install_routing_routes(app, routes, settings)
-    counts = IngestCounts()
-
-    @app.get("/stats", tags=["ops"])
-    async def stats() -> Response:
+    async def stats(self) -> Response:
         """Messages received (valid), sent (stored by the processor) and failed, as the original's ingest counts."""
-        return json_response(counts.as_dict())
+        return json_response(self.counts.as_dict())
 
-    @app.post(
-        "/api/v1/ingest",
-        status_code=202,
-        response_model=Accepted,
-        responses=ERROR_RESPONSES,
-        tags=["ingest"],
-        openapi_extra=document_body(IngestItem, settings.max_batch, OriginalItem),
-    )
-    async def ingest(request: Request) -> Response:
+    async def ingest(self, request: Request) -> Response:
         """Stamp and forward; 202 once the processor's backend stored every message."""
-        data, size = await read_json_sized(request, settings.max_body_bytes)
-        items = parse_items(data, settings.max_batch)
+        data, size = await read_json_sized(request, self.settings.max_body_bytes)
+        items = parse_items(data, self.settings.max_batch)
+        counts = self.counts
         counts.received += len(items)
         try:
             # size + ~130 bytes a message for the id, created_at, attributes and stamps added here
             wire = stamp(items, time.time_ns(), gateway_stamp(request))
-            status, answer = await batcher.submit(wire, size + 130 * len(items))
+            status, answer = await self.batcher.submit(wire, size + 130 * len(items))
         except BaseException:
             counts.failed += len(items)
             raise
@@ -150,4 +124,33 @@ def create_app(settings: IngestSettings | None = None, downstream: NextHopFactor
             answer = with_original_fields(status, answer)
         return passthrough(status, answer)
 
+
+def install_routes(app: FastAPI, ingest: Ingest) -> None:
+    """`GET /stats` and `POST /api/v1/ingest`."""
+    app.add_api_route("/stats", ingest.stats, methods=["GET"], tags=["ops"])
+    app.add_api_route(
+        "/api/v1/ingest",
+        ingest.ingest,
+        methods=["POST"],
+        status_code=202,
+        response_model=Accepted,
+        responses=ERROR_RESPONSES,
+        tags=["ingest"],
+        openapi_extra=document_body(IngestItem, ingest.settings.max_batch, OriginalItem),
+    )
+
+
+def create_app(settings: IngestSettings | None = None, downstream: NextHopFactory = Downstream) -> FastAPI:
+    """Composition root: settings read here, once (from the environment unless given).
+
+    `downstream` makes the client for each processor (TCP by default;
+    `services.inprocess.AsgiHops` for the chain in one process).
+    """
+    settings = settings if settings is not None else load(IngestSettings)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ingest = Ingest(settings, downstream)
+    app = new_app("queue-lab ingest", ingest.lifespan, settings)
+    install_common(app, "ingest", always_healthy)
+    install_routing_routes(app, ingest.routes, settings)
+    install_routes(app, ingest)
     return app

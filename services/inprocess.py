@@ -17,7 +17,8 @@ import httpx
 import orjson
 from fastapi import FastAPI
 
-from services.http import JSON, ApiError, NotConnected
+from services.downstream import NotConnected
+from services.errors import JSON, ApiError
 
 
 class AsgiDownstream:

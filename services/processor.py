@@ -24,8 +24,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from backends.contract import BackendUnavailable, Message, PublishAck, QueueBackend, QueueFull
 from backends.factory import BackendSettings, create_backend, load_settings
+from services.app import install_common, new_app
+from services.bodies import read_json
 from services.drain import Drain, install_drain_routes
-from services.http import ERROR_RESPONSES, RETRY_AFTER, ApiError, install_common, json_response, new_app, read_json
+from services.errors import ERROR_RESPONSES, RETRY_AFTER, ApiError, json_response
 from services.ledger import Ledger
 from services.models import Accepted, InvalidInput, WireMessage, wire_to_message
 from services.openapi import document_body
@@ -80,6 +82,18 @@ class Processor:
             self.settings.workers,
             self.settings.ledger_path,
         )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    def is_connected(self) -> bool:
+        """The backend connected at least once (it reconnects by itself after)."""
+        return self.connected
 
     async def _connect_until_done(self) -> None:
         while True:
@@ -167,6 +181,93 @@ def _latency_summary(sorted_ms: list[float]) -> dict[str, float] | None:
     }
 
 
+class ProcessorMetrics:
+    """The processor's own Prometheus metrics, read from the backend and the pool at each scrape."""
+
+    def __init__(self, processor: Processor) -> None:
+        self.processor = processor
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.depth = Gauge("queue_current_size", "messages stored and not yet acknowledged", registry=r)
+        self.processed = Gauge("pool_processed_count", "deliveries processed and acked", registry=r)
+        self.errors = Gauge("pool_error_count", "deliveries whose work failed", registry=r)
+        self.dead = Gauge("queue_dead_lettered", "messages in the dead-letter place", registry=r)
+        self.elections = Counter(
+            "queue_leader_changes", "stream and consumer leader elections seen (NATS cluster)", registry=r
+        )
+        self._seen_elections = 0
+
+    async def refresh(self) -> None:
+        processor = self.processor
+        with contextlib.suppress(BackendUnavailable, TimeoutError):
+            q = await asyncio.wait_for(processor.backend.stats(), 1.0)
+            self.depth.set(q.current_size)
+            self.dead.set(q.dead_lettered)
+            if q.leader_changes > self._seen_elections:
+                self.elections.inc(q.leader_changes - self._seen_elections)
+                self._seen_elections = q.leader_changes
+        self.processed.set(processor.pool.processed_count)
+        self.errors.set(processor.pool.error_count)
+
+
+class MessagesApi:
+    """The processor's own routes: store messages (from ingest) and report statistics."""
+
+    def __init__(self, processor: Processor, drain: Drain) -> None:
+        self.processor = processor
+        self.drain = drain
+        self.settings = processor.settings
+
+    async def publish(self, request: Request) -> Response:
+        """Store stamped messages (from ingest); 202 after the backend confirmed each.
+
+        While the processor drains for a queue switch: 503 with `X-Processor-Draining: true` (ingest retries
+        the same ids on another processor).
+        """
+        received_at = time.time_ns()
+        drain = self.drain
+        drain.refuse_if_draining()
+        data = await read_json(request, self.settings.max_body_bytes)
+        raw = data if isinstance(data, list) else [data]
+        if not raw:
+            raise InvalidInput(422, "empty list: send at least one message")
+        if len(raw) > self.settings.max_batch:
+            raise InvalidInput(422, f"too many messages: {len(raw)} > MAX_BATCH={self.settings.max_batch}")
+        messages = [wire_to_message(d, received_at) for d in raw]
+        with drain.publish():
+            drain.refuse_if_draining()  # the drain may have begun while the body was read
+            acks = await self.processor.publish(messages)
+        dup_at = [i for i, a in enumerate(acks) if a.duplicate]
+        return json_response(
+            {
+                "ids": [a.message_id for a in acks],
+                "count": len(acks),
+                "duplicates": len(dup_at),
+                "duplicate_positions": dup_at,
+            },
+            202,
+        )
+
+    async def stats(self) -> Response:
+        """Queue and pool statistics in the seed's shape (plus extra keys)."""
+        return json_response(await self.processor.stats())
+
+
+def install_routes(app: FastAPI, api: MessagesApi) -> None:
+    """`POST /api/v1/messages` and `GET /stats`."""
+    app.add_api_route(
+        "/api/v1/messages",
+        api.publish,
+        methods=["POST"],
+        status_code=202,
+        response_model=Accepted,
+        responses=ERROR_RESPONSES,
+        tags=["internal"],
+        openapi_extra=document_body(WireMessage, api.settings.max_batch),
+    )
+    app.add_api_route("/stats", api.stats, methods=["GET"], tags=["ops"])
+
+
 def create_app(
     settings: ProcessorSettings | None = None,
     backend: QueueBackend | None = None,
@@ -183,84 +284,15 @@ def create_app(
     backend_settings = backend_settings if backend_settings is not None else load_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     processor = Processor(settings, backend_settings, backend)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await processor.start()
-        try:
-            yield
-        finally:
-            await processor.stop()
-
-    app = new_app("queue-lab processor", lifespan, settings)
+    app = new_app("queue-lab processor", processor.lifespan, settings)
     app.state.processor = processor
-    registry = CollectorRegistry()
-    depth = Gauge("queue_current_size", "messages stored and not yet acknowledged", registry=registry)
-    processed = Gauge("pool_processed_count", "deliveries processed and acked", registry=registry)
-    errors = Gauge("pool_error_count", "deliveries whose work failed", registry=registry)
-    dead = Gauge("queue_dead_lettered", "messages in the dead-letter place", registry=registry)
-    elections = Counter(
-        "queue_leader_changes", "stream and consumer leader elections seen (NATS cluster)", registry=registry
+    metrics = ProcessorMetrics(processor)
+    install_common(
+        app, "processor", lambda: _health(processor), registry=metrics.registry, before_scrape=metrics.refresh
     )
-    seen_elections = [0]
-
-    async def refresh_gauges() -> None:
-        with contextlib.suppress(BackendUnavailable, TimeoutError):
-            q = await asyncio.wait_for(processor.backend.stats(), 1.0)
-            depth.set(q.current_size)
-            dead.set(q.dead_lettered)
-            if q.leader_changes > seen_elections[0]:
-                elections.inc(q.leader_changes - seen_elections[0])
-                seen_elections[0] = q.leader_changes
-        processed.set(processor.pool.processed_count)
-        errors.set(processor.pool.error_count)
-
-    install_common(app, "processor", lambda: _health(processor), registry=registry, before_scrape=refresh_gauges)
-    drain = Drain()
-    install_drain_routes(app, processor, drain, settings.admin_token)
-
-    @app.post(
-        "/api/v1/messages",
-        status_code=202,
-        response_model=Accepted,
-        responses=ERROR_RESPONSES,
-        tags=["internal"],
-        openapi_extra=document_body(WireMessage, settings.max_batch),
-    )
-    async def publish(request: Request) -> Response:
-        """Store stamped messages (from ingest); 202 after the backend confirmed each.
-
-        While the processor drains for a queue switch: 503 with `X-Processor-Draining: true` (ingest retries
-        the same ids on another processor).
-        """
-        received_at = time.time_ns()
-        drain.refuse_if_draining()
-        data = await read_json(request, settings.max_body_bytes)
-        raw = data if isinstance(data, list) else [data]
-        if not raw:
-            raise InvalidInput(422, "empty list: send at least one message")
-        if len(raw) > settings.max_batch:
-            raise InvalidInput(422, f"too many messages: {len(raw)} > MAX_BATCH={settings.max_batch}")
-        messages = [wire_to_message(d, received_at) for d in raw]
-        with drain.publish():
-            drain.refuse_if_draining()  # the drain may have begun while the body was read
-            acks = await processor.publish(messages)
-        dup_at = [i for i, a in enumerate(acks) if a.duplicate]
-        return json_response(
-            {
-                "ids": [a.message_id for a in acks],
-                "count": len(acks),
-                "duplicates": len(dup_at),
-                "duplicate_positions": dup_at,
-            },
-            202,
-        )
-
-    @app.get("/stats", tags=["ops"])
-    async def stats() -> Response:
-        """Queue and pool statistics in the seed's shape (plus extra keys)."""
-        return json_response(await processor.stats())
-
+    drain = Drain(processor.backend, processor.pool, processor.is_connected)
+    install_drain_routes(app, drain, settings.admin_token)
+    install_routes(app, MessagesApi(processor, drain))
     return app
 
 

@@ -22,8 +22,10 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from services.admin import ADMIN_RESPONSES, AdminCheck, AdminCredentials
+from services.bodies import read_json
+from services.downstream import NextHop, NextHopFactory, NotConnected
 from services.drain import DRAINING_HEADER
-from services.http import ApiError, NextHop, NextHopFactory, NotConnected, json_response, read_json
+from services.errors import ApiError, json_response
 from services.models import InvalidInput
 from services.settings import IngestSettings
 

@@ -47,6 +47,10 @@ def test_the_checkout_keeps_every_contract(tmp_path: Path) -> None:
         ("services/ledger.py", "import experiments.results.schema", "A service knows nothing of papermill"),
         ("experiments/runtime/stack.py", "import experiments.lab.setup", "runtime imports nothing above it"),
         ("experiments/results/plots.py", "import experiments.runtime.paths", "results imports nothing of ours"),
+        # a cycle: gateway -> bodies, and now bodies -> gateway
+        ("services/bodies.py", "import services.gateway", "No import cycles among the modules of services"),
+        # a cycle inside the NATS package: backend -> publisher -> connection, and now connection -> backend
+        ("backends/nats/connection.py", "import backends.nats.backend", "No import cycles among the modules of"),
     ],
 )
 def test_a_forbidden_import_breaks_its_contract(tmp_path: Path, module: str, line: str, contract: str) -> None:

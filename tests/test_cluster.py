@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from backends.contract import BackendUnavailable, Message
-from backends.nats_jetstream import NatsConfig, NatsJetStreamBackend, server_list
+from backends.nats import NatsConfig, NatsJetStreamBackend, server_list
 from experiments.runtime.nats.cluster import NatsCluster
 from experiments.runtime.nats.external import ExternalNats, NotOurServer
 from experiments.runtime.nats.monitoring import describe_servers

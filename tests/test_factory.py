@@ -7,7 +7,7 @@ import pytest
 from backends.contract import Message, QueueBackend
 from backends.factory import BackendSettings, ConfigError, create_backend, load_settings
 from backends.memory import MemoryBackend
-from backends.nats_jetstream import NatsJetStreamBackend
+from backends.nats import NatsJetStreamBackend
 
 
 @pytest.fixture(autouse=True)

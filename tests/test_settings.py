@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
 from backends.memory import MemoryConfig
-from backends.nats_jetstream import NatsConfig
+from backends.nats import NatsConfig
 from experiments.runtime.stack import Stack, StackConfig
 from services.settings import (
     BackendSettings,

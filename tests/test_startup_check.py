@@ -20,7 +20,7 @@ POWER_LOSS = "acknowledged messages can be lost on power loss; not on process cr
 
 
 def messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno == level and r.name == "backends.nats_jetstream"]
+    return [r.getMessage() for r in caplog.records if r.levelno == level and r.name.startswith("backends.nats.")]
 
 
 @pytest.mark.parametrize("sync_always", [False, True])
@@ -28,7 +28,7 @@ async def test_connect_logs_version_and_sync_policy_and_warns_without_sync_alway
     tmp_path: Path, caplog: pytest.LogCaptureFixture, sync_always: bool
 ) -> None:
     with ProcessNats(tmp_path / "nats", sync_always=sync_always) as server:
-        caplog.set_level(logging.INFO, logger="backends.nats_jetstream")
+        caplog.set_level(logging.INFO, logger="backends.nats")
         backend = create_backend(
             load_settings(queue_type="nats", nats_url=server.url, nats_monitor_url=server.monitor_url)
         )
@@ -49,7 +49,7 @@ async def test_without_a_monitor_url_the_policy_is_unknown_and_that_is_a_warning
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with ProcessNats(tmp_path / "nats") as server:
-        caplog.set_level(logging.INFO, logger="backends.nats_jetstream")
+        caplog.set_level(logging.INFO, logger="backends.nats")
         backend = create_backend(load_settings(queue_type="nats", nats_url=server.url))
         await backend.connect()
         await backend.close()

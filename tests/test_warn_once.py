@@ -10,7 +10,7 @@ from experiments.runtime.warn_once import OncePerCause
 
 
 def test_a_repeated_warning_is_shown_once_and_another_cause_still_shows(caplog: pytest.LogCaptureFixture) -> None:
-    log = logging.getLogger("backends.nats_jetstream")
+    log = logging.getLogger("backends.nats.topology")
     once = OncePerCause()
     caplog.handler.addFilter(once)
     try:

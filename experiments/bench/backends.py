@@ -32,7 +32,7 @@ from nats.js import JetStreamContext
 
 from backends.contract import Message
 from backends.memory import MemoryBackend, MemoryConfig
-from backends.nats_jetstream import NatsConfig, NatsJetStreamBackend, consumer_config, stream_config
+from backends.nats import NatsConfig, NatsJetStreamBackend, consumer_config, stream_config
 from experiments.runtime import warn_once
 from experiments.runtime.nats.base import nats_server_version
 from experiments.runtime.nats.process import ProcessNats

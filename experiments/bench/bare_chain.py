@@ -20,7 +20,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from services.http import NO_OTEL
+from services.app import NO_OTEL
 
 
 def create_forwarder() -> FastAPI:

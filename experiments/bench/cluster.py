@@ -24,7 +24,7 @@ from pathlib import Path
 import nats
 
 from backends.contract import JsonValue, Message
-from backends.nats_jetstream import NatsConfig, NatsJetStreamBackend, server_list, stream_config
+from backends.nats import NatsConfig, NatsJetStreamBackend, server_list, stream_config
 from experiments.runtime.nats.cluster import NatsCluster
 from experiments.runtime.nats.process import ProcessNats
 from services.percentile import nearest_rank

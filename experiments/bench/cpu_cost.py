@@ -30,7 +30,7 @@ import nats
 import uvloop
 
 from backends.contract import Message
-from backends.nats_jetstream import NatsConfig, NatsJetStreamBackend, consumer_config, stream_config
+from backends.nats import NatsConfig, NatsJetStreamBackend, consumer_config, stream_config
 from experiments.runtime.nats.process import ProcessNats
 from services.ledger import Ledger
 from services.worker_pool import PoolConfig, WorkerPool

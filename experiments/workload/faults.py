@@ -57,7 +57,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import nats
 import orjson
 
-from backends.nats_jetstream import NatsConfig
+from backends.nats import NatsConfig
 from experiments.runtime.migration import Queue, switch_queue
 from experiments.runtime.nats.cluster import NatsCluster
 from experiments.runtime.nats.lazy import LazyNats, power_off_all
