@@ -18,17 +18,16 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from services.app import always_healthy, install_common, new_app
-from services.bodies import read_json
+from services.bodies import read_json_sized
 from services.downstream import Downstream, NextHop, NextHopFactory, passthrough
 from services.errors import ERROR_RESPONSES, ApiError, json_response
+from services.forward_ingest import IngestForwarder
 from services.models import (
     ID_PATTERN,
-    RECEIVED_HEADER,
     Accepted,
     IngestItem,
     OriginalItem,
@@ -93,6 +92,7 @@ class Gateway:
         self.ingest = downstream("ingest", settings.ingest_url, settings.http_timeout, settings.http_connections)
         self.processor = downstream("processor", settings.processor_url, settings.status_timeout, 4)
         self.check_key = ApiKeyCheck(settings.api_key.get_secret_value() if settings.api_key else None)
+        self.forwarder = IngestForwarder(self.ingest, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
@@ -104,6 +104,7 @@ class Gateway:
         try:
             yield
         finally:
+            await self.forwarder.close()
             await self.ingest.close()
             await self.processor.close()
 
@@ -114,11 +115,9 @@ class Gateway:
         key = request.headers.get("idempotency-key")
         if key is not None and not _ID.match(key):
             raise ApiError(422, f"Idempotency-Key must match {ID_PATTERN}")
-        data = await read_json(request, self.settings.max_body_bytes)
+        data, size = await read_json_sized(request, self.settings.max_body_bytes)
         items = parse_items(data, self.settings.max_batch)
-        status, answer = await self.ingest.post_json(
-            "/api/v1/ingest", orjson.dumps(with_ids(items, key)), {RECEIVED_HEADER: str(received_at)}
-        )
+        status, answer = await self.forwarder.forward(with_ids(items, key), size, received_at)
         if isinstance(data, dict):
             answer = with_original_fields(status, answer)
         return passthrough(status, answer)

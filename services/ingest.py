@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from services import received
 from services.app import always_healthy, install_common, new_app
 from services.batcher import ForwardBatcher
 from services.bodies import read_json_sized
@@ -32,9 +33,8 @@ from services.settings import IngestSettings, load
 log = logging.getLogger("services.ingest")
 
 
-def stamp(items: list[IngestItem], now_ns: int, gateway_at: int | None = None) -> list[dict[str, Any]]:
-    """Wire messages for the processor: the client's id or a new one, one timestamp, the gateway's stamp."""
-    stamps = {"gateway": gateway_at} if gateway_at is not None else {}
+def stamp(items: list[IngestItem], now_ns: int, gateway_at: list[int] | None = None) -> list[dict[str, Any]]:
+    """Wire messages for the processor: the client's id or a new one, one timestamp, each one's gateway stamp."""
     return [
         {
             "id": item.id or uuid.uuid4().hex,
@@ -42,9 +42,9 @@ def stamp(items: list[IngestItem], now_ns: int, gateway_at: int | None = None) -
             "payload": item.payload,
             "created_at": now_ns,
             "attributes": item.attributes or {},
-            "stamps": stamps,
+            "stamps": {"gateway": gateway_at[i]} if gateway_at is not None else {},
         }
-        for item in items
+        for i, item in enumerate(items)
     ]
 
 
@@ -60,12 +60,9 @@ class IngestCounts:
         return {"total_received": self.received, "total_sent": self.sent, "total_failed": self.failed}
 
 
-def gateway_stamp(request: Request) -> int | None:
-    """The gateway's received time (ns) from its header; None when ingest was called directly or it is malformed."""
-    value = request.headers.get(RECEIVED_HEADER)
-    if value is None or not value.isdigit() or len(value) > 19:
-        return None
-    return int(value)
+def gateway_stamps(request: Request, messages: int) -> list[int] | None:
+    """The gateway's received time (ns) of each message (services/received.py); None when called directly."""
+    return received.decode(request.headers.get(RECEIVED_HEADER), messages)
 
 
 class Ingest:
@@ -79,7 +76,7 @@ class Ingest:
         # run time (PUT /admin/processors: a planned queue switch, services.routing).
         self.routes = ProcessorRoutes(settings, downstream)
         self.batcher = ForwardBatcher(
-            self.routes.post,
+            lambda body, _headers: self.routes.post(body),
             max_in_flight=settings.forward_in_flight,
             max_messages=settings.max_batch,
             max_bytes=settings.max_body_bytes // 2,
@@ -111,7 +108,7 @@ class Ingest:
         counts.received += len(items)
         try:
             # size + ~130 bytes a message for the id, created_at, attributes and stamps added here
-            wire = stamp(items, time.time_ns(), gateway_stamp(request))
+            wire = stamp(items, time.time_ns(), gateway_stamps(request, len(items)))
             status, answer = await self.batcher.submit(wire, size + 130 * len(items))
         except BaseException:
             counts.failed += len(items)
