@@ -26,6 +26,7 @@ from services.bodies import read_json_sized
 from services.downstream import Downstream, NextHop, NextHopFactory, passthrough
 from services.errors import ERROR_RESPONSES, ApiError, json_response
 from services.forward_ingest import IngestForwarder
+from services.hot_route import install_hot_route
 from services.models import (
     ID_PATTERN,
     Accepted,
@@ -213,6 +214,7 @@ def create_app(settings: GatewaySettings | None = None, downstream: NextHopFacto
     app = new_app("queue-lab gateway", gateway.lifespan, settings)
     install_common(app, "gateway", always_healthy)
     install_routes(app, gateway)
+    install_hot_route(app, "/api/v1/ingest")
     return app
 
 
