@@ -248,6 +248,9 @@ LEVERS: dict[str, Variant] = {
     "granian+freeze": Variant({"GC_FREEZE": "true"}, "granian"),
     "plain-heap": Variant(client_heap_frozen=False),
     "granian-all": Variant({}, "granian", hop_server="granian"),
+    # the gateway's calls to ingest one per request, as before services/forward_ingest.py (256 open calls:
+    # never fewer free than the 64 connections of the wrk round, so nothing waits to be coalesced)
+    "per-request": Variant({"INGEST_IN_FLIGHT": "256"}),
 }
 
 
