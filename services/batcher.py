@@ -9,6 +9,11 @@ Every caller still gets its answer only when the processor confirmed its own
 messages stored, and gets exactly its own ids back. Each caller's messages
 are encoded on their own, so one that cannot be encoded fails that caller
 (a 422), never the callers batched with it.
+
+The same coalescing serves the gateway's calls to ingest
+(services/forward_ingest.py): there each caller also brings a tag (when the
+gateway received it, its payload digests), which `headers` turns into the
+batch's headers.
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ import orjson
 
 from services.errors import ApiError
 
-Post = Callable[[bytes], Awaitable[tuple[int, bytes]]]
+# (body, headers) -> the next hop's status and answer
+Post = Callable[[bytes, dict[str, str]], Awaitable[tuple[int, bytes]]]
+# the tags of a batch's callers, in order, each with its message count -> the call's headers
+Headers = Callable[[list[tuple[Any, int]]], dict[str, str]]
 
 
 @dataclass
@@ -31,13 +39,17 @@ class _Waiting:
     messages: list[dict[str, Any]]
     size: int
     answer: asyncio.Future[tuple[int, bytes]]
+    tag: Any = None
 
 
 class ForwardBatcher:
     """Coalesces concurrent message lists into processor calls, answering each caller separately."""
 
-    def __init__(self, post: Post, *, max_in_flight: int, max_messages: int, max_bytes: int) -> None:
+    def __init__(
+        self, post: Post, *, max_in_flight: int, max_messages: int, max_bytes: int, headers: Headers | None = None
+    ) -> None:
         self._post = post
+        self._headers = headers
         self.max_in_flight = max_in_flight
         self.max_messages = max_messages
         self.max_bytes = max_bytes
@@ -45,10 +57,13 @@ class ForwardBatcher:
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, messages: list[dict[str, Any]], size: int) -> tuple[int, bytes]:
-        """Forward `messages` (`size`: their encoded bytes); the processor's status and this caller's answer."""
+    async def submit(self, messages: list[dict[str, Any]], size: int, tag: Any = None) -> tuple[int, bytes]:
+        """Forward `messages` (`size`: their encoded bytes); the next hop's status and this caller's answer.
+
+        `tag`: what `headers` needs of this caller (the gateway's received time).
+        """
         answer: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Waiting(messages, size, answer))
+        self._queue.append(_Waiting(messages, size, answer, tag))
         self._dispatch()
         return await answer
 
@@ -73,7 +88,8 @@ class ForwardBatcher:
             body, batch = _encode(batch)
             if not batch:
                 return
-            status, answer = await self._post(body)
+            headers = self._headers([(w.tag, len(w.messages)) for w in batch]) if self._headers else {}
+            status, answer = await self._post(body, headers)
         except Exception as exc:  # every caller of the batch gets the failure (a 503 ApiError, usually)
             for w in batch:
                 if not w.answer.done():
@@ -108,7 +124,7 @@ def _encode(batch: list[_Waiting]) -> tuple[bytes, list[_Waiting]]:
 
 
 def split_answer(status: int, answer: bytes, counts: list[int]) -> list[bytes]:
-    """Cut one processor answer into one per caller (the same error for all)."""
+    """Cut one answer (`{"ids", "duplicate_positions"}`) into one per caller (the same error for all)."""
     if len(counts) == 1 or not 200 <= status < 300:
         return [answer] * len(counts)
     data = orjson.loads(answer)

@@ -18,18 +18,17 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from services.app import always_healthy, install_common, new_app
-from services.bodies import read_json
+from services.bodies import read_json_sized
 from services.downstream import Downstream, NextHop, NextHopFactory, passthrough
 from services.errors import ERROR_RESPONSES, ApiError, json_response
+from services.forward_ingest import IngestForwarder
+from services.hot_route import install_hot_route
 from services.models import (
-    DIGESTS_HEADER,
     ID_PATTERN,
-    RECEIVED_HEADER,
     Accepted,
     IngestItem,
     OriginalItem,
@@ -96,6 +95,7 @@ class Gateway:
         self.ingest = downstream("ingest", settings.ingest_url, settings.http_timeout, settings.http_connections)
         self.processor = downstream("processor", settings.processor_url, settings.status_timeout, 4)
         self.check_key = ApiKeyCheck(settings.api_key.get_secret_value() if settings.api_key else None)
+        self.forwarder = IngestForwarder(self.ingest, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
@@ -107,6 +107,7 @@ class Gateway:
         try:
             yield
         finally:
+            await self.forwarder.close()
             await self.ingest.close()
             await self.processor.close()
 
@@ -117,10 +118,9 @@ class Gateway:
         key = request.headers.get("idempotency-key")
         if key is not None and not _ID.match(key):
             raise ApiError(422, f"Idempotency-Key must match {ID_PATTERN}")
-        data = await read_json(request, self.settings.max_body_bytes)
+        data, size = await read_json_sized(request, self.settings.max_body_bytes)
         items = parse_items(data, self.settings.max_batch)
-        headers = {RECEIVED_HEADER: str(received_at), DIGESTS_HEADER: ",".join(digests_of(items))}
-        status, answer = await self.ingest.post_json("/api/v1/ingest", orjson.dumps(with_ids(items, key)), headers)
+        status, answer = await self.forwarder.forward(with_ids(items, key), size, received_at, digests_of(items))
         if isinstance(data, dict):
             answer = with_original_fields(status, answer)
         return passthrough(status, answer)
@@ -217,6 +217,7 @@ def create_app(settings: GatewaySettings | None = None, downstream: NextHopFacto
     app = new_app("queue-lab gateway", gateway.lifespan, settings)
     install_common(app, "gateway", always_healthy)
     install_routes(app, gateway)
+    install_hot_route(app, "/api/v1/ingest")
     return app
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from services import received
 from services.app import always_healthy, install_common, new_app
 from services.batcher import ForwardBatcher
 from services.bodies import read_json_sized
@@ -43,14 +44,13 @@ log = logging.getLogger("services.ingest")
 
 
 def stamp(
-    items: list[IngestItem], now_ns: int, gateway_at: int | None = None, digests: list[str] | None = None
+    items: list[IngestItem], now_ns: int, gateway_at: list[int] | None = None, digests: list[str] | None = None
 ) -> list[dict[str, Any]]:
-    """Wire messages for the processor: the client's id or a new one, one timestamp, the gateway's stamp.
+    """Wire messages for the processor: the client's id or a new one, one timestamp, each one's gateway stamp.
 
     `digests`: the payload digests the gateway stamped; computed here when
     ingest is the first hop (called directly).
     """
-    stamps = {"gateway": gateway_at} if gateway_at is not None else {}
     if digests is None:
         digests = digests_of(items)
     return [
@@ -60,10 +60,10 @@ def stamp(
             "payload": item.payload,
             "created_at": now_ns,
             "attributes": item.attributes or {},
-            "stamps": stamps,
+            "stamps": {"gateway": gateway_at[i]} if gateway_at is not None else {},
             "digest": digest,
         }
-        for item, digest in zip(items, digests, strict=True)
+        for i, (item, digest) in enumerate(zip(items, digests, strict=True))
     ]
 
 
@@ -79,12 +79,9 @@ class IngestCounts:
         return {"total_received": self.received, "total_sent": self.sent, "total_failed": self.failed}
 
 
-def gateway_stamp(request: Request) -> int | None:
-    """The gateway's received time (ns) from its header; None when ingest was called directly or it is malformed."""
-    value = request.headers.get(RECEIVED_HEADER)
-    if value is None or not value.isdigit() or len(value) > 19:
-        return None
-    return int(value)
+def gateway_stamps(request: Request, messages: int) -> list[int] | None:
+    """The gateway's received time (ns) of each message (services/received.py); None when called directly."""
+    return received.decode(request.headers.get(RECEIVED_HEADER), messages)
 
 
 class Ingest:
@@ -98,7 +95,7 @@ class Ingest:
         # run time (PUT /admin/processors: a planned queue switch, services.routing).
         self.routes = ProcessorRoutes(settings, downstream)
         self.batcher = ForwardBatcher(
-            self.routes.post,
+            lambda body, _headers: self.routes.post(body),
             max_in_flight=settings.forward_in_flight,
             max_messages=settings.max_batch,
             max_bytes=settings.max_body_bytes // 2,
@@ -131,7 +128,7 @@ class Ingest:
         try:
             # size + ~175 bytes a message for the id, created_at, attributes, stamps and digest added here
             digests = given_digests(request.headers.get(DIGESTS_HEADER), len(items))
-            wire = stamp(items, time.time_ns(), gateway_stamp(request), digests)
+            wire = stamp(items, time.time_ns(), gateway_stamps(request, len(items)), digests)
             status, answer = await self.batcher.submit(wire, size + 175 * len(items))
         except BaseException:
             counts.failed += len(items)

@@ -97,6 +97,7 @@ def install_metrics(
     """Request metrics for every route and `GET /metrics`; `before_scrape` refreshes what is read on demand."""
     metrics = HttpMetrics(service, registry or CollectorRegistry())
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.state.http_metrics = metrics  # for a route served beside the router (services.hot_route)
 
     async def metrics_route() -> Response:
         """Prometheus text format."""

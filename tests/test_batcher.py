@@ -19,11 +19,13 @@ class FakeProcessor:
 
     def __init__(self, delay: float = 0.02, status: int = 202) -> None:
         self.calls: list[int] = []
+        self.headers: list[dict[str, str]] = []
         self.delay = delay
         self.status = status
 
-    async def post(self, body: bytes) -> tuple[int, bytes]:
+    async def post(self, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         msgs = orjson.loads(body)
+        self.headers.append(headers)
         self.calls.append(len(msgs))
         await asyncio.sleep(self.delay)
         if self.status != 202:
@@ -72,12 +74,24 @@ async def test_errors_reach_every_caller_of_the_batch() -> None:
     answers = await asyncio.gather(*(b.submit(items(f"e{k}-", 1), 10) for k in range(4)))
     assert {status for status, _ in answers} == {429}
 
-    async def broken(body: bytes) -> tuple[int, bytes]:
+    async def broken(body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         raise ConnectionError("processor gone")
 
     b2 = ForwardBatcher(broken, max_in_flight=1, max_messages=100, max_bytes=100_000)
     with pytest.raises(ConnectionError):
         await b2.submit(items("x", 1), 10)
+
+
+async def test_each_callers_tag_and_count_make_the_batch_headers() -> None:
+    proc = FakeProcessor()
+
+    def headers(tags: list[tuple[object, int]]) -> dict[str, str]:
+        return {"X-Tags": ",".join(f"{tag}*{n}" for tag, n in tags)}
+
+    b = ForwardBatcher(proc.post, max_in_flight=1, max_messages=100, max_bytes=100_000, headers=headers)
+    await asyncio.gather(*(b.submit(items(f"t{k}-", k + 1), 10, tag=f"t{k}") for k in range(3)))
+    assert proc.calls == [1, 5]  # the first alone, the two that came meanwhile together
+    assert proc.headers == [{"X-Tags": "t0*1"}, {"X-Tags": "t1*2,t2*3"}]
 
 
 def test_split_answer_keeps_duplicates_per_caller() -> None:

@@ -1,7 +1,7 @@
 """End-to-end throughput and latency of the three services, beside a bare chain.
 
     python -m experiments.bench.http_chain [--quick] [--duration S] [--rounds N]
-                                         [--configs memory,nats,nats:2]
+                                         [--configs memory,nats,nats:2] [--wrk-only]
 
 Each round measures the bare 3-hop chain (same HTTP stack, no queue, no
 validation) and then each configuration of the real stack (`BACKEND[:N]`, N
@@ -31,6 +31,11 @@ Two independent checks in the same run:
   one process without HTTP (publish_many + worker pool + ledger + ack) beside
   bare nats-py publish_async + fetch(100) + ack, interleaved per round
   (experiments/bench/cpu_cost.py); the ratio is ours / bare, per round.
+Then the wrk round (experiments/bench/wrk_round.py), the figure issue 24 is
+judged by: wrk with the Go original's body at 64 connections, req/s, p99 and
+CPU µs per request of every process (services and nats-server) over the
+window; a lever's configuration beside its plain one as per-round ratios.
+`--wrk-only` runs only that round, configurations in alternating order.
 Every process runs on 127.0.0.1 and is stopped by pid at the end.
 """
 
@@ -53,7 +58,7 @@ import orjson
 import psutil
 import uvloop
 
-from experiments.bench import cpu_cost, wrk
+from experiments.bench import cpu_cost, wrk, wrk_round
 from experiments.lab.ledger_stages import phase_stages
 from experiments.runtime import warn_once
 from experiments.runtime.nats.base import free_port, nats_server_version
@@ -231,6 +236,7 @@ class Variant:
     env: dict[str, str] = field(default_factory=dict)
     gateway_server: AsgiServer = "uvicorn"
     client_heap_frozen: bool = True
+    hop_server: AsgiServer = "uvicorn"  # ingest's and the processors'
 
 
 # Levers on the half-rate tail (`BACKEND/LEVER` in --configs). experiments/bench/tail.py runs
@@ -241,6 +247,10 @@ LEVERS: dict[str, Variant] = {
     "granian": Variant({}, "granian"),
     "granian+freeze": Variant({"GC_FREEZE": "true"}, "granian"),
     "plain-heap": Variant(client_heap_frozen=False),
+    "granian-all": Variant({}, "granian", hop_server="granian"),
+    # the gateway's calls to ingest one per request, as before services/forward_ingest.py (256 open calls:
+    # never fewer free than the 64 connections of the wrk round, so nothing waits to be coalesced)
+    "per-request": Variant({"INGEST_IN_FLIGHT": "256"}),
 }
 
 
@@ -294,32 +304,74 @@ CLIENT_LOOPS: dict[str, Callable[[Coroutine[Any, Any, ChainFigures]], ChainFigur
 }
 
 
+def stack_config(config: Config, workers: int) -> StackConfig:
+    return StackConfig(
+        queue=config.backend,
+        workers=workers,
+        processors=config.processors,
+        backend=BackendSettings(queue_size=200_000, nats_max_ack_pending=20_000),
+        env=dict(config.variant.env),
+        gateway_server=config.variant.gateway_server,
+        hop_server=config.variant.hop_server,
+    )
+
+
+def stack_pids(stack: Stack) -> dict[str, int]:
+    """Every process of the deployment by name, the broker included (what the wrk round's CPU sums)."""
+    named = {s.name: s.pid for s in stack.services}
+    if stack.nats is not None:
+        named["nats-server"] = getattr(stack.nats, "pid", None)
+    return {name: pid for name, pid in named.items() if pid is not None}
+
+
+def interleaved(configs: list[Config], index: int) -> list[Config]:
+    """Round `index`'s order: reversed every other round, so no configuration always runs first."""
+    return configs if index % 2 == 0 else configs[::-1]
+
+
 def run_round(
-    work: Path, configs: list[Config], duration: float, workers: int, client_loop: str = "uvloop"
-) -> list[ChainFigures]:
+    work: Path, configs: list[Config], duration: float, workers: int, client_loop: str = "uvloop", index: int = 0
+) -> tuple[list[ChainFigures], list[wrk_round.WrkRound]]:
     run = CLIENT_LOOPS[client_loop]
     out = []
+    wrk_out = []
     bare_chain = BareChain(work / "bare")
     bare_chain.start()
     try:
         out.append(run(measure("bare", bare_chain.url, None, duration)))
     finally:
         bare_chain.stop()
-    for config in configs:
+    for config in interleaved(configs, index):
         name = config.name
-        cfg = StackConfig(
-            queue=config.backend,
-            workers=workers,
-            processors=config.processors,
-            backend=BackendSettings(queue_size=200_000, nats_max_ack_pending=20_000),
-            env=dict(config.variant.env),
-            gateway_server=config.variant.gateway_server,
-        )
-        with Stack(cfg, work / name.replace("/", "-")) as stack:
+        with Stack(stack_config(config, workers), work / name.replace("/", "-")) as stack:
             counter = Processed([f"{p.url}/stats" for p in stack.processors])
-            pids = [p.pid for p in stack.processors if p.pid is not None]
+            pids = [p.serving_pid for p in stack.processors if p.serving_pid is not None]
             frozen = config.variant.client_heap_frozen
             out.append(run(measure(name, stack.gateway_url, counter, duration, pids, stack.ledger_paths, frozen)))
+            wrk_out.append(wrk_round.measure(name, f"{stack.gateway_url}/api/v1/ingest", stack_pids(stack), duration))
+    return out, wrk_out
+
+
+def wrk_only_round(
+    work: Path, configs: list[Config], duration: float, workers: int, index: int
+) -> list[wrk_round.WrkRound]:
+    """Only the wrk round (`--wrk-only`): each configuration on fresh processes, in interleaved order."""
+    out = []
+    for config in interleaved(configs, index):
+        name = config.name
+        with Stack(stack_config(config, workers), work / name.replace("/", "-")) as stack:
+            out.append(wrk_round.measure(name, f"{stack.gateway_url}/api/v1/ingest", stack_pids(stack), duration))
+    return out
+
+
+def baselines(configs: list[Config]) -> dict[str, str]:
+    """Each lever's configuration -> the same backend and processors without a lever, when it is in the run."""
+    names = {c.name for c in configs}
+    out = {}
+    for c in configs:
+        plain = Config(c.backend, c.processors).name
+        if c.lever and plain in names:
+            out[c.name] = plain
     return out
 
 
@@ -460,6 +512,9 @@ def main(argv: list[str] | None = None) -> int:
         "--client-loop", choices=sorted(CLIENT_LOOPS), default="uvloop", help="the load generator's event loop"
     )
     parser.add_argument("--cpu-messages", type=int, default=20_000, help="messages per CPU-cost run (ours, bare)")
+    parser.add_argument(
+        "--wrk-only", action="store_true", help="only the wrk round (Go body, 64 connections, CPU per process)"
+    )
     args = parser.parse_args(argv)
     duration, rounds_n = (2.0, 1) if args.quick else (args.duration, args.rounds)
     configs = [parse_config(c) for c in args.configs.split(",")]
@@ -473,16 +528,25 @@ def main(argv: list[str] | None = None) -> int:
     once = warn_once.install()
     wrk.ensure()
     rounds = []
+    wrk_rounds: list[list[wrk_round.WrkRound]] = []
     cpu: list[CpuPair] = []
     with tempfile.TemporaryDirectory(prefix="bench-services-") as tmp:
         for i in range(rounds_n):
-            cpu.append(cpu_round(Path(tmp) / f"round-{i}", i, args.cpu_messages))
-            rounds.append(run_round(Path(tmp) / f"round-{i}", configs, duration, args.workers, args.client_loop))
+            work = Path(tmp) / f"round-{i}"
+            if args.wrk_only:
+                wrk_rounds.append(wrk_only_round(work, configs, duration, args.workers, i))
+            else:
+                cpu.append(cpu_round(work, i, args.cpu_messages))
+                figures, wrk_figures = run_round(work, configs, duration, args.workers, args.client_loop, i)
+                rounds.append(figures)
+                wrk_rounds.append(wrk_figures)
             print(f"round {i + 1}/{rounds_n} done", flush=True)
-    print(render(rounds, names))
-    print(render_stages(rounds, names))
-    print(render_checks(rounds, names, cpu))
-    print(verdicts(rounds, names, cpu))
+    if not args.wrk_only:
+        print(render(rounds, names))
+        print(render_stages(rounds, names))
+        print(render_checks(rounds, names, cpu))
+        print(verdicts(rounds, names, cpu))
+    print(wrk_round.render(wrk_rounds, names, baselines(configs)))
     if once.dropped:
         print(f"({once.dropped} repeats of warnings above not shown)")
     return 0

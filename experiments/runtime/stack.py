@@ -195,6 +195,7 @@ class StackConfig:
     processor_env: dict[str, str] = field(default_factory=dict, repr=False)
     gateway_env: dict[str, str] = field(default_factory=dict, repr=False)
     gateway_server: AsgiServer = "uvicorn"  # the gateway's ASGI server
+    hop_server: AsgiServer = "uvicorn"  # ingest's and the processors' ASGI server
 
 
 def _fields(model: type[BaseSettings], env: Mapping[str, str]) -> dict[str, str]:
@@ -258,11 +259,17 @@ class Stack(Managed):
                 port,
                 {},
                 self.workdir / f"processor-{i}.log",
+                server=config.hop_server,
             )
             for i, port in enumerate(ports)
         ]
         self.ingest = ServiceProcess(
-            "ingest", "services.ingest:create_app", config.ingest_port or free_port(), {}, self.workdir / "ingest.log"
+            "ingest",
+            "services.ingest:create_app",
+            config.ingest_port or free_port(),
+            {},
+            self.workdir / "ingest.log",
+            server=config.hop_server,
         )
         self.gateway = ServiceProcess(
             "gateway",
