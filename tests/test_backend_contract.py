@@ -615,6 +615,7 @@ class TestMemoryBackend(BackendContract):
         assert (await b.stats()).current_size == 2
 
 
+@pytest.mark.spawns
 class TestKafkaBackend(BackendContract):
     """The contract on a KRaft broker process (the session's `kafka_broker`), each test on its own topic,
     plus what only Kafka shows: the record in the topic, the depth from the broker, the prefix commit."""

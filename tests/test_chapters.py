@@ -105,6 +105,7 @@ def test_glossary_defines_the_words_the_verdicts_use() -> None:
         assert f"**{word}" in glossary or word in glossary, word
 
 
+@pytest.mark.spawns
 def test_interpretation_and_captions_are_rendered_from_the_runs_records() -> None:
     doc = next(d for d in read_runs(SAVED / "runs") if d.run.notebook == "03_durability")
     ctx = RunContext("03_durability", run_id="t", results_dir=SAVED)

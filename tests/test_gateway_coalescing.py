@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from experiments.runtime.stack import Stack, StackConfig
 
@@ -35,6 +36,7 @@ def gateway_stamps(stack: Stack) -> dict[str, int]:
         conn.close()
 
 
+@pytest.mark.spawns
 async def test_concurrent_requests_share_ingest_calls_and_keep_their_ids_and_stamps(tmp_path: Path) -> None:
     cfg = StackConfig(queue="memory", workers=2, gateway_env={"INGEST_IN_FLIGHT": "1"})
     n = 60

@@ -98,6 +98,7 @@ async def test_the_digest_is_stamped_at_the_first_hop_and_matches_what_was_proce
     assert altered([ledger]) == 0
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("queue", ["memory", "nats"])
 async def test_a_message_altered_in_the_store_is_counted_altered(
     tmp_path: Path, queue: str, request: pytest.FixtureRequest

@@ -14,6 +14,7 @@ import asyncio
 from importlib.metadata import version
 from pathlib import Path
 
+import pytest
 from nats.aio.client import Client as NatsClient
 
 from backends.nats import NatsConfig, NatsJetStreamBackend, wire
@@ -54,6 +55,7 @@ def test_a_batch_is_written_as_nats_py_writes_one_publish_with_headers() -> None
     assert wire.acks(["$JS.ACK.a", "$JS.ACK.b"]) == b"PUB $JS.ACK.a 0\r\n\r\nPUB $JS.ACK.b 0\r\n\r\n"
 
 
+@pytest.mark.spawns
 async def test_close_cancels_a_server_switch_in_flight(tmp_path: Path) -> None:
     """A server switch (force_reconnect) runs in the backend's one task set, so close() ends it too.
 

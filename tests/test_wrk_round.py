@@ -7,6 +7,7 @@ import os
 
 import orjson
 import psutil
+import pytest
 from aiohttp import web
 
 from experiments.bench import wrk, wrk_round
@@ -75,6 +76,7 @@ def test_each_lever_is_compared_with_its_plain_configuration_in_alternating_orde
     assert parse_config("nats/granian-all").variant.hop_server == "granian"
 
 
+@pytest.mark.spawns
 async def test_a_real_wrk_window_reads_the_servers_cpu_per_answer() -> None:
     wrk.ensure()
 
