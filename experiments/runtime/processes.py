@@ -147,18 +147,31 @@ def register_mount(mountpoint: str, path: str | None = None) -> None:
             f.write(f"mount {os.path.realpath(mountpoint)}\n")
 
 
+def register_container(container_id: str, path: str | None = None) -> None:
+    """Note a container (by id) in the registry, so a reaper removes it: a container's processes are the
+    engine's children, not the run's, so neither PR_SET_PDEATHSIG nor a pid reaches them."""
+    path = path or os.environ.get(CHILDREN_ENV)
+    if path:
+        with open(path, "a") as f:
+            f.write(f"container {container_id}\n")
+
+
 def reap_registered(path: str) -> list[int]:
-    """SIGKILL every registered child that still runs (same pid, same start time), then lazily unmount
-    every registered mount still in the mount table; returns the pids killed."""
+    """SIGKILL every registered child that still runs (same pid, same start time), remove every registered
+    container (by id), then lazily unmount every registered mount still in the mount table; returns the pids
+    killed."""
     try:
         lines = open(path).read().split("\n")  # noqa: SIM115 (one read)
     except OSError:
         return []
-    killed, mounts = [], []
+    killed, mounts, containers = [], [], []
     for line in filter(None, lines):
         first, rest = line.split(maxsplit=1)
         if first == "mount":
             mounts.append(rest)
+            continue
+        if first == "container":
+            containers.append(rest)
             continue
         pid, started = int(first), _started_at(int(first))
         if started is not None and abs(started - float(rest)) < 0.05 and pid not in killed:
@@ -167,6 +180,8 @@ def reap_registered(path: str) -> list[int]:
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
     _wait_gone(killed, timeout=5.0)
+    if containers:  # one call for all; an id already gone is only an error line in its output
+        subprocess.run(["docker", "rm", "-f", *containers], capture_output=True, check=False, timeout=60)
     table = {part.mountpoint for part in psutil.disk_partitions(all=True)} if mounts else set()
     for mountpoint in mounts:
         if mountpoint in table:

@@ -39,6 +39,7 @@ from experiments.runtime.kafka.jars import LOG4J_CONFIG, POM, REPO, kafka_libs, 
 from experiments.runtime.kafka.process import ProcessKafkaNode, jvm_options
 from experiments.runtime.kafka.readiness import KafkaNotReady
 from experiments.runtime.nats.docker import LABEL_RUN, RUN_ID, _register_reaper
+from experiments.runtime.processes import register_container
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +206,7 @@ class DockerKafkaNode(ProcessKafkaNode):
         self._container = container  # before start: close() removes a half-started one
         _register_reaper()
         container.start()
+        register_container(str(container.get_container_id()))  # a killed run's reaper removes it
 
     def log_tail(self, chars: int = 3000) -> str:
         text = super().log_tail(chars)

@@ -50,6 +50,7 @@ from experiments.runtime.nats.base import (
     nats_server_version,
     wait_healthy,
 )
+from experiments.runtime.processes import register_container
 
 if TYPE_CHECKING:
     from experiments.runtime.nats.topology import ClusterMember
@@ -283,6 +284,7 @@ class DockerNats(NatsNode):
         self._container = container  # before start: close() removes a half-started one
         _register_reaper()
         container.start()
+        register_container(str(container.get_container_id()))  # a killed run's reaper removes it
 
     def _logs_tail(self, chars: int = 2000) -> str:
         try:
