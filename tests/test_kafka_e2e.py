@@ -95,7 +95,7 @@ def test_status_names_brokers_leader_and_isr(stack: Stack, kafka_broker: Any) ->
 
 def test_metrics_show_the_depth(stack: Stack) -> None:
     metrics = httpx.get(f"{stack.processor_url}/metrics", trust_env=False, timeout=5).text
-    assert "queue_current_size 0.0" in metrics
+    assert "queue_depth_messages 0.0" in metrics
 
 
 async def test_a_held_backlog_shows_its_real_depth(kafka_broker: Any, tmp_path: Path) -> None:
