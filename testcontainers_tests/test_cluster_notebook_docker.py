@@ -44,12 +44,12 @@ def test_cluster_quick_profile_runs_on_containers_and_the_report_names_them(dock
     assert [r.split("--")[0] for r in docker_batch.executed] == ["05_cluster"]
     rows = pd.read_csv(docker_batch.batch_dir / "results.csv")
     nats = rows[rows["backend"] == "nats"]
-    assert set(nats["nats_provider"]) == {"docker"}
-    assert set(zip(nats["nats_nodes"], nats["replicas"], strict=True)) == {(1, 1), (3, 3)}
+    assert set(nats["broker_provider"]) == {"docker"}
+    assert set(zip(nats["broker_nodes"], nats["replicas"], strict=True)) == {(1, 1), (3, 3)}
     assert (nats["lost"] == 0).all()
     (doc,) = read_runs(docker_batch.batch_dir / "runs")
     env = doc.environment
-    assert env["nats_provider"] == "docker"
+    assert env["broker_provider"] == "docker"
     assert env["nats_cluster_size"] == "1; 3", env  # the R1 node, then the three-node cluster
     assert env["nats_servers"].count("@") == 4, env["nats_servers"]  # n1 alone, then n1..n3
     html = (docker_batch.batch_dir / "report.html").read_text()

@@ -49,7 +49,7 @@ def test_spread_of_repetitions() -> None:
 
 def _row(**over: Any) -> dict[str, Any]:
     row: dict[str, Any] = dict(
-        experiment="x", run_id="r", repetition=0, backend="nats", nats_provider="process", phase="p",
+        experiment="x", run_id="r", repetition=0, backend="nats", broker_provider="process", phase="p",
         offered_rate=100.0, duration_s=1.0, payload_bytes=128, batch_size=1, workers=4, processors=1,
         processing_ms=0.0, achieved_rate=100.0, processed_rate=100.0,
         client_p50_ms=1.0, client_p90_ms=2.0, client_p99_ms=3.0, client_p999_ms=4.0, client_max_ms=5.0,
@@ -73,7 +73,7 @@ def test_result_row_accepts_a_consistent_row() -> None:
         ({"lost": 10}, "counts inconsistent"),
         ({"rejected": 0}, "acknowledged + rejected + errors"),
         ({"e2e_p99_ms": 9.0}, "e2e percentiles not ordered"),
-        ({"backend": "kafka"}, "backend"),
+        ({"backend": "rabbitmq"}, "backend"),
         ({"surprise": 1}, "surprise"),
     ],
 )
@@ -135,8 +135,8 @@ def test_fault_steps_parse_and_validate() -> None:
 
 
 def test_setup_rejects_an_unknown_backend_at_once() -> None:
-    with pytest.raises(ValueError, match="kafka"):
-        Setup(backend="kafka")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="rabbitmq"):
+        Setup(backend="rabbitmq")  # type: ignore[arg-type]
 
 
 async def test_progress_wakes_a_fault_waiting_for_n_requests() -> None:

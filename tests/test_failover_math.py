@@ -61,7 +61,7 @@ def test_fault_step_names_what_it_accepts() -> None:
 
 
 def _row(backend: str, replicas: int, rate: float, achieved: float, p50: float, rep: int = 0) -> dict[str, object]:
-    return {"backend": backend, "replicas": replicas, "nats_nodes": replicas if backend != "memory" else 0,
+    return {"backend": backend, "replicas": replicas, "broker_nodes": replicas if backend != "memory" else 0,
             "offered_rate": rate, "achieved_rate": achieved, "client_p50_ms": p50, "client_p99_ms": 2 * p50,
             "e2e_p50_ms": p50, "e2e_p99_ms": 2 * p50, "fault": "none", "repetition": rep}  # fmt: skip
 

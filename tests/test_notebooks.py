@@ -124,11 +124,11 @@ def test_power_loss_run_measured_publish_rates(quick_batch: BatchOutcome) -> Non
 
 def test_cluster_rows_name_their_deployment(rows: pd.DataFrame) -> None:
     cl = rows[rows["experiment"] == "05_cluster"]
-    deployments = set(zip(cl["backend"], cl["nats_nodes"], cl["replicas"], strict=True))
+    deployments = set(zip(cl["backend"], cl["broker_nodes"], cl["replicas"], strict=True))
     assert deployments == {("memory", 0, 0), ("nats", 1, 1), ("nats", 3, 3)}, deployments
     faults = cl[cl["fault"] != "none"]
     assert len(faults) > 0
-    assert (faults["nats_nodes"] == 3).all()
+    assert (faults["broker_nodes"] == 3).all()
     assert faults["recover_s"].notna().all()
 
 

@@ -59,7 +59,7 @@ async def run(tmp_path: Path, backend: Backend, fault: str, *, duration_s: float
     assert len(pids) == 6, "every node and its lazy FS daemon ran to the end (restarted ones included)"
     assert not any(is_mounted(m) for m in mounts), "a lazy mount outlived its session"
     assert not any(alive(p) for p in pids), "a nats-server or lazy FS daemon outlived its session"
-    assert (rec.row.nats_nodes, rec.row.replicas) == (3, 3)
+    assert (rec.row.broker_nodes, rec.row.replicas) == (3, 3)
     assert rec.series.faults
     assert rec.series.faults[0].kind == step.label
     return rec

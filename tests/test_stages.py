@@ -64,7 +64,7 @@ def test_a_v1_document_is_still_read(tmp_path: Path) -> None:
     """A run document written before stages and CPU (schema 1) reads with those fields empty."""
     row = {
         "schema_version": 1, "experiment": "01_latency", "run_id": "r", "repetition": 0, "backend": "nats",
-        "nats_provider": "process", "phase": "rate=200", "offered_rate": 200.0, "duration_s": 2.0,
+        "broker_provider": "process", "phase": "rate=200", "offered_rate": 200.0, "duration_s": 2.0,
         "payload_bytes": 128, "batch_size": 1, "workers": 4, "processors": 1, "processing_ms": 0.0,
         "fault": "none", "achieved_rate": 200.0, "processed_rate": 200.0, "client_p50_ms": 2.0,
         "client_p90_ms": 3.0, "client_p99_ms": 4.0, "client_p999_ms": 5.0, "client_max_ms": 6.0,

@@ -114,7 +114,7 @@ def caption(ctx: RunContext, *names: str) -> Markdown:
     """The captions of the figure(s) above: what each plots (fixed), then what this run measured it from."""
     env = environment()
     reps = {r.row.repetition for r in ctx.records}
-    providers = sorted({r.row.nats_provider for r in ctx.records} - {"none"}) or ["none"]
+    providers = sorted({r.row.broker_provider for r in ctx.records} - {"none"}) or ["none"]
     source = (
         f"From {len(ctx.records)} phase(s) of this run ({len(reps)} repetition(s)); {env['cpu_count']} CPUs "
         f"({env['cpu_model']}), Python {env['python']}, nats-server {env['nats_server']} ({', '.join(providers)})."

@@ -62,8 +62,8 @@ class RunContext:
     def save(self) -> Path:
         """Write the run document; the batch runner treats its presence as 'this run is done'."""
         env = dict(environment())
-        providers = sorted({r.row.nats_provider for r in self.records} - {"none"})
-        env["nats_provider"] = ",".join(providers) or "none"
+        providers = sorted({r.row.broker_provider for r in self.records} - {"none"})
+        env["broker_provider"] = ",".join(providers) or "none"
         env.update(self.servers)
         doc = RunDocument(
             run=RunInfo(

@@ -30,6 +30,7 @@ from experiments.lab.setup import Setup
 from experiments.results.schema import FailoverSeries, ResultRecord
 from experiments.runtime.nats.provider import NatsServer
 from experiments.runtime.stack import Stack
+from experiments.workload.accounting import altered_ids
 from experiments.workload.failover import BIN_S as FAILOVER_BIN_S
 from experiments.workload.failover import failover_timeline, recovery_s
 from experiments.workload.faults import Deployment, FaultRunner, FaultStep
@@ -41,6 +42,7 @@ STATS_EVERY_S = 0.25  # backlog sampling period
 
 class Ledgers(Protocol):
     rows: list[LedgerEntry]
+    paths: list[Path]
 
     def poll(self) -> None: ...
     def track(self, paths: list[Path]) -> None: ...
@@ -60,7 +62,7 @@ class PhaseSession(Protocol):
     @property
     def ledgers(self) -> Ledgers: ...
     @property
-    def nats_provider(self) -> str: ...
+    def broker_provider(self) -> str: ...
     @property
     def gateway_url(self) -> str: ...
     def deployment(self) -> Deployment: ...
@@ -149,7 +151,7 @@ async def run_phase(
         if report is not None:
             window = (report.started - t0, (report.ended if options.failover else report.returned) - t0)
         obs = PhaseObservation(
-            prefix, done.result, [], t0, t0_ns, 0.0, window, backlog_t, backlog_v, session.nats_provider
+            prefix, done.result, [], t0, t0_ns, 0.0, window, backlog_t, backlog_v, session.broker_provider
         )
         acked = obs.accounting(spec.batch_size).acked
         idle_s = options.idle_s if options.idle_s is not None else session.setup.ack_wait_s + 1.5
@@ -161,6 +163,7 @@ async def run_phase(
         if sampler is not None:
             await sampler
     obs.ledger = [r for r in session.ledgers.rows if r[0].startswith(prefix + "-")]
+    obs.altered = altered_ids(session.ledgers.paths, prefix + "-")
     obs.wall_s = time.perf_counter() - started
     record = build_record(session.ctx.labels, session.setup, spec, obs)
     if breakdown is not None:

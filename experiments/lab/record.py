@@ -71,7 +71,8 @@ class PhaseObservation:
     window: tuple[float, float] | None = None  # the fault's (start, end) in s after t0
     backlog_t_s: list[float] = field(default_factory=list)
     backlog: list[int] = field(default_factory=list)
-    nats_provider: str = "none"
+    broker_provider: str = "none"
+    altered: set[str] = field(default_factory=set)  # ids processed with another payload digest than sent
 
     def accounting(self, batch_size: int) -> Accounting:
         sent = {i for r in self.load.records for i in request_ids(self.prefix, r.seq, batch_size)}
@@ -127,7 +128,7 @@ def build_record(run: RunLabels, setup: Setup, spec: PhaseSpec, obs: PhaseObserv
         run_id=run.run_id,
         repetition=run.repetition,
         backend=setup.backend,
-        nats_provider=obs.nats_provider,
+        broker_provider=obs.broker_provider,
         phase=spec.name,
         offered_rate=spec.rate,
         duration_s=spec.duration_s,
@@ -149,6 +150,7 @@ def build_record(run: RunLabels, setup: Setup, spec: PhaseSpec, obs: PhaseObserv
         lost_postfix=split.postfix,
         recovered=kept,
         duplicated=len(acc.duplicated),
+        altered=len(obs.altered),
         extra_deliveries=acc.extra_deliveries,
         unacked_processed=len(acc.unacked_processed),
         rejected=sum(batch for r in load.records if 400 <= r.status < 500),

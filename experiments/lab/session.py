@@ -23,8 +23,10 @@ import aiohttp
 
 from experiments.lab.phase import PhaseOptions, run_phase
 from experiments.lab.record import BIN_S, LedgerEntry, PhaseSpec, RecordSink
-from experiments.lab.setup import Setup
+from experiments.lab.setup import KAFKA_FLUSH_EACH, Setup
 from experiments.results.schema import ResultRecord
+from experiments.runtime.broker import BrokerServer
+from experiments.runtime.kafka.provider import KafkaServer, kafka_server_from_env
 from experiments.runtime.nats.cluster import NatsCluster
 from experiments.runtime.nats.lazy import LazyNats
 from experiments.runtime.nats.monitoring import describe_servers, merge_descriptions
@@ -58,6 +60,14 @@ class _Ledgers:
             self.rows.extend((r.id, r.created_at, r.processed_at, r.outcome) for r in tail.poll())
 
 
+def _kafka_for(setup: Setup, store_dir: Path) -> KafkaServer:
+    """The Kafka a setup asks for, from `HARNESS_KAFKA` (not started yet)."""
+    if setup.store == "lazyfs" or setup.partitionable or setup.client_proxy:
+        raise ValueError("Setup: a lazy store, partitions and a client proxy are NATS-only so far")
+    overrides = KAFKA_FLUSH_EACH if setup.backend == "kafka-flush" else None
+    return kafka_server_from_env(store_dir, nodes=setup.nodes, overrides=overrides)
+
+
 class Session:
     """A running deployment of one `Setup`; use as `async with ctx.session(setup) as s`."""
 
@@ -67,8 +77,11 @@ class Session:
         self._tmp = tempfile.TemporaryDirectory(prefix=f"lab-{setup.backend}-")
         self.workdir = Path(self._tmp.name)
         self.nats: NatsServer | None = None
+        self.kafka: KafkaServer | None = None
         env = setup.service_env
-        if setup.backend != "memory" or setup.standby_nats:
+        if setup.family == "kafka":
+            self.kafka = _kafka_for(setup, self.workdir / "kafka")
+        elif setup.backend != "memory" or setup.standby_nats:
             sync = setup.backend == "nats-sync"
             if setup.store == "lazyfs" and setup.nodes is not None and setup.nodes > 1:
                 self.nats = NatsCluster(self.workdir / "nats", nodes=setup.nodes, sync_always=sync, lazy=True,
@@ -88,7 +101,7 @@ class Session:
             processor_env["NATS_URL"] = f"nats://{self.client_proxy.url_host_port}"
         self.stack = Stack(
             StackConfig(
-                queue="memory" if setup.backend == "memory" else "nats",
+                queue=setup.family,
                 workers=setup.workers,
                 processors=setup.processors,
                 env=env,
@@ -96,13 +109,19 @@ class Session:
             ),
             self.workdir / "stack",
             nats=self.nats,
+            kafka=self.kafka,
         )
         self.ledgers = _Ledgers(self.stack.ledger_paths)
         self._http: aiohttp.ClientSession | None = None
 
     @property
-    def nats_provider(self) -> str:
-        return self.nats.kind if self.nats is not None else "none"
+    def broker(self) -> BrokerServer | None:
+        """The deployment's broker, NATS or Kafka (None: the memory queue without a standby NATS)."""
+        return self.nats if self.nats is not None else self.kafka
+
+    @property
+    def broker_provider(self) -> str:
+        return self.broker.kind if self.broker is not None else "none"
 
     @property
     def gateway_url(self) -> str:
@@ -117,6 +136,8 @@ class Session:
             if self.nats is not None:
                 self.nats.start()
                 merge_descriptions(self.ctx.servers, describe_servers(self.nats.monitor_url))
+            if self.kafka is not None:
+                self.kafka.start()
             self.stack.start()
         except BaseException:
             self._stop()
@@ -130,6 +151,8 @@ class Session:
                 self.client_proxy.close()
             if self.nats is not None:
                 self.nats.close()
+            if self.kafka is not None:
+                self.kafka.close()
             self._tmp.cleanup()
 
     async def __aenter__(self) -> Session:
@@ -168,7 +191,7 @@ class Session:
     async def backlog(self) -> int | None:
         """Messages waiting or unacked: one shared consumer for NATS, one queue per processor for memory."""
         assert self._http is not None
-        urls = [p.url for p in self.stack.processors] if self.setup.backend == "memory" else [self.stack.processor_url]
+        urls = [p.url for p in self.stack.processors] if self.setup.family == "memory" else [self.stack.processor_url]
         total = 0
         for url in urls:
             try:

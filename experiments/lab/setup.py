@@ -7,7 +7,10 @@ from typing import Literal
 
 from experiments.results.schema import Backend
 
-BACKENDS: tuple[Backend, ...] = ("memory", "nats", "nats-sync")
+BACKENDS: tuple[Backend, ...] = ("memory", "nats", "nats-sync", "kafka", "kafka-flush")
+QueueFamily = Literal["memory", "nats", "kafka"]
+# kafka-flush: an fsync after every message, Kafka's analogue of JetStream's `sync_interval: always`.
+KAFKA_FLUSH_EACH = {"log.flush.interval.messages": "1"}
 
 # Faults need quick failure detection and redelivery to finish in seconds.
 FAST_FAILOVER_ENV = {
@@ -30,7 +33,7 @@ class Setup:
     env: dict[str, str] = field(default_factory=dict)
     store: Literal["disk", "lazyfs"] = "disk"  # lazyfs: each NATS node's store on a lazy FS, for power loss
     writeback_s: float | None = None  # lazyfs only: pending data made durable after this long; None = never
-    nodes: int | None = None  # nats-servers: 1 or 3; None: HARNESS_NATS_NODES
+    nodes: int | None = None  # nats-servers or Kafka brokers: 1 or 3; None: HARNESS_NATS_NODES / HARNESS_KAFKA_NODES
     partitionable: bool = False  # a cluster with per-route proxies (partition faults)
     standby_nats: bool = False  # a NATS server beside a memory stack, for a switch to nats
     client_proxy: bool = False  # the processors reach the broker through a TCP proxy (drop-connections)
@@ -41,6 +44,11 @@ class Setup:
             raise ValueError(f"backend {self.backend!r}: expected one of {', '.join(BACKENDS)}")
         if self.workers < 1 or self.processors < 1:
             raise ValueError("workers and processors must be >= 1")
+
+    @property
+    def family(self) -> QueueFamily:
+        """The services' QUEUE_TYPE: the backend without its storage policy."""
+        return "memory" if self.backend == "memory" else "kafka" if self.backend.startswith("kafka") else "nats"
 
     @property
     def service_env(self) -> dict[str, str]:

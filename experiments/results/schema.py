@@ -12,7 +12,11 @@ Versioned: `SCHEMA_VERSION` changes whenever a field changes meaning or is
 added. Documents of an older version in `READABLE_VERSIONS` are read with
 the newer fields empty (None, [], {}); any other version is refused instead
 of being mixed in. Version 2 added the latency by stage, CPU per message and
-the client-bound flag.
+the client-bound flag. Version 3 added `altered` (processed payloads whose
+digest differs from the one stamped at the first hop), the Kafka backends
+and broker-neutral names for the broker columns (`broker_provider`,
+`broker_nodes`, `broker_rss_mib`; version 1 and 2 documents' `nats_*` keys
+are read into them).
 """
 
 from __future__ import annotations
@@ -23,10 +27,15 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # v1: before stages and CPU; its rows read with those fields empty
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)  # v1: before stages and CPU; v2: before `altered` and Kafka
 
-Backend = Literal["memory", "nats", "nats-sync"]
+# v1/v2 names of the broker columns -> v3 names
+_RENAMED = {"nats_provider": "broker_provider", "nats_nodes": "broker_nodes", "nats_rss_mib": "broker_rss_mib"}
+
+# nats-sync: JetStream with `sync_interval: always`; kafka-flush: Kafka with `log.flush.interval.messages=1`
+# (each an fsync per write, the other's default relying on the page cache and, on a cluster, on replicas).
+Backend = Literal["memory", "nats", "nats-sync", "kafka", "kafka-flush"]
 
 
 class Timeline(BaseModel):
@@ -107,9 +116,9 @@ class ResultRow(BaseModel):
     run_id: str
     repetition: int = Field(ge=0)
     backend: Backend
-    nats_provider: str = Field(description="process, docker, external, or none (memory)")
-    nats_nodes: int = Field(1, ge=0, description="nats-servers in the deployment (0: memory)")
-    replicas: int = Field(1, ge=0, description="stream replicas (0: memory)")
+    broker_provider: str = Field(description="the broker's provider: process, docker, external, or none (memory)")
+    broker_nodes: int = Field(1, ge=0, description="nats-servers or Kafka brokers in the deployment (0: memory)")
+    replicas: int = Field(1, ge=0, description="stream or topic replicas (0: memory)")
     phase: str = Field(description="what varied inside the run, e.g. rate=500 or fault=kill")
     # workload
     offered_rate: float = Field(ge=0, description="messages/s on the schedule")
@@ -145,6 +154,7 @@ class ResultRow(BaseModel):
     lost_postfix: int = Field(0, ge=0, description="lost, sent after the last processed acknowledged id")
     recovered: int = Field(0, ge=0, description="acknowledged before the fault, first processed after it")
     duplicated: int = Field(ge=0, description="ids processed more than once")
+    altered: int = Field(0, ge=0, description="ids processed with a payload digest other than the one sent (v3)")
     extra_deliveries: int = Field(ge=0, description="processings beyond the first, summed")
     unacked_processed: int = Field(ge=0, description="processed although the client got no 2xx")
     rejected: int = Field(ge=0, description="messages answered 4xx (429 included)")
@@ -164,8 +174,18 @@ class ResultRow(BaseModel):
     backlog: int | None = Field(None, ge=0, description="messages stored and not yet acked when sampled")
     queue_size: int | None = Field(None, ge=1, description="the memory queue's QUEUE_SIZE (None: NATS)")
     processor_rss_mib: float | None = Field(None, ge=0, description="processor's resident memory, MiB")
-    nats_rss_mib: float | None = Field(None, ge=0, description="nats-server's resident memory, MiB (None: memory)")
-    store_mib: float | None = Field(None, ge=0, description="JetStream store on disk, MiB (None: memory)")
+    broker_rss_mib: float | None = Field(
+        None, ge=0, description="the broker's resident memory (nats-server or the Kafka JVM), MiB (None: memory)"
+    )
+    store_mib: float | None = Field(None, ge=0, description="the broker's store on disk, MiB (None: memory)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _v2_names(cls, data: Any) -> Any:
+        """Rows of v1/v2 documents name the broker columns `nats_*`: read them into the v3 names."""
+        if isinstance(data, dict) and any(k in data for k in _RENAMED):
+            data = {_RENAMED.get(k, k): v for k, v in data.items()}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> ResultRow:
@@ -201,7 +221,7 @@ class PublishRate(BaseModel):
     experiment: str
     run_id: str
     repetition: int = Field(ge=0)
-    backend: Backend = Field(description="nats (default fsync policy) or nats-sync (sync_interval: always)")
+    backend: Backend = Field(description="nats or kafka (default flush policy), nats-sync or kafka-flush (fsync each)")
     store: Literal["lazyfs", "plain"] = Field(description="the store on the lazy FUSE mount, or on a plain dir")
     mode: Literal["single", "pipelined"] = Field(description="one publish at a time, or publish_async in chunks")
     round: int = Field(ge=0, description="interleaved round within the run")

@@ -78,7 +78,7 @@ def environment_phrase(docs: Sequence[RunDocument]) -> str:
         return "/".join(sorted({str(d.environment.get(key, "")) for d in docs} - {""})) or "?"
 
     return (f"{values('cpu_count')} CPUs ({values('cpu_model')}), Python {values('python')}, nats-server "
-            f"{values('nats_server')} ({values('nats_provider')})")  # fmt: skip
+            f"{values('nats_server')} ({values('broker_provider')})")  # fmt: skip
 
 
 def runs_phrase(docs: Sequence[RunDocument], experiment: str) -> str:
@@ -154,7 +154,7 @@ def booktabs(table: pd.DataFrame, number: int, name: str, caption_text: str) -> 
 
 def methods(docs: Sequence[RunDocument], batch: str) -> str:
     """methods.md: providers, versions, machine, each notebook's parameters and repetitions, percentile method."""
-    env_keys = ("cpu_count", "cpu_model", "platform", "python", "nats_server", "nats_py", "nats_provider",
+    env_keys = ("cpu_count", "cpu_model", "platform", "python", "nats_server", "nats_py", "broker_provider",
                 "nats_sync", "fastapi", "uvicorn", "queue_lab", "git_sha")  # fmt: skip
     env = {k: sorted({str(d.environment.get(k, "")) for d in docs} - {""}) for k in env_keys}
     lines = [

@@ -132,6 +132,11 @@ def recovered(sent_before_fault: Iterable[str], first_processed_ns: Mapping[str,
     return sum(1 for mid in sent_before_fault if first_processed_ns.get(mid, -1) > fault_end_ns)
 
 
+def altered_ids(ledgers: Iterable[Path], prefix: str = "") -> set[str]:
+    """Ids (starting with `prefix`) that some processor processed with a payload digest other than the one sent."""
+    return {i for path in ledgers if path.exists() for i in altered_rows(path) if i.startswith(prefix)}
+
+
 def altered(ledgers: Iterable[Path]) -> int:
     """Ledger rows whose processed payload differs from the one the first hop stamped (by digest): must be 0."""
     return sum(len(altered_rows(path)) for path in ledgers if path.exists())

@@ -124,7 +124,7 @@ def _record(
         run_id=ctx.labels.run_id,
         repetition=ctx.labels.repetition,
         backend=setup.backend,
-        nats_provider=session.nats_provider,
+        broker_provider=session.broker_provider,
         phase=f"queue={queue},payload={payload_bytes},backlog={target}",
         offered_rate=0.0,  # as fast as the stack takes it: no schedule
         duration_s=seconds,
@@ -151,7 +151,7 @@ def _record(
         backlog=held,
         queue_size=setup.queue_size if setup.backend == "memory" else None,
         processor_rss_mib=round(proc_rss / MIB, 2) if proc_rss is not None else None,
-        nats_rss_mib=round(nats_rss / MIB, 2) if nats_rss is not None else None,
+        broker_rss_mib=round(nats_rss / MIB, 2) if nats_rss is not None else None,
         store_mib=round(disk_bytes(nats.store_dir) / MIB, 2) if nats is not None else None,
     )
     return ResultRecord(row=row)
@@ -187,11 +187,20 @@ def tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
 def footprint_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per queue, payload and backlog built: what was held and refused, and what it cost in RSS and on disk."""
     df = df.assign(queue=[footprint_label(b, q) for b, q in zip(df["backend"], df["queue_size"], strict=True)])
-    values = ["acknowledged", "rejected", "errors", "backlog", "processor_rss_mib", "nats_rss_mib", "store_mib", "lost"]
+    values = [
+        "acknowledged",
+        "rejected",
+        "errors",
+        "backlog",
+        "processor_rss_mib",
+        "broker_rss_mib",
+        "store_mib",
+        "lost",
+    ]
     return median_table(df, ["queue", "payload_bytes", "sent"], values)
 
 
-_COST_OF = (("processor_rss_mib", "processor"), ("nats_rss_mib", "nats_server"), ("store_mib", "disk"))
+_COST_OF = (("processor_rss_mib", "processor"), ("broker_rss_mib", "nats_server"), ("store_mib", "disk"))
 
 
 def footprint_cost(df: pd.DataFrame) -> pd.DataFrame:
@@ -208,7 +217,7 @@ def footprint_cost(df: pd.DataFrame) -> pd.DataFrame:
         row: dict[str, Any] = {"queue": queue, "payload_bytes": payload, "backlog": full["backlog"]}
         for column, name in (
             ("processor_rss_mib", "processor"),
-            ("nats_rss_mib", "nats_server"),
+            ("broker_rss_mib", "nats_server"),
             ("store_mib", "disk"),
         ):
             grew = (full[column] - empty[column]) * 1024 * 1024
@@ -243,7 +252,7 @@ def footprint_curve(df: pd.DataFrame) -> Figure:
         colour = shades.get(backend, ["black"])[min(sum(1 for b, _ in queues[:i_q] if b == backend), 1)]
         for process, column, marker in (
             ("processor", "processor_rss_mib", "o"),
-            ("nats-server", "nats_rss_mib", "s"),
+            ("nats-server", "broker_rss_mib", "s"),
             ("on disk, JetStream store", "store_mib", "^"),
         ):
             for i_p, payload in enumerate(payloads):
@@ -275,7 +284,7 @@ EXPERIMENT = Experiment(
     params=Params,
     run=run,
     columns=("backend", "queue_size", "payload_bytes", "sent", "acknowledged", "rejected", "errors", "backlog",
-             "processor_rss_mib", "nats_rss_mib", "store_mib", "lost"),
+             "processor_rss_mib", "broker_rss_mib", "store_mib", "lost"),
     tables=tables,
     figures=(FigureSpec("footprint", rows_figure(footprint_curve)),),
     claims=footprint_claims.CLAIMS,

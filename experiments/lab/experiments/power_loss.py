@@ -77,7 +77,7 @@ def publish_rates(docs: Sequence[RunDocument]) -> pd.DataFrame:
 def loss_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Per setting: runs, and the counts by id summed over them."""
     part = rows[rows["experiment"] == NAME]
-    g = part.groupby(["replicas", "backend", "nats_provider", "phase"], sort=True)
+    g = part.groupby(["replicas", "backend", "broker_provider", "phase"], sort=True)
     t = g[COUNTS].sum()
     t.insert(0, "runs", g.size())
     t.insert(1, "lost_per_run", g["lost"].apply(lambda s: " ".join(str(int(v)) for v in s)))
@@ -392,7 +392,7 @@ EXPERIMENT = Experiment(
     title="Power loss: what fsync buys, and what it costs",
     params=Params,
     run=run,
-    columns=("replicas", "backend", "nats_provider", "phase", "sent", "acknowledged", "processed", "lost",
+    columns=("replicas", "backend", "broker_provider", "phase", "sent", "acknowledged", "processed", "lost",
              "lost_prefix", "lost_middle", "lost_postfix", "duplicated", "recovered", "errors"),
     figures=(FigureSpec("power_loss", lambda rows, _records, docs: figure(rows, docs)),),
     doc_tables=tables,

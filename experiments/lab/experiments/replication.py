@@ -49,9 +49,9 @@ def label(session: Session, record: ResultRecord) -> ResultRecord:
     """Nodes and replicas of the session's deployment on its row (0 and 0 for the memory queue)."""
     nats = session.nats
     if nats is None:
-        record.row.nats_nodes, record.row.replicas = 0, 0
+        record.row.broker_nodes, record.row.replicas = 0, 0
     else:
-        record.row.nats_nodes = int(getattr(nats, "size", 1))
+        record.row.broker_nodes = int(getattr(nats, "size", 1))
         record.row.replicas = int(session.stack.backend_settings.nats_replicas)
     return record
 
@@ -134,7 +134,7 @@ async def run(ctx: RunContext, params: Params) -> pd.DataFrame:
 def _variant(row: pd.Series) -> str:
     if row["backend"] == "memory":
         return "memory"
-    return f"R{int(row['replicas'])} ({int(row['nats_nodes'])} node{'s' if row['nats_nodes'] > 1 else ''})"
+    return f"R{int(row['replicas'])} ({int(row['broker_nodes'])} node{'s' if row['broker_nodes'] > 1 else ''})"
 
 
 def tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -247,7 +247,7 @@ def failover_timeline(records: Sequence[ResultRecord]) -> Figure:
         lat.set_ylabel("client p50 [ms], line", fontsize=8)
         lat.grid(False)
         recover = "" if rec.row.recover_s is None else f", recovered after {rec.row.recover_s:.2f} s"
-        ax.set_title(f"{rec.row.fault} on {rec.row.nats_nodes} nodes, R{rec.row.replicas}{recover}", fontsize=9)
+        ax.set_title(f"{rec.row.fault} on {rec.row.broker_nodes} nodes, R{rec.row.replicas}{recover}", fontsize=9)
         ax.set_ylabel(f"publishes [per s, {fo.bin_s * 1000:g} ms bins]", fontsize=8)
         ax.set_xlabel("time since load start [s]")
         handles, labels = ax.get_legend_handles_labels()
@@ -264,7 +264,7 @@ EXPERIMENT = Experiment(
     title="A three-node JetStream cluster: R1 vs R3 vs memory, and failover",
     params=Params,
     run=run,
-    columns=("phase", "nats_nodes", "replicas", "offered_rate", "achieved_rate", "client_p50_ms", "client_p99_ms",
+    columns=("phase", "broker_nodes", "replicas", "offered_rate", "achieved_rate", "client_p50_ms", "client_p99_ms",
              "e2e_p99_ms", "sent", "acknowledged", "processed", "lost", "duplicated", "unacked_processed",
              "recover_s"),
     tables=tables,

@@ -27,7 +27,7 @@ async def run(ctx: RunContext, params: Params) -> pd.DataFrame:
     """Per backend: POST one message, GET the status, one measured phase, GET the processor's stats (printed)."""
     for backend in params.backends:
         async with ctx.session(Setup(backend=backend)) as s:
-            print(f"== QUEUE_TYPE={s.stack.config.queue}  (NATS: {s.nats_provider})")
+            print(f"== QUEUE_TYPE={s.stack.config.queue}  (NATS: {s.broker_provider})")
             status, answer = await s.post({"source": "tour", "payload": {"hello": backend}})
             print("POST /api/v1/ingest ->", status, json.dumps(answer))
             print("GET /api/v1/status  ->", json.dumps(await s.get(f"{s.gateway_url}/api/v1/status")))
@@ -42,7 +42,7 @@ EXPERIMENT = Experiment(
     title="Tour",
     params=Params,
     run=run,
-    columns=("backend", "nats_provider", "offered_rate", "achieved_rate", "sent", "acknowledged", "processed",
+    columns=("backend", "broker_provider", "offered_rate", "achieved_rate", "sent", "acknowledged", "processed",
              "lost", "e2e_p50_ms", "e2e_p99_ms"),
     claims=tour_claims.CLAIMS,
 )  # fmt: skip
