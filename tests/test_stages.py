@@ -52,9 +52,9 @@ async def test_stages_add_up_to_the_measured_total_on_a_real_run(tmp_path: Path,
     assert row.client_cpu_pct is not None
     assert row.machine_cpu_pct is not None
     assert row.client_bound is not None
-    # the saved document is v2 and round-trips with its stages
+    # the saved document is the current version and round-trips with its stages
     saved = read_run(ctx.save())
-    assert saved.schema_version == SCHEMA_VERSION == 2
+    assert saved.schema_version == SCHEMA_VERSION == 3
     assert saved.results[0].series.stages == rec.series.stages
     table = stage_table(saved.results)
     assert table.loc[0, "sum of stage means"] == pytest.approx(table.loc[0, "total mean (measured)"], abs=0.01)
