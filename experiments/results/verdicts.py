@@ -80,6 +80,16 @@ def text(verdicts: Sequence[Verdict]) -> str:
     return "\n".join(lines)
 
 
+# The verdicts as data in a notebook's saved output (beside the HTML table): what `diplom grade` reads.
+VERDICTS_MIME = "application/vnd.queue-lab.verdicts+json"
+
+
+def payload(verdicts: Sequence[Verdict]) -> list[dict[str, str]]:
+    """Each verdict as plain data: claim, outcome, evidence (with its numbers) and guard."""
+    return [{"claim": v.claim.id, "verdict": v.outcome, "evidence": v.finding.evidence, "guard": v.finding.guard}
+            for v in verdicts]  # fmt: skip
+
+
 def frame(verdicts: Sequence[Verdict]) -> pd.DataFrame:
     return verdict_table(verdicts)
 
