@@ -154,7 +154,7 @@ def _html(batch: str, report: Report, env: pd.DataFrame, runs: pd.DataFrame, lef
             f"(<code>{PLAN_FILE}</code>) and are left out.</p>"
         )
     parts.append("<h2>Verdicts</h2>")
-    parts.append(verdicts.html(report.verdicts, GLOSSARY))
+    parts.append(verdicts.html(report.verdicts, GLOSSARY, report.rows))
     parts.append("<h2>Headlines</h2>")
     parts.append(headlines(report))
     parts.append(
