@@ -9,7 +9,8 @@ The test opens 01_latency, checks the project's kernel is the one chosen
 table: an import of the experiments library and a call into it), checks its
 output is the claims table and no error, and takes a screenshot into the
 test's tmp dir. Everything it started (the server, its kernels, the
-browser) is stopped by pid. About 20-30 s on 2 cores.
+browser) is stopped by pid. It prints where its time went (`-s`): about 17 s of CPU, and 78-96 s of wall
+time on a 2-core machine at a load average near 30 (8 agents building at once).
 
 Under CI=true, a missing or failing Chromium fails the test; elsewhere a
 machine without chromium skips it with the reason.
