@@ -16,12 +16,10 @@ bench:
 demo:
 	bash scripts/bootstrap.sh && .venv/bin/python -m experiments.bench.demo
 
-# JupyterLab on 127.0.0.1 with the notebooks (installs the 'lab' extra once), with the project's kernel
-# ("Python (queue-lab)", in the venv); --allow-root: containers and devcontainers run as root.
+# JupyterLab on 127.0.0.1 with the notebooks, with the project's kernel ("Python (queue-lab)", in the venv);
+# --allow-root as root (containers, devcontainers). ARGS go to `jupyter lab` (e.g. ARGS=--port=8899).
 lab:
-	bash scripts/bootstrap.sh && .venv/bin/python -m pip install --quiet -e '.[dev,lab]' && \
-	  .venv/bin/python -m ipykernel install --sys-prefix --name queue-lab --display-name "Python (queue-lab)" && \
-	  cd notebooks && ../.venv/bin/jupyter lab --ip 127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
+	bash scripts/lab.sh $(ARGS)
 
 # The docker-compose stack (docker/README.md). Compose v2 or Debian's 1.29,
 # bridge or host networking: scripts/compose.sh picks.

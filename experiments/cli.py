@@ -3,6 +3,8 @@
 diplom run [BATCH.yaml] [--quick]  # papermill batch -> results/<batch>/ (report.html, results.csv, figures)
 diplom report results/<batch>      # rebuild the report from the run documents alone
 diplom check results/<batch>       # every claim's verdict; exit 1 if any is contradicted
+diplom assignment NOTEBOOK [-o DIR]  # a chapter's student version (answers to write, code locked; nbgrader cells)
+diplom grade ASSIGNMENT SUBMISSION...  # points per part: executed, locked cells, verdicts recomputed, answers
 diplom up --queue memory|nats|kafka  # the broker (if chosen) + processor + ingest + gateway, Ctrl-C stops all
           [--nats-nodes 1|3]       # one nats-server or a three-node JetStream cluster (R3 stream)
           [--kafka-nodes 1|3]      # one KRaft broker or three (topic RF 3, min ISR 2)
@@ -170,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("run", help="run an experiment batch (see `diplom run -h`)", add_help=False)
     sub.add_parser("report", help="rebuild a batch's report from its run documents", add_help=False)
     sub.add_parser("check", help="every claim's verdict on a batch; exit 1 if any is contradicted", add_help=False)
+    sub.add_parser("assignment", help="a chapter notebook's student version (nbgrader cells)", add_help=False)
+    sub.add_parser("grade", help="grade students' executed chapter notebooks, offline", add_help=False)
     sub.add_parser("bench-backends", help="backend throughput vs the raw libraries", add_help=False)
     sub.add_parser("bench-services", help="the HTTP chain vs a bare chain", add_help=False)
     sub.add_parser("bench-stamps", help="CPU the stage stamps add per message", add_help=False)
@@ -191,6 +195,14 @@ def main(argv: list[str] | None = None) -> int:
         from experiments.results import verdicts
 
         return verdicts.check_main(rest)
+    if args.command == "assignment":
+        from experiments.teach import assignment
+
+        return assignment.main(rest)
+    if args.command == "grade":
+        from experiments.teach import grade
+
+        return grade.main(rest)
     if args.command == "bench-backends":
         from experiments.bench import backends as bench_backends
 

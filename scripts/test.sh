@@ -9,9 +9,11 @@ echo "== import contracts" && .venv/bin/lint-imports --no-cache
 # In CI the container tests must run for real: install and start an engine
 # (fails loudly if it cannot). On a user's machine only an engine that is
 # already there is used; without one, those tests skip with the reason.
-# FUSE (the lazy file system of the power-loss tests) likewise: installed in CI.
+# FUSE (the lazy file system of the power-loss tests) and Debian's chromium (the
+# browser test of `make lab`) likewise: installed in CI.
 case "${CI:-}" in ""|0|false|no) ;; *) echo "== docker engine" && bash scripts/ensure-docker.sh
-  echo "== fuse" && bash scripts/ensure-fuse.sh ;; esac
+  echo "== fuse" && bash scripts/ensure-fuse.sh
+  echo "== chromium" && bash scripts/ensure-chromium.sh ;; esac
 # Kafka's jars (Maven, cached outside the repo; seconds when cached): the Kafka
 # tests run in every `make test`, not only in CI. Where Java or Maven is missing
 # and cannot be installed, CI fails here; elsewhere the Kafka tests skip with the reason.

@@ -72,10 +72,37 @@ def run_verdicts(ctx: RunContext) -> list[Verdict]:
     return verdicts.of_run(ctx.experiment, ctx.records, publish)
 
 
+@dataclass(frozen=True)
+class VerdictDisplay:
+    """The verdict table as Jupyter shows it, plus the same verdicts as data in the saved output.
+
+    The data (`VERDICTS_MIME`) names the run and its run document, so a grader
+    (`diplom grade`) can recompute the verdicts from that document and tell a
+    table this run computed from one typed in.
+    """
+
+    html: str
+    data: dict[str, Any]
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        return {"text/html": self.html, verdicts.VERDICTS_MIME: self.data,
+                "text/plain": f"{self.data['summary']} (run {self.data['run_id']})"}  # fmt: skip
+
+
 def verdict_table(ctx: RunContext) -> Any:
     """This run's verdicts, coloured: holds (green), contradicted (red, with likely causes), inconclusive (yellow)."""
     found = run_verdicts(ctx)
-    return verdicts.styled(found) if found else Markdown("This chapter states no claims.")
+    if not found:
+        return Markdown("This chapter states no claims.")
+    styler: Any = verdicts.styled(found)
+    data = {
+        "experiment": ctx.experiment,
+        "run_id": ctx.run_id,
+        "run_document": str((ctx.results_dir / "runs" / f"{ctx.run_id}.json").resolve()),
+        "summary": verdicts.summary(found),
+        "verdicts": verdicts.payload(found),
+    }
+    return VerdictDisplay(styler.to_html(), data)
 
 
 def _sum(records: Sequence[ResultRecord], field: str) -> int:

@@ -141,7 +141,9 @@ def _html(batch: str, report: Report, env: pd.DataFrame, runs: pd.DataFrame, lef
         f"<title>queue lab: {html.escape(batch)}</title>",
         "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em}"
         "table{border-collapse:collapse;font-size:0.85em;margin:1em 0}td,th{border:1px solid #ccc;padding:2px 6px;"
-        "text-align:right}th{background:#f3f3f3}img{max-width:100%}</style></head><body>",
+        "text-align:right}th{background:#f3f3f3}img{max-width:100%}"
+        "table.verdicts td{text-align:left;vertical-align:top}table.verdicts td:nth-child(6){min-width:12em}"
+        "table.verdicts th{text-align:left}</style></head><body>",
         f"<h1>Memory queue vs NATS JetStream: batch <code>{html.escape(batch)}</code></h1>",
         f"<p>{len(runs)} notebook runs, {len(report.rows)} measured phases. Every number below comes from "
         "<code>runs/*.json</code> (medians over repetitions; counts summed); <code>results.csv</code> has every "
@@ -154,7 +156,7 @@ def _html(batch: str, report: Report, env: pd.DataFrame, runs: pd.DataFrame, lef
             f"(<code>{PLAN_FILE}</code>) and are left out.</p>"
         )
     parts.append("<h2>Verdicts</h2>")
-    parts.append(verdicts.html(report.verdicts, GLOSSARY))
+    parts.append(verdicts.html(report.verdicts, GLOSSARY, report.rows))
     parts.append("<h2>Headlines</h2>")
     parts.append(headlines(report))
     parts.append(
