@@ -5,7 +5,8 @@ as `experiments/runtime/stack.py` (uvloop, httptools, no access log, graceful
 shutdown long enough for the processor to drain), so uvicorn is PID 1 and
 gets the engine's SIGTERM itself.
 
-Environment: SERVICE (when no argument is given), HOST (default 0.0.0.0),
+Environment: SERVICE (when no argument is given), HOST (default 0.0.0.0; the
+gateway, told the same HOST, refuses to start beyond loopback without API_KEY),
 PORT (default: the spec's port of the service), LOG_LEVEL (default info).
 
 `serve.py --health` is the image's healthcheck: GET http://127.0.0.1:<port>/health,
@@ -69,9 +70,11 @@ def health() -> int:
 def serve(args: list[str]) -> None:
     name = _service(args)
     app, _ = APPS[name]
+    # The gateway reads HOST too: beyond loopback it refuses to start without API_KEY.
+    host = os.environ["HOST"] = os.environ.get("HOST", "0.0.0.0")
     cmd = [
         sys.executable, "-m", "uvicorn", "--factory", app,
-        "--host", os.environ.get("HOST", "0.0.0.0"), "--port", str(_port(name)),
+        "--host", host, "--port", str(_port(name)),
         "--loop", "uvloop", "--http", "httptools",
         "--no-access-log", "--log-level", os.environ.get("LOG_LEVEL", "info").lower(),
         "--timeout-graceful-shutdown", "15",
