@@ -1,4 +1,4 @@
-"""Entry point of the services image: `serve.py gateway|ingest|processor`, or `--health`.
+"""Entry point of the services image: `serve.py gateway|ingest|processor`, `--health` or `--request`.
 
 The image's command picks the service; this execs uvicorn with the same flags
 as `experiments/runtime/stack.py` (uvloop, httptools, no access log, graceful
@@ -67,6 +67,36 @@ def health() -> int:
     return 0 if ok else 1
 
 
+def request(args: list[str]) -> int:
+    """`--request METHOD PATH [BODY]`: call this container's service on 127.0.0.1, print the body.
+
+    How the scripts reach a service whose port is not published (the closed
+    stack: `docker exec <container> python /app/serve.py --request GET /stats`).
+    /admin/* gets the container's ADMIN_TOKEN as a bearer token. Exit 0 on a
+    2xx; otherwise the status and body go to stderr and the exit is 1.
+    """
+    if len(args) not in (2, 3) or not args[1].startswith("/"):
+        print("usage: serve.py --request METHOD /PATH [JSON-BODY]", file=sys.stderr)
+        return 2
+    method, path = args[0].upper(), args[1]
+    data = args[2].encode() if len(args) == 3 else None
+    req = urllib.request.Request(f"http://127.0.0.1:{_serving_port()}{path}", data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    token = os.environ.get("ADMIN_TOKEN")
+    if token and path.startswith("/admin/"):
+        req.add_header("Authorization", f"Bearer {token}")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(req, timeout=float(os.environ.get("REQUEST_TIMEOUT", "10"))) as resp:
+            sys.stdout.write(resp.read().decode())
+        return 0
+    except urllib.error.HTTPError as exc:
+        print(f"{method} {path} -> HTTP {exc.code}: {exc.read()[:500].decode(errors='replace')}", file=sys.stderr)
+    except OSError as exc:
+        print(f"{method} {path} -> {exc}", file=sys.stderr)
+    return 1
+
+
 def serve(args: list[str]) -> None:
     name = _service(args)
     app, _ = APPS[name]
@@ -86,6 +116,8 @@ def main() -> None:
     args = sys.argv[1:]
     if args[:1] == ["--health"]:
         sys.exit(health())
+    if args[:1] == ["--request"]:
+        sys.exit(request(args[1:]))
     serve(args)
 
 
