@@ -74,5 +74,8 @@ def create_backend(settings: BackendSettings | None = None) -> QueueBackend:
             user=s.nats_user,
             password=s.nats_password.get_secret_value() if s.nats_password else None,
             token=s.nats_token.get_secret_value() if s.nats_token else None,
+            tls_ca=str(s.nats_tls_ca) if s.nats_tls_ca else None,
+            tls_cert=str(s.nats_tls_cert) if s.nats_tls_cert else None,
+            tls_key=str(s.nats_tls_key) if s.nats_tls_key else None,
         )
     )

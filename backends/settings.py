@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, FilePath, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 S = TypeVar("S", bound=BaseSettings)
@@ -48,6 +48,11 @@ class BackendSettings(BaseSettings):
     nats_user: str | None = None
     nats_password: SecretStr | None = None
     nats_token: SecretStr | None = None
+    # TLS to NATS (a tls:// URL, or a server that requires TLS): the CA that signed the server's
+    # certificate (unset: the system's), and a client certificate with its key for mutual TLS.
+    nats_tls_ca: FilePath | None = Field(None, description="PEM file of the CA that signed the server's certificate")
+    nats_tls_cert: FilePath | None = Field(None, description="PEM client certificate (mutual TLS); needs NATS_TLS_KEY")
+    nats_tls_key: FilePath | None = Field(None, description="PEM key of NATS_TLS_CERT")
     # Kafka (the Go original's names: KAFKA_BROKERS, KAFKA_TOPIC, KAFKA_CONSUMER_GROUP).
     kafka_brokers: str = "kafka:9092"  # bootstrap servers, comma-separated
     kafka_topic: str = "diplom.messages"  # the dead-letter topic is this name + ".dlq"
@@ -57,6 +62,12 @@ class BackendSettings(BaseSettings):
     kafka_retention_hours: float = Field(24.0, gt=0)
     kafka_connect_timeout: float = Field(5.0, gt=0)
     kafka_prefetch: int = Field(1000, ge=1, description="records a consumer buffers before pausing its partitions")
+
+    @model_validator(mode="after")
+    def _client_cert_with_its_key(self) -> BackendSettings:
+        if (self.nats_tls_cert is None) != (self.nats_tls_key is None):
+            raise ValueError("NATS_TLS_CERT and NATS_TLS_KEY go together (a client certificate and its key)")
+        return self
 
 
 def default_of(model: type[BaseSettings], name: str) -> Any:
@@ -77,6 +88,9 @@ def describe(model: type[BaseSettings], exc: ValidationError) -> str:
     problems = []
     for err in exc.errors():
         name = ".".join(str(p) for p in err["loc"])
+        if not name:  # a check across fields: its message names them
+            problems.append(err["msg"].removeprefix("Value error, "))
+            continue
         value = "'**********'" if _secret(model, name) else repr(err.get("input"))
         problems.append(f"{name.upper()}={value}: {err['msg']}")
     return "; ".join(problems)

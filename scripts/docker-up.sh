@@ -16,9 +16,10 @@ QL_SCRIPT=docker-up
 compose_init
 
 if [ "${SKIP_BUILD:-0}" = 1 ]; then ensure_images; else bash "$QL_ROOT/docker/build-images.sh"; fi
-ql_say "${COMPOSE_CMD[*]} ($COMPOSE_VERSION), ${COMPOSE_FILE_PATH#"$QL_ROOT"/}, project $COMPOSE_PROJECT_NAME, QUEUE_TYPE=$QUEUE_TYPE"
+ql_say "${COMPOSE_CMD[*]} ($COMPOSE_VERSION), ${COMPOSE_FILE_ARGS//"$QL_ROOT"\//}, project $COMPOSE_PROJECT_NAME, QUEUE_TYPE=$QUEUE_TYPE"
 compose up -d --remove-orphans
 wait_healthy "${UP_TIMEOUT:-120}" nats processor ingest api-gateway
 write_root_env
-ql_say "up: gateway $GATEWAY_URL (POST /api/v1/ingest, GET /api/v1/status), processor $PROCESSOR_URL_HOST/stats, NATS monitoring $NATS_MONITOR_URL_HOST"
+ql_say "up: gateway $GATEWAY_URL (POST /api/v1/ingest with X-API-Key: the key in docker/.api-key, or API_KEY; GET /api/v1/status)"
+ql_say "the processor's /stats: bash scripts/compose.sh exec processor python /app/serve.py --request GET /stats (COMPOSE_EXPOSE=1 publishes the other services on 127.0.0.1)"
 compose ps

@@ -1,32 +1,37 @@
 #!/usr/bin/env bash
-# usage: scripts/switch-queue.sh memory|nats
-#        scripts/switch-queue.sh memory|nats --naive   (the old path: recreate the processor)
+# usage: scripts/switch-queue.sh memory|nats|kafka
+#        scripts/switch-queue.sh memory|nats|kafka --naive   (the old path: recreate the processor)
 #
 # Run the stack on the given queue. Starts the stack when nothing runs yet
-# (the spec's "Start with Memory Queue": this or make docker-up); NATS is
-# started first for `nats` (a memory stack does not need it). Then waits
-# until everything is healthy and prints the processor's /stats.
+# (the spec's "Start with Memory Queue": this or make docker-up); the broker
+# (NATS, or Kafka) is started first for `nats` or `kafka` (a memory stack needs
+# neither). Then waits until everything is healthy and prints the processor's /stats.
 #
-# A running stack on the other queue is switched without downtime (planned,
+# A running stack on another queue is switched without downtime (planned,
 # the default): `processor-next` starts on the new queue beside `processor`,
 # ingest forwards to it (PUT /admin/processors), `processor` drains (POST
 # /admin/drain: publishes that still reach it get 503 + X-Processor-Draining
 # and ingest retries them, same ids, on processor-next; its workers finish
 # everything it holds) and is recreated on the new queue once drained; then
-# the same hop back: ingest to `processor`, processor-next drained and
-# removed. Clients see 202s throughout and nothing acknowledged is lost;
-# `processor` ends on the spec's port again.
+# the same hop back: ingest to `processor`, processor-next drained (on a
+# broker: idle, as both read one consumer / consumer group) and removed.
+# Clients see 202s throughout and nothing acknowledged is lost.
 #
 # --naive (the old path): recreate the processor with the new QUEUE_TYPE.
 # What the memory queue still holds is dropped, and clients get 503s while
-# no processor answers; a NATS backlog stays in the stream, unread by a
+# no processor answers; a broker's backlog stays there, unread by a
 # memory processor. Kept to compare (notebooks/07_migration).
 #
+# The closed stack publishes only the gateway: every call to ingest and the
+# processors (/admin/*, /stats) goes through `docker exec` (service_call in
+# scripts/compose.sh), with the ADMIN_TOKEN the containers were started with.
 # Images are built first when missing (docker/build-images.sh).
 #
-# Environment: as scripts/compose.sh (COMPOSE, COMPOSE_HOST_NETWORK,
-# COMPOSE_PROJECT_NAME, *_PORT, NATS_NODES=3 for the three-node cluster, ADMIN_TOKEN),
-# SWITCH_TIMEOUT (s, default 120: for each health wait and each drain).
+# Environment: as scripts/compose.sh (COMPOSE, COMPOSE_EXPOSE,
+# COMPOSE_HOST_NETWORK, COMPOSE_PROJECT_NAME, *_PORT, NATS_NODES=3 for the
+# three-node cluster, ADMIN_TOKEN, API_KEY, NATS_PASSWORD), SWITCH_TIMEOUT (s,
+# default 120: for each health wait and each drain; Kafka's first start takes
+# longer: KAFKA_TIMEOUT, default 180).
 set -euo pipefail
 QL_SCRIPT=switch-queue
 queue=${1:-}
@@ -37,10 +42,10 @@ case "${2:-}" in
   *) queue="" ;;
 esac
 case "$queue" in
-  memory | nats) ;;
+  memory | nats | kafka) ;;
   *)
-    echo "usage: $0 memory|nats" >&2
-    echo "       $0 memory|nats --naive   (recreate the processor: drops a memory backlog, 503s meanwhile)" >&2
+    echo "usage: $0 memory|nats|kafka" >&2
+    echo "       $0 memory|nats|kafka --naive   (recreate the processor: drops a memory backlog, 503s meanwhile)" >&2
     exit 2
     ;;
 esac
@@ -51,49 +56,38 @@ compose_init
 ensure_images
 timeout=${SWITCH_TIMEOUT:-120}
 
-if [ "$COMPOSE_FILE_PATH" = "$QL_ROOT/docker/docker-compose.host.yml" ]; then
-  processor_internal=$PROCESSOR_URL_HOST
-  next_internal=$PROCESSOR_NEXT_URL_HOST
+if [ "$(host_network)" = 1 ]; then
+  processor_internal=http://127.0.0.1:${PROCESSOR_PORT:-8082}
+  next_internal=http://127.0.0.1:${PROCESSOR_NEXT_PORT:-8083}
 else
   processor_internal=http://processor:8082
   next_internal=http://processor-next:8082
 fi
 
-# admin METHOD URL [BODY]: an /admin/* call with the stack's token; the body of a 2xx.
-admin() {
-  local out code
-  out=$(mktemp)
-  code=$(curl -sS --noproxy '*' --max-time 10 -o "$out" -w '%{http_code}' -X "$1" \
-    -H 'Content-Type: application/json' -H "Authorization: Bearer $ADMIN_TOKEN" ${3:+--data-binary "$3"} "$2") || code=000
-  if [ "${code:0:1}" != 2 ]; then
-    ql_say "$1 $2 -> HTTP $code: $(head -c 500 "$out")"
-    rm -f "$out"
-    return 1
-  fi
-  cat "$out"
-  rm -f "$out"
-}
+# admin SERVICE METHOD PATH [BODY]: an /admin/* call inside SERVICE's container (its
+# ADMIN_TOKEN); the body of a 2xx, else the status and body on stderr and a failure.
+admin() { service_call "$@"; }
 
 # route URL: ingest forwards to this processor from now on.
 route() {
-  admin PUT "$INGEST_URL_HOST/admin/processors" "{\"urls\": [\"$1\"]}" >/dev/null ||
+  admin ingest PUT /admin/processors "{\"urls\": [\"$1\"]}" >/dev/null ||
     ql_die "ingest did not take the new processor list"
   ql_say "ingest now forwards to $1"
 }
 
-# drain URL KEY: tell the processor at URL to drain; wait until its status has KEY true
-# (drained: nothing left for it; idle: nothing in its hands, when the next one shares its NATS consumer).
+# drain SERVICE KEY: tell the processor SERVICE to drain; wait until its status has KEY true
+# (drained: nothing left for it; idle: nothing in its hands, when the next one shares its consumer).
 drain() {
-  local url=$1 key=$2 deadline status
-  status=$(admin POST "$url/admin/drain") || ql_die "$url refused to drain"
-  ql_say "$url draining: $(jq -c '{queued, in_flight}' <<<"$status")"
+  local service=$1 key=$2 deadline status
+  status=$(admin "$service" POST /admin/drain) || ql_die "$service refused to drain"
+  ql_say "$service draining: $(jq -c '{queued, in_flight}' <<<"$status")"
   deadline=$((SECONDS + timeout))
   until [ "$(jq -r ".$key" <<<"$status")" = true ]; do
-    [ $SECONDS -lt "$deadline" ] || ql_die "$url not drained within ${timeout}s: $status (it keeps running; nothing is dropped)"
+    [ $SECONDS -lt "$deadline" ] || ql_die "$service not drained within ${timeout}s: $status (it keeps running; nothing is dropped)"
     sleep 0.2
-    status=$(admin GET "$url/admin/drain") || ql_die "$url: drain status unavailable"
+    status=$(admin "$service" GET /admin/drain) || ql_die "$service: drain status unavailable"
   done
-  ql_say "$url drained: processed $(jq -r .processed_count <<<"$status")"
+  ql_say "$service drained: processed $(jq -r .processed_count <<<"$status")"
 }
 
 was=$(env_of processor QUEUE_TYPE)
@@ -103,13 +97,19 @@ fi
 if [ "$mode" = planned ] && [ "$(env_of ingest ADMIN_TOKEN)" != "$ADMIN_TOKEN" ]; then
   ql_die "the running ingest has no (or another) ADMIN_TOKEN: it was started before planned switches or with another token; use --naive, or make docker-down && make docker-up"
 fi
-ql_say "${was:-nothing} -> $queue, $mode (${COMPOSE_CMD[*]} $COMPOSE_VERSION, ${COMPOSE_FILE_PATH#"$QL_ROOT"/}, project $COMPOSE_PROJECT_NAME)"
+ql_say "${was:-nothing} -> $queue, $mode (${COMPOSE_CMD[*]} $COMPOSE_VERSION, ${COMPOSE_FILE_ARGS//"$QL_ROOT"\//}, project $COMPOSE_PROJECT_NAME)"
 services=(processor)
-if [ "$queue" = nats ]; then
-  read -r -a nats_nodes <<<"$(nats_services)"
-  compose up -d "${nats_nodes[@]}"
-  wait_healthy "$timeout" "${nats_nodes[@]}"
-  services=("${nats_nodes[@]}" processor)
+case "$queue" in
+  nats) read -r -a brokers <<<"$(nats_services)" ;;
+  kafka) brokers=(kafka) ;;
+  memory) brokers=() ;;
+esac
+if [ "${#brokers[@]}" -gt 0 ]; then
+  compose up -d "${brokers[@]}"
+  broker_timeout=$timeout
+  [ "$queue" != kafka ] || broker_timeout=${KAFKA_TIMEOUT:-180}
+  wait_healthy "$broker_timeout" "${brokers[@]}"
+  services=("${brokers[@]}" processor)
 fi
 
 if [ "$mode" = planned ]; then
@@ -118,7 +118,7 @@ if [ "$mode" = planned ]; then
   wait_healthy "$timeout" processor-next
   route "$next_internal"
   # 2. the old processor finishes what it holds, then is recreated on the new queue
-  drain "$PROCESSOR_URL_HOST" drained
+  drain processor drained
 fi
 # Only the processor reads QUEUE_TYPE: compose recreates it (its environment
 # changed) and leaves the others running; --no-deps keeps it from touching them.
@@ -127,7 +127,7 @@ wait_healthy "$timeout" processor
 if [ "$mode" = planned ]; then
   # 3. the hop back: ingest to the processor on the spec's port, processor-next drained and removed
   route "$processor_internal"
-  if [ "$queue" = nats ]; then drain "$PROCESSOR_NEXT_URL_HOST" idle; else drain "$PROCESSOR_NEXT_URL_HOST" drained; fi
+  if [ "$queue" = memory ]; then drain processor-next drained; else drain processor-next idle; fi
   compose --profile switch stop processor-next >/dev/null
   compose --profile switch rm -f processor-next >/dev/null
 fi
@@ -135,10 +135,10 @@ compose up -d ingest api-gateway
 wait_healthy "$timeout" "${services[@]}" ingest api-gateway
 write_root_env
 
-stats=$(http_json GET "$PROCESSOR_URL_HOST/stats") || ql_die "the processor's /stats does not answer"
+stats=$(service_call processor GET /stats) || ql_die "the processor's /stats does not answer"
 type=$(jq -r '.queue.type // empty' <<<"$stats")
 [ "$type" = "$queue" ] || ql_die "the processor reports queue type '${type:-?}', expected '$queue'"
-ql_say "processor on $queue; $PROCESSOR_URL_HOST/stats:"
+ql_say "processor on $queue; its /stats:"
 jq -c '{queue: .queue | {type, total_enqueued, total_dequeued, current_size}, pool: .pool | {processed_count, error_count, total_duration}}' <<<"$stats"
 if [ "$queue" = nats ] && [ "${NATS_NODES:-1}" = 3 ]; then
   jq -c '.queue.cluster // "no cluster block in /stats" | {leader, meta_leader, replicas}' <<<"$stats"

@@ -80,7 +80,7 @@ trap 'ql_say "stopped: over INTEGRATION_TIMEOUT=${INTEGRATION_TIMEOUT:-600}s or 
 trap 'exit 130' INT
 
 # --- helpers -------------------------------------------------------------------
-stats() { http_json GET "$PROCESSOR_URL_HOST/stats"; }
+stats() { service_call processor GET /stats; }  # the processor's port is not published
 stat_of() { jq -r "$1" <<<"$(stats)"; }
 
 # post FROM COUNT PHASE [BATCH]: COUNT messages through the gateway, ids
@@ -177,7 +177,7 @@ phase() {
 }
 
 # --- the run ---------------------------------------------------------------------
-ql_say "run $RUN: ${COMPOSE_CMD[*]} $COMPOSE_VERSION, ${COMPOSE_FILE_PATH#"$QL_ROOT"/}, project $COMPOSE_PROJECT_NAME, $([ "$started" = 1 ] && echo "starting a stack" || echo "stack already running (QUEUE_TYPE=$orig_queue)")"
+ql_say "run $RUN: ${COMPOSE_CMD[*]} $COMPOSE_VERSION, ${COMPOSE_FILE_ARGS//"$QL_ROOT"\//}, project $COMPOSE_PROJECT_NAME, $([ "$started" = 1 ] && echo "starting a stack" || echo "stack already running (QUEUE_TYPE=$orig_queue)")"
 phase memory
 phase nats
 

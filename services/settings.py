@@ -9,12 +9,13 @@ environment variables with `to_env`, the one function that does that.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backends.settings import BackendSettings, ConfigError, default_of, load
@@ -52,16 +53,42 @@ class HttpSettings(BaseSettings):
     )
 
 
+def is_loopback(host: str) -> bool:
+    """`host` (a bind address) reaches only this machine: 127.0.0.0/8, ::1 or localhost."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name or an interface's address: beyond loopback
+
+
 class GatewaySettings(HttpSettings):
     ingest_url: str = "http://127.0.0.1:8081"
     processor_url: str = "http://127.0.0.1:8082"
     api_key: SecretStr | None = None
+    host: str = Field(
+        "127.0.0.1",
+        description="the address the gateway listens on (what uvicorn --host is given: docker/serve.py and the"
+        " harness pass it in HOST); beyond loopback the gateway needs API_KEY",
+    )
     status_timeout: float = Field(1.0, gt=0, description="s per component in /api/v1/status")
     # 1, by the wrk round (memory, 2 interleaved rounds, against 2): CPU/request 0.88x (0.86..0.90),
     # req/s 1.22x (0.96..1.48), p99 0.72x; 4 cost 1.41x CPU, 256 (one call per request) 3.29x.
     ingest_in_flight: int = Field(
         1, ge=1, description="open calls to ingest; requests arriving meanwhile go as one call (forward_ingest)"
     )
+
+    @model_validator(mode="after")
+    def _key_beyond_loopback(self) -> GatewaySettings:
+        if self.api_key is not None and not self.api_key.get_secret_value():
+            self.api_key = None  # API_KEY= (empty) is no key
+        if self.api_key is None and not is_loopback(self.host):
+            raise ValueError(
+                f"the gateway listens on {self.host} (HOST), beyond loopback, and API_KEY is not set:"
+                " set API_KEY (clients send it as X-API-Key or Authorization: Bearer), or HOST=127.0.0.1"
+            )
+        return self
 
 
 class IngestSettings(HttpSettings):

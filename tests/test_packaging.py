@@ -76,9 +76,14 @@ def test_license_and_type_markers_ship() -> None:
 
 @pytest.mark.spawns
 def test_no_secret_is_tracked() -> None:
-    """docker/.admin-token is made at first start (scripts/compose.sh), per clone; git must not carry one."""
+    """The compose stack's secrets are made at first start (scripts/compose.sh), per clone; git carries none."""
+    secrets = ["docker/.admin-token", "docker/.api-key", "docker/.nats-password"]
     tracked = subprocess.run(
-        ["git", "ls-files", "--", "docker/.admin-token", ".env", "docker/.env"],
+        ["git", "ls-files", "--", *secrets, ".env", "docker/.env"],
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
-    assert "docker/.admin-token" not in tracked
+    assert not set(secrets) & set(tracked)
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *secrets], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout.split()
+    assert ignored == secrets, f"not git-ignored: {sorted(set(secrets) - set(ignored))}"

@@ -9,6 +9,11 @@ reconnect, and greps every service log and the status answers for them.
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +23,12 @@ import pytest
 
 from backends.contract import BackendUnavailable, Message
 from backends.factory import create_backend, load_settings
+from experiments.runtime.nats.base import free_port
 from experiments.runtime.nats.process import ProcessNats
 from experiments.runtime.stack import Stack, StackConfig
+from services.settings import ConfigError, GatewaySettings, load
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PASSWORD = "pw-" + uuid.uuid4().hex  # unique, so a grep finds only a leak
 TOKEN = "tok-" + uuid.uuid4().hex
@@ -71,6 +80,7 @@ async def test_wrong_or_missing_credentials_fail_clearly_without_the_secret(auth
         await publish_one(**settings)
     text = str(err.value) + repr(err.value)
     assert "cannot connect to NATS at nats://" in text
+    assert "the server refused the credentials: set NATS_USER and NATS_PASSWORD" in text  # says what to set
     if how == "url":
         assert f"nats://***@127.0.0.1:{auth_nats.port}" in text  # the URL is named, its credentials masked
     assert wrong not in text
@@ -125,3 +135,50 @@ async def test_services_log_no_payload_or_secret_at_info(tmp_path: Path) -> None
     for name, text in [*logs.items(), *(("answer", a) for a in answers)]:
         for secret in (marker, PASSWORD, api_key):
             assert secret not in text, f"{secret[:12]}... appears in {name}"
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "gateway.example"])
+def test_gateway_settings_refuse_a_bind_beyond_loopback_without_a_key(host: str) -> None:
+    with pytest.raises(ConfigError, match=rf"the gateway listens on {re.escape(host)} \(HOST\), beyond loopback"):
+        load(GatewaySettings, host=host)
+    with pytest.raises(ConfigError, match="API_KEY is not set"):
+        load(GatewaySettings, host=host, api_key="")  # API_KEY= (empty) is no key
+    assert load(GatewaySettings, host=host, api_key="k").api_key is not None
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.53", "::1", "localhost"])
+def test_gateway_on_loopback_may_run_without_a_key(host: str) -> None:
+    assert load(GatewaySettings, host=host).api_key is None
+
+
+@pytest.mark.spawns
+def test_the_gateway_process_refuses_to_start_beyond_loopback_without_a_key(tmp_path: Path) -> None:
+    """docker/serve.py (the image's entry point, HOST 0.0.0.0 by default) exits with the reason; with a key
+    it serves, and a request without the key is a 401."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("API_KEY", "HOST")}
+    env.update(PORT=str(port), INGEST_URL="http://127.0.0.1:9", PROCESSOR_URL="http://127.0.0.1:9")
+    serve = [sys.executable, str(ROOT / "docker" / "serve.py"), "gateway"]
+    refused = subprocess.run(serve, env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert refused.returncode != 0
+    assert "the gateway listens on 0.0.0.0 (HOST), beyond loopback, and API_KEY is not set" in refused.stderr
+
+    key = "key-" + uuid.uuid4().hex
+    with open(tmp_path / "gateway.log", "wb") as log:
+        proc = subprocess.Popen(serve, env={**env, "API_KEY": key}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        url = f"http://127.0.0.1:{port}/api/v1/ingest"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = httpx.post(url, json={"source": "s", "payload": 1}, trust_env=False, timeout=2)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, (tmp_path / "gateway.log").read_text()
+                assert time.monotonic() < deadline, "the gateway did not answer within 30 s"
+                time.sleep(0.2)
+        assert answer.status_code == 401
+        assert "missing or wrong API key" in answer.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,11 +50,25 @@ class NatsConfig:
     user: str | None = _default("nats_user")
     password: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
+    # TLS: the CA file that signed the server's certificate (None: the system's), and a client
+    # certificate with its key (mutual TLS). Used for tls:// URLs and servers that require TLS.
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
     @property
     def clustered(self) -> bool:
         """More than one server or more than one replica: another leader can take over."""
         return self.replicas > 1 or len(server_list(self.url)) > 1
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context for nats-py: None (nats-py's default) unless a CA or a client certificate is given."""
+        if self.tls_ca is None and self.tls_cert is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.tls_ca)
+        if self.tls_cert is not None:
+            context.load_cert_chain(self.tls_cert, self.tls_key)
+        return context
 
 
 def server_list(url: str) -> list[str]:

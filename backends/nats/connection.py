@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -77,6 +78,12 @@ class Connection:
         self._last_error = None
         nc = NatsClient()
         try:
+            tls = cfg.tls_context()
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise BackendUnavailable(
+                f"cannot read the TLS files for NATS (NATS_TLS_CA, NATS_TLS_CERT, NATS_TLS_KEY): {exc!r}"
+            ) from exc
+        try:
             async with asyncio.timeout(cfg.connect_timeout):
                 await nc.connect(
                     servers=server_list(cfg.url),
@@ -90,13 +97,14 @@ class Connection:
                     user=cfg.user,
                     password=cfg.password,
                     token=cfg.token,
+                    tls=tls,
                 )
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             self.closing = True
             await nc.close()
             cause = self._last_error or exc
             raise BackendUnavailable(
-                f"cannot connect to NATS at {redact(cfg.url)} within {cfg.connect_timeout}s: {cause!r}"
+                f"cannot connect to NATS at {redact(cfg.url)} within {cfg.connect_timeout}s: {cause!r}{_hint(cause)}"
             ) from exc
         self.nc = nc
         self.js = nc.jetstream(timeout=cfg.publish_timeout)
@@ -174,7 +182,9 @@ class Connection:
         self.tasks.spawn(nc.force_reconnect(), name="nats-switch-server")
 
     async def _on_error(self, exc: Exception) -> None:
-        self._last_error = exc
+        # A refusal (credentials, TLS) is what to report, not the connection reset that may follow it.
+        if not (self._last_error is not None and _hint(self._last_error) and not _hint(exc)):
+            self._last_error = exc
         log.debug("nats error: %r", exc)
 
     async def _on_disconnected(self) -> None:
@@ -189,3 +199,19 @@ class Connection:
             hook()
         self.connected.set()
         log.info("reconnected to NATS at %s", redact(self.config.url))
+
+
+def _hint(cause: BaseException) -> str:
+    """What to set when the server said why it refused (credentials, TLS); empty otherwise."""
+    text = str(cause).lower()
+    if "authorization violation" in text or "authentication" in text:
+        return (
+            "; the server refused the credentials: set NATS_USER and NATS_PASSWORD (or NATS_TOKEN,"
+            " or user:password@ in NATS_URL) to what the server expects"
+        )
+    if isinstance(cause, ssl.SSLError) or "certificate" in text or "tls" in text:
+        return (
+            "; TLS failed: NATS_TLS_CA names the CA that signed the server's certificate,"
+            " NATS_TLS_CERT and NATS_TLS_KEY the client certificate a server with verify needs"
+        )
+    return ""

@@ -45,12 +45,14 @@ class ProcessNats(NatsNode):
         password: str | None = None,
         token: str | None = None,
         member: ClusterMember | None = None,
+        extra_config: str = "",
     ) -> None:
         """`user` + `password`, or `token`: clients must authenticate (the monitoring port stays open).
 
         `jetstream_dir` puts the JetStream store elsewhere than `store_dir/js`
         (on a lazy file system for power loss, say); config and log stay in `store_dir`.
         `member`: this server is one node of a cluster (see `experiments.runtime.nats.cluster`).
+        `extra_config`: more of nats-server's configuration (a `tls {}` block, say), appended.
         """
         super().__init__(
             store_dir,
@@ -62,6 +64,7 @@ class ProcessNats(NatsNode):
         )
         self.jetstream_dir = Path(jetstream_dir) if jetstream_dir is not None else self.store_dir / "js"
         self._auth = (user, password, token)
+        self._extra_config = extra_config
         self._proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.store_dir / "nats-server.log"
 
@@ -77,7 +80,7 @@ class ProcessNats(NatsNode):
             auth = f'authorization {{\n  user: "{user}"\n  password: "{password}"\n}}\n'
         elif token is not None:
             auth = f'authorization {{\n  token: "{token}"\n}}\n'
-        conf.write_text(self.jetstream_config(self.jetstream_dir) + auth)
+        conf.write_text(self.jetstream_config(self.jetstream_dir) + auth + self._extra_config)
         return conf
 
     def start(self) -> None:
