@@ -153,9 +153,13 @@ def planned_switch(
     *,
     ports: list[int] | None = None,
     drain_timeout: float = 120.0,
-    ready_timeout: float = 30.0,
+    ready_timeout: float | None = None,
 ) -> SwitchReport:
-    """New processors beside the old, ingest rerouted, the old drained and then stopped."""
+    """New processors beside the old, ingest rerouted, the old drained and then stopped.
+
+    `ready_timeout` None: the stack's own (`StackConfig.ready_timeout_s`; a fresh Kafka's first group join is slow).
+    """
+    ready_timeout = ready_timeout or stack.config.ready_timeout_s
     old = list(stack.processors)
     report = SwitchReport("planned", current_queue(stack), to, [p.name for p in old], [])
     report.mark("start")
@@ -187,9 +191,10 @@ def planned_switch(
 
 
 def naive_switch(
-    stack: Stack, to: Queue, broker: BrokerServer | None = None, ready_timeout: float = 30.0
+    stack: Stack, to: Queue, broker: BrokerServer | None = None, ready_timeout: float | None = None
 ) -> SwitchReport:
     """The old path: stop the processors, start them again on `to` at the same ports."""
+    ready_timeout = ready_timeout or stack.config.ready_timeout_s
     old = list(stack.processors)
     report = SwitchReport("naive", current_queue(stack), to, [p.name for p in old], [])
     report.mark("start")
