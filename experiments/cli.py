@@ -9,7 +9,7 @@ diplom up --queue memory|nats|kafka  # the broker (if chosen) + processor + inge
           [--nats-nodes 1|3]       # one nats-server or a three-node JetStream cluster (R3 stream)
           [--kafka-nodes 1|3]      # one KRaft broker or three (topic RF 3, min ISR 2)
                                    # HARNESS_NATS=external NATS_URL=...: the user's NATS, started by nobody here
-diplom switch --to nats|memory     # switch a running `diplom up` to the other queue (planned; --naive: recreate)
+diplom switch --to memory|nats|kafka  # switch a running `diplom up` to another queue (planned; --naive: recreate)
 diplom bench-backends [--quick]    # backend throughput vs raw asyncio.Queue / nats-py
 diplom bench-services [--quick]    # the HTTP chain vs a bare 3-hop chain
 diplom bench-stamps                # CPU the stage stamps add per message, with vs without
@@ -52,11 +52,9 @@ def up(args: argparse.Namespace) -> int:
         )
     elif args.queue == "nats":
         nats = ProcessNats(workdir / "nats", port=args.nats_port, monitor_port=args.nats_monitor_port)
-    kafka = None
-    if args.queue == "kafka":
-        from experiments.runtime.kafka.provider import kafka_server_from_env
+    from experiments.runtime.kafka.provider import kafka_server_from_env
 
-        kafka = kafka_server_from_env(workdir / "kafka", nodes=args.kafka_nodes)
+    kafka = kafka_server_from_env(workdir / "kafka", nodes=args.kafka_nodes) if args.queue == "kafka" else None
     cfg = StackConfig(
         queue=args.queue,
         workers=args.workers,
@@ -67,9 +65,15 @@ def up(args: argparse.Namespace) -> int:
         gateway=load(GatewaySettings, api_key=args.api_key) if args.api_key else None,
     )
     stack = Stack(cfg, workdir, nats=nats, kafka=kafka)
-    # a memory stack gets a NATS server when `diplom switch --to nats` asks for one
-    standby = nats or ProcessNats(workdir / "nats", port=args.nats_port, monitor_port=args.nats_monitor_port)
-    switch_nats = switch_control.SwitchNats(standby)
+    # the queue's broker runs; the other is started when `diplom switch --to` it asks for one
+    brokers = {
+        "nats": switch_control.StandbyBroker(
+            nats or ProcessNats(workdir / "nats", port=args.nats_port, monitor_port=args.nats_monitor_port)
+        ),
+        "kafka": switch_control.StandbyBroker(
+            kafka or kafka_server_from_env(workdir / "kafka", nodes=args.kafka_nodes)
+        ),
+    }
     stopping = threading.Event()
     switch_asked = threading.Event()
     wake = threading.Event()
@@ -82,12 +86,10 @@ def up(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: on_signal(stopping))
     signal.signal(switch_control.SWITCH_SIGNAL, lambda *_: on_signal(switch_asked))
     try:
-        if nats is not None:
-            switch_nats.ensure()
-        if kafka is not None:
-            kafka.start()
+        if args.queue in brokers:
+            brokers[args.queue].ensure()
         stack.start()
-        switch_control.write_state(workdir, stack, switch_nats)
+        switch_control.write_state(workdir, stack, brokers)
         print(f"queue: {args.queue} (workdir {workdir}, logs and ledger there)")
         if nats is not None:
             print(f"nats:      {nats.url}   monitoring {nats.monitor_url}")
@@ -100,19 +102,17 @@ def up(args: argparse.Namespace) -> int:
         print(f"gateway:   {stack.gateway_url}   POST /api/v1/ingest, GET /api/v1/status, /docs")
         print(f"ingest:    {stack.ingest.url}")
         print(f"processor: {stack.processor_url}   GET /stats")
-        print("Ctrl-C stops everything; `diplom switch --to nats|memory` switches the queue.", flush=True)
+        print("Ctrl-C stops everything; `diplom switch --to memory|nats|kafka` switches the queue.", flush=True)
         while not stopping.is_set():
             wake.wait()
             wake.clear()
             if switch_asked.is_set() and not stopping.is_set():
                 switch_asked.clear()
-                print(f"switch: {switch_control.serve_request(workdir, stack, switch_nats)}", flush=True)
+                print(f"switch: {switch_control.serve_request(workdir, stack, brokers)}", flush=True)
     finally:
         print("stopping ...", flush=True)
         stack.stop()
-        switch_nats.stop()
-        if kafka is not None:
-            kafka.close()
+        switch_control.stop_all(brokers)
         (workdir / switch_control.STATE).unlink(missing_ok=True)
     return 0
 
@@ -161,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_up.add_argument("--workdir", default="run", help="where logs, the ledger and the NATS store go")
 
-    p_switch = sub.add_parser("switch", help="switch a running `diplom up` to the other queue, under load")
-    p_switch.add_argument("--to", choices=["memory", "nats"], required=True)
+    p_switch = sub.add_parser("switch", help="switch a running `diplom up` to another queue, under load")
+    p_switch.add_argument("--to", choices=["memory", "nats", "kafka"], required=True)
     p_switch.add_argument(
         "--naive", action="store_true", help="stop the processor and start it on the new queue (loses a memory backlog)"
     )

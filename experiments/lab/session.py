@@ -79,9 +79,10 @@ class Session:
         self.nats: NatsServer | None = None
         self.kafka: KafkaServer | None = None
         env = setup.service_env
-        if setup.family == "kafka":
+        brokers = {setup.family, setup.standby}  # the queue's broker, and a standby to switch to
+        if "kafka" in brokers:
             self.kafka = _kafka_for(setup, self.workdir / "kafka")
-        elif setup.backend != "memory" or setup.standby_nats:
+        if "nats" in brokers:
             sync = setup.backend == "nats-sync"
             if setup.store == "lazyfs" and setup.nodes is not None and setup.nodes > 1:
                 self.nats = NatsCluster(self.workdir / "nats", nodes=setup.nodes, sync_always=sync, lazy=True,
@@ -115,9 +116,16 @@ class Session:
         self._http: aiohttp.ClientSession | None = None
 
     @property
+    def brokers(self) -> dict[str, BrokerServer]:
+        """Every broker of the deployment by queue family: the queue's own and a standby."""
+        found: dict[str, BrokerServer | None] = {"nats": self.nats, "kafka": self.kafka}
+        return {family: b for family, b in found.items() if b is not None}
+
+    @property
     def broker(self) -> BrokerServer | None:
-        """The deployment's broker, NATS or Kafka (None: the memory queue without a standby NATS)."""
-        return self.nats if self.nats is not None else self.kafka
+        """The deployment's broker: the queue's own, else the standby (None: the memory queue alone)."""
+        brokers = self.brokers
+        return brokers.get(self.setup.family) or next(iter(brokers.values()), None)
 
     @property
     def broker_provider(self) -> str:
@@ -129,7 +137,7 @@ class Session:
 
     def deployment(self) -> Deployment:
         """What a fault can reach in this deployment."""
-        return Deployment(self.stack, self.nats, self.client_proxy)
+        return Deployment(self.stack, self.nats, self.client_proxy, brokers=self.brokers)
 
     def _start(self) -> None:
         try:

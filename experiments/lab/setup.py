@@ -35,13 +35,15 @@ class Setup:
     writeback_s: float | None = None  # lazyfs only: pending data made durable after this long; None = never
     nodes: int | None = None  # nats-servers or Kafka brokers: 1 or 3; None: HARNESS_NATS_NODES / HARNESS_KAFKA_NODES
     partitionable: bool = False  # a cluster with per-route proxies (partition faults)
-    standby_nats: bool = False  # a NATS server beside a memory stack, for a switch to nats
+    standby: Literal["nats", "kafka"] | None = None  # a second broker beside the first queue, for a switch to it
     client_proxy: bool = False  # the processors reach the broker through a TCP proxy (drop-connections)
 
     def __post_init__(self) -> None:
         # Checked here, not when a service fails to start 20 s later.
         if self.backend not in BACKENDS:
             raise ValueError(f"backend {self.backend!r}: expected one of {', '.join(BACKENDS)}")
+        if self.standby is not None and self.standby == self.family:
+            raise ValueError(f"standby {self.standby!r}: the deployment's own queue already runs on it")
         if self.workers < 1 or self.processors < 1:
             raise ValueError("workers and processors must be >= 1")
 

@@ -1,4 +1,4 @@
-"""Switching a running stack's queue (memory <-> nats): planned, or naive for comparison.
+"""Switching a running stack's queue (memory, nats, kafka; any to any): planned, or naive for comparison.
 
 Planned (zero downtime): a processor on the new queue starts beside the old
 one; ingest is told to forward to it (`PUT /admin/processors`); the old one
@@ -7,7 +7,11 @@ is told to drain (`POST /admin/drain`: it refuses new publishes with 503 +
 ids), its workers finish everything it still holds, and only then is it
 stopped. Naive (the old path, what `scripts/switch-queue.sh --naive` does):
 stop the processor, start one on the new queue on the same port; what a
-memory queue held is gone and clients get 503s while no processor answers.
+memory queue held is gone, what a broker held stays there unread, and
+clients get 503s while no processor answers.
+
+A broker queue needs its broker running beside the stack: the callers pass
+it (any `BrokerServer`); `queue_wiring` names it to the new processors.
 
 Both run blocking (threads in the harness: `asyncio.to_thread`).
 """
@@ -21,13 +25,14 @@ from typing import Literal, TypeVar
 
 import httpx
 
+from experiments.runtime.broker import BrokerServer
 from experiments.runtime.nats.base import free_port
-from experiments.runtime.nats.provider import NatsServer
+from experiments.runtime.queue_wiring import backend_fields
 from experiments.runtime.stack import ServiceProcess, Stack
 from services.settings import BackendSettings, IngestSettings, ProcessorSettings
 
-Queue = Literal["memory", "nats"]
-QUEUES: tuple[Queue, ...] = ("memory", "nats")
+Queue = Literal["memory", "nats", "kafka"]
+QUEUES: tuple[Queue, ...] = ("memory", "nats", "kafka")
 DRAIN_POLL_S = 0.1
 S = TypeVar("S")
 
@@ -73,17 +78,15 @@ def _next_index(stack: Stack) -> int:
     return max(numbers, default=-1) + 1
 
 
-def _new_processor(stack: Stack, like: ServiceProcess, to: Queue, nats: NatsServer | None, port: int) -> ServiceProcess:
-    """A processor with `like`'s settings on queue `to`, its own ledger and name."""
+def _new_processor(
+    stack: Stack, like: ServiceProcess, to: Queue, broker: BrokerServer | None, port: int
+) -> ServiceProcess:
+    """A processor with `like`'s settings on queue `to` (at `broker`), its own ledger and name."""
     name = f"processor-{_next_index(stack)}"
     processor = _settings(like, ProcessorSettings).model_copy(
         update={"instance": name, "ledger_path": str(stack.workdir / f"ledger-{name}.sqlite")}
     )
-    queue: dict[str, object] = {"queue_type": to}
-    if to == "nats":
-        if nats is None:
-            raise ValueError("switching to nats needs a running NATS server")
-        queue.update(nats_url=nats.url, nats_monitor_url=nats.monitor_url)
+    queue = {"queue_type": to, **backend_fields(to, broker)}
     backend = _settings(like, BackendSettings).model_copy(update=queue)
     return ServiceProcess(
         name, like.app, port or free_port(), dict(like.env), stack.workdir / f"{name}.log", (processor, backend)
@@ -146,19 +149,23 @@ def _drain(client: httpx.Client, stack: Stack, old: list[ServiceProcess], shared
 def planned_switch(
     stack: Stack,
     to: Queue,
-    nats: NatsServer | None = None,
+    broker: BrokerServer | None = None,
     *,
     ports: list[int] | None = None,
     drain_timeout: float = 120.0,
-    ready_timeout: float = 30.0,
+    ready_timeout: float | None = None,
 ) -> SwitchReport:
-    """New processors beside the old, ingest rerouted, the old drained and then stopped."""
+    """New processors beside the old, ingest rerouted, the old drained and then stopped.
+
+    `ready_timeout` None: the stack's own (`StackConfig.ready_timeout_s`; a fresh Kafka's first group join is slow).
+    """
+    ready_timeout = ready_timeout or stack.config.ready_timeout_s
     old = list(stack.processors)
     report = SwitchReport("planned", current_queue(stack), to, [p.name for p in old], [])
     report.mark("start")
     new: list[ServiceProcess] = []
     for i, like in enumerate(old):
-        p = _new_processor(stack, like, to, nats, (ports or [])[i] if ports and i < len(ports) else 0)
+        p = _new_processor(stack, like, to, broker, (ports or [])[i] if ports and i < len(ports) else 0)
         stack.processors.append(p)  # stopped with the stack if anything below fails
         new.append(p)
     report.new = [p.name for p in new]
@@ -171,7 +178,9 @@ def planned_switch(
         report.mark("new ready")
         _route(client, stack, new)
         report.mark("rerouted")
-        report.queued_at_drain = _drain(client, stack, old, report.source == to == "nats", drain_timeout)
+        # the same broker queue on both sides: the new processors share the old ones' consumer (group)
+        shared = report.source == to != "memory"
+        report.queued_at_drain = _drain(client, stack, old, shared, drain_timeout)
         report.mark("old drained")
     for p in old:
         p.stop()
@@ -181,8 +190,11 @@ def planned_switch(
     return report
 
 
-def naive_switch(stack: Stack, to: Queue, nats: NatsServer | None = None, ready_timeout: float = 30.0) -> SwitchReport:
+def naive_switch(
+    stack: Stack, to: Queue, broker: BrokerServer | None = None, ready_timeout: float | None = None
+) -> SwitchReport:
     """The old path: stop the processors, start them again on `to` at the same ports."""
+    ready_timeout = ready_timeout or stack.config.ready_timeout_s
     old = list(stack.processors)
     report = SwitchReport("naive", current_queue(stack), to, [p.name for p in old], [])
     report.mark("start")
@@ -190,7 +202,7 @@ def naive_switch(stack: Stack, to: Queue, nats: NatsServer | None = None, ready_
         p.stop()
     report.mark("old stopped")
     for like in old:
-        p = _new_processor(stack, like, to, nats, like.port)
+        p = _new_processor(stack, like, to, broker, like.port)
         stack.processors[stack.processors.index(like)] = p
         report.new.append(p.name)
         p.spawn()
@@ -204,20 +216,21 @@ def naive_switch(stack: Stack, to: Queue, nats: NatsServer | None = None, ready_
 
 
 def switch_queue(
-    stack: Stack, to: Queue, nats: NatsServer | None = None, *, naive: bool = False, keep_ports: bool = False
+    stack: Stack, to: Queue, broker: BrokerServer | None = None, *, naive: bool = False, keep_ports: bool = False
 ) -> list[SwitchReport]:
-    """Switch every processor of `stack` to queue `to`.
+    """Switch every processor of `stack` to queue `to` (a broker queue: at `broker`, running).
 
     `keep_ports` (planned only): a second planned hop moves the work back onto
     the original ports, so URLs others know (the gateway's status probe, the
     spec's :8082/stats) stay right.
     """
     if to not in QUEUES:
-        raise ValueError(f"queue {to!r}: expected memory or nats")
+        raise ValueError(f"queue {to!r}: expected one of {', '.join(QUEUES)}")
+    backend_fields(to, broker)  # a broker queue without its broker: refused before anything stops
     if naive:
-        return [naive_switch(stack, to, nats)]
+        return [naive_switch(stack, to, broker)]
     ports = [p.port for p in stack.processors]
-    reports = [planned_switch(stack, to, nats)]
+    reports = [planned_switch(stack, to, broker)]
     if keep_ports:
-        reports.append(planned_switch(stack, to, nats, ports=ports))
+        reports.append(planned_switch(stack, to, broker, ports=ports))
     return reports

@@ -33,6 +33,7 @@ from experiments.runtime.nats.base import free_port
 from experiments.runtime.nats.process import ProcessNats
 from experiments.runtime.nats.provider import NatsServer
 from experiments.runtime.processes import die_with_parent, register_child, signal_and_wait
+from experiments.runtime.queue_wiring import broker_wiring
 from services.settings import BackendSettings, GatewaySettings, IngestSettings, ProcessorSettings, load, to_env
 
 if TYPE_CHECKING:
@@ -196,6 +197,9 @@ class StackConfig:
     gateway_env: dict[str, str] = field(default_factory=dict, repr=False)
     gateway_server: AsgiServer = "uvicorn"  # the gateway's ASGI server
     hop_server: AsgiServer = "uvicorn"  # ingest's and the processors' ASGI server
+    # A processor answers once its backend is connected: on a fresh Kafka its first group join makes the
+    # coordinator's topic, tens of seconds on a busy 2-core machine. Waiting ends as soon as all answer.
+    ready_timeout_s: float = 60.0
 
 
 def _fields(model: type[BaseSettings], env: Mapping[str, str]) -> dict[str, str]:
@@ -283,21 +287,15 @@ class Stack(Managed):
 
     def _wire(self) -> None:
         cfg = self.config
-        nats = {"nats_url": self.nats.url, "nats_monitor_url": self.nats.monitor_url} if self.nats is not None else {}
-        # a cluster replicates the stream on every node (at most 3) unless the run says otherwise
-        replicas = {"nats_replicas": min(3, int(getattr(self.nats, "size", 1)))} if self.nats is not None else {}
-        # three brokers: the topic on all three (min ISR 2) unless the run says otherwise
-        kafka_replicas = {"kafka_replicas": min(3, self.kafka.size)} if self.kafka is not None else {}
-        kafka_brokers = {"kafka_brokers": self.kafka.bootstrap_servers} if self.kafka is not None else {}
+        # the run's env may set the replicas, never the addresses of the brokers started here
+        wirings = [broker_wiring(q, b) for q, b in (("nats", self.nats), ("kafka", self.kafka)) if b is not None]
         backend = _build(
             BackendSettings,
             cfg.backend,
             {"queue_type": cfg.queue},
-            replicas,
-            kafka_replicas,
+            *[w.replicas for w in wirings],
             _fields(BackendSettings, cfg.env),
-            nats,
-            kafka_brokers,
+            *[w.address for w in wirings],
             _fields(BackendSettings, cfg.processor_env),
         )
         self.backend_settings = backend  # what every processor's queue backend is built from
@@ -363,7 +361,7 @@ class Stack(Managed):
             for s in self.services:
                 s.spawn()
             for s in self.services:
-                s.wait_ready(20.0)
+                s.wait_ready(self.config.ready_timeout_s)
         except BaseException:
             self.stop()
             raise

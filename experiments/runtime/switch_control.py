@@ -13,14 +13,14 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from experiments.runtime.migration import Queue, current_queue, switch_queue
-from experiments.runtime.nats.external import ExternalNats
-from experiments.runtime.nats.provider import NatsServer
+from experiments.runtime.broker import BrokerServer
+from experiments.runtime.migration import QUEUES, current_queue, switch_queue
 from experiments.runtime.stack import Stack
 
 STATE = "stack.json"
@@ -36,32 +36,43 @@ def _write(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-class SwitchNats:
-    """The stack's NATS, started on first need: a memory stack has none running until a switch to nats."""
+class StandbyBroker:
+    """A broker of the stack, started on first need: a memory stack has none running until a switch to one."""
 
-    def __init__(self, server: NatsServer, running: bool = False) -> None:
+    def __init__(self, server: BrokerServer, running: bool = False) -> None:
         self.server = server
         self.running = running
 
-    def ensure(self) -> NatsServer:
+    def ensure(self) -> BrokerServer:
         if not self.running:
             self.server.start()
             self.running = True
         return self.server
 
     @property
-    def url(self) -> str | None:
-        return self.server.url if self.running else None
+    def address(self) -> str | None:
+        """Where clients reach it (NATS url, Kafka bootstrap servers); None while not running."""
+        if not self.running:
+            return None
+        return str(getattr(self.server, "url", None) or getattr(self.server, "bootstrap_servers", ""))
 
     def stop(self) -> None:
-        if isinstance(self.server, ExternalNats):
-            self.server.close()  # the user's servers stay as they were
-        elif self.running:
-            self.server.stop()
+        """Stop it for good (its containers and temporary store go too); the user's external servers stay."""
+        if self.running or self.server.kind == "external":
+            self.server.close()  # external: only our connection to them
         self.running = False
 
 
-def write_state(workdir: Path, stack: Stack, nats: SwitchNats) -> None:
+Brokers = Mapping[str, StandbyBroker]
+"""Queue family (nats, kafka) -> the stack's broker of that family, running or on standby."""
+
+
+def stop_all(brokers: Brokers) -> None:
+    for broker in brokers.values():
+        broker.stop()
+
+
+def write_state(workdir: Path, stack: Stack, brokers: Brokers) -> None:
     """What a `diplom switch` (or a person with curl) needs to know about this running stack."""
     _write(
         workdir / STATE,
@@ -71,27 +82,29 @@ def write_state(workdir: Path, stack: Stack, nats: SwitchNats) -> None:
             "gateway": stack.gateway_url,
             "ingest": stack.ingest.url,
             "processors": [p.url for p in stack.processors],
-            "nats": nats.url,
+            **{queue: broker.address for queue, broker in brokers.items()},
             "admin_token": stack.admin_token,
         },
     )
 
 
-def serve_request(workdir: Path, stack: Stack, nats: SwitchNats) -> str:
+def serve_request(workdir: Path, stack: Stack, brokers: Brokers) -> str:
     """Run the switch that `switch-request.json` asks for (in `diplom up`); write the result; return a line."""
     request = orjson.loads((workdir / REQUEST).read_bytes())
-    to: Queue = "nats" if request["to"] == "nats" else "memory"
+    to = str(request["to"])
     result: dict[str, Any] = {"id": request["id"], "ok": False}
     try:
+        if to not in QUEUES:
+            raise ValueError(f"queue {to!r}: expected one of {', '.join(QUEUES)}")
         if current_queue(stack) == to:
             raise ValueError(f"the stack already runs on {to}")
-        server = nats.ensure() if to == "nats" else nats.server
+        server = brokers[to].ensure() if to in brokers else None
         reports = switch_queue(stack, to, server, naive=bool(request.get("naive")), keep_ports=True)
         result.update(ok=True, reports=[r.summary() for r in reports])
     except Exception as exc:  # reported to the caller; `diplom up` keeps running
         result["error"] = f"{type(exc).__name__}: {exc}"
     _write(workdir / RESULT, result)
-    write_state(workdir, stack, nats)
+    write_state(workdir, stack, brokers)
     return "; ".join(result.get("reports", [])) or str(result.get("error"))
 
 

@@ -24,13 +24,24 @@ from experiments.lab.experiment import (
 from experiments.lab.setup import Setup
 from experiments.results.chapters import migration as migration_claims
 from experiments.results.schema import ResultRecord
-from experiments.runtime.migration import QUEUES
+from experiments.runtime.migration import QUEUES, Queue
 from experiments.workload.faults import FaultStep
 from experiments.workload.faults.switch import NaiveSwitch, Switch
 
+# memory <-> nats <-> kafka <-> memory: every ordered pair of the three queues
+QUEUE_SWITCHES = tuple(f"{a}->{b}" for a in QUEUES for b in QUEUES if a != b)
+
+
+def parse_direction(direction: str) -> tuple[Queue, Queue]:
+    """'memory->kafka' -> ('memory', 'kafka'); refuses an unknown queue or a switch to the same one."""
+    source, sep, target = direction.partition("->")
+    if not sep or source not in QUEUES or target not in QUEUES or source == target:
+        raise ValueError(f"direction {direction!r}: expected two different queues of {', '.join(QUEUES)}, as a->b")
+    return source, target
+
 
 class Params(ExperimentParams):
-    directions: tuple[str, ...] = ("memory->nats", "nats->memory")
+    directions: tuple[str, ...] = QUEUE_SWITCHES
     modes: tuple[str, ...] = ("naive", "planned")
     rate: float = 200.0  # msg/s offered
     duration_s: float = 8.0
@@ -46,27 +57,25 @@ MIGRATION_BIN_S = 0.1  # the timeline's resolution: a switch lasts seconds
 async def run(ctx: RunContext, params: Params) -> pd.DataFrame:
     """A queue switch under steady open-loop load, each direction x mode in a fresh deployment.
 
-    `directions`: "memory->nats", "nats->memory". `modes`: "naive" (stop the
-    processor, start it on the other queue) and "planned" (a processor on the
-    new queue beside the old, ingest rerouted, the old drained, then stopped).
-    A NATS server runs in every deployment, so either direction can switch.
+    `directions`: "a->b" for two of memory, nats, kafka. `modes`: "naive" (stop
+    the processor, start it on the other queue) and "planned" (a processor on
+    the new queue beside the old, ingest rerouted, the old drained, then
+    stopped). The target's broker runs beside the source queue (`Setup.standby`).
     `processing_ms` slows the workers below the offered rate, so the old queue
     holds a backlog at the switch: what the naive switch drops and the planned
     one finishes.
     """
     for direction in params.directions:
-        source, sep, target = direction.partition("->")
-        if not sep or {source, target} != set(QUEUES):
-            raise ValueError(f"direction {direction!r}: expected memory->nats or nats->memory")
+        source, target = parse_direction(direction)
         for mode in params.modes:
             if mode not in MIGRATION_MODES:
                 raise ValueError(f"mode {mode!r}: expected naive or planned")
             step = FaultStep.parse(f"{MIGRATION_MODES[mode]}:{target}", at_s=params.switch_at_s)
             setup = Setup(
-                backend=source,  # type: ignore[arg-type]  # checked above
+                backend=source,
                 workers=params.workers,
                 processing_ms=params.processing_ms,
-                standby_nats=True,
+                standby=None if target == "memory" else target,
             )
             async with ctx.session(setup) as session:
                 await session.measure(
@@ -157,7 +166,7 @@ def migration_timeline(records: Sequence[ResultRecord]) -> Figure:
 
 EXPERIMENT = Experiment(
     name="07_migration",
-    title="Queue switch under load: naive vs planned",
+    title="Queue switch under load: naive vs planned, memory, NATS and Kafka",
     params=Params,
     run=run,
     columns=("phase", "fault", "sent", "acknowledged", "processed", "lost", "duplicated", "extra_deliveries",

@@ -22,10 +22,11 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
+from experiments.runtime.broker import BrokerServer
 from experiments.runtime.nats.cluster import NatsCluster
 from experiments.runtime.nats.provider import NatsServer
 from experiments.runtime.processes import freeze
@@ -40,7 +41,7 @@ NEED_HINTS: dict[Need, str] = {  # how a notebook gets what a fault needs
     "cluster": "a broker cluster of 3 nodes the harness started (HARNESS_NATS_NODES=3)",
     "lazy-store": "a broker on lazy stores: Setup(store='lazyfs')",
     "partitionable": "a cluster built partitionable=True (per-route proxies): Setup(partitionable=True)",
-    "second-queue": "a second queue beside the first: Setup(standby_nats=True)",
+    "second-queue": "a second queue beside the first: Setup(standby='nats' or 'kafka')",
     "client-proxy": "the processor's broker connection through a proxy: Setup(client_proxy=True)",
 }
 
@@ -65,6 +66,7 @@ class Deployment:
     stack: Stack
     broker: NatsServer | None = None
     client_proxy: TcpProxy | None = None  # between the processors and the broker's client port, if any
+    brokers: Mapping[str, BrokerServer] = field(default_factory=dict)  # queue family -> each broker running (a switch)
 
 
 @dataclass

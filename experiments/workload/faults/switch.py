@@ -1,7 +1,8 @@
 """A queue switch as a fault step: `switch:<queue>` (planned, zero downtime) or `naive-switch:<queue>`.
 
 The target names the queue switched to (`experiments.runtime.migration`);
-switching to a broker needs one running beside the first queue.
+switching to a broker queue needs its broker running beside the first queue
+(`Setup(standby=...)`), which the deployment lists in `Deployment.brokers`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ class Switch(FaultBase):
     def run(self, step: StepLike, victim: Any) -> FaultReport:
         assert isinstance(victim, Deployment)
         report = FaultReport(started=time.perf_counter())
-        switch_queue(victim.stack, step.target, victim.broker, naive=self.naive)  # type: ignore[arg-type]
+        to = step.target
+        switch_queue(victim.stack, to, victim.brokers.get(to), naive=self.naive)  # type: ignore[arg-type]
         report = finish(report, victim)
         report.victims = [f"queue -> {step.target}"]
         return report
