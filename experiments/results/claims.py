@@ -30,7 +30,7 @@ from experiments.results.schema import ResultRecord
 
 Outcome = Literal["holds", "contradicted", "inconclusive"]
 OUTCOMES: tuple[Outcome, ...] = ("holds", "contradicted", "inconclusive")
-SourceKind = Literal["nats-docs", "spec", "jepsen", "hypothesis"]
+SourceKind = Literal["nats-docs", "kafka-docs", "spec", "jepsen", "hypothesis"]
 
 # A percentile is only a percentile when at least this many samples lie at or above it:
 # a p99.9 over 600 samples is the maximum, a p99 over 300 is the third-largest value.
