@@ -362,8 +362,11 @@ class Stack(Managed):
             # needs another to be up before it answers /health.
             for s in self.services:
                 s.spawn()
+            # Kafka: a processor is ready once its topics exist; a JVM broker just started creates
+            # them in seconds on a quiet machine, but took over 20 s on 2 cores shared by 8 agents.
+            timeout = 60.0 if self.kafka is not None else 20.0
             for s in self.services:
-                s.wait_ready(20.0)
+                s.wait_ready(timeout)
         except BaseException:
             self.stop()
             raise
