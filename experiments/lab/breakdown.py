@@ -14,7 +14,7 @@ from pathlib import Path
 from experiments.lab.cpu import CpuWindow, measured_processes, summarize
 from experiments.lab.ledger_stages import phase_stages
 from experiments.results.schema import ResultRecord
-from experiments.runtime.nats.provider import NatsServer
+from experiments.runtime.broker import BrokerServer
 from experiments.runtime.stack import Stack
 from experiments.workload.load import LoadResult
 
@@ -25,8 +25,8 @@ class PhaseBreakdown:
     ledger_paths: list[Path]
 
     @classmethod
-    def begin(cls, stack: Stack, nats: NatsServer | None) -> PhaseBreakdown:
-        window = CpuWindow(measured_processes(stack, nats))
+    def begin(cls, stack: Stack, broker: BrokerServer | None) -> PhaseBreakdown:
+        window = CpuWindow(measured_processes(stack, broker))
         window.start()
         return cls(window, list(stack.ledger_paths))
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 
-from experiments.runtime.nats.provider import NatsServer
+from experiments.runtime.broker import BrokerServer
 from experiments.runtime.stack import Stack
 
 CLIENT_BOUND_PCT = 90.0  # % of one core (load generator) or of all cores (machine)
@@ -49,8 +49,17 @@ def _container_pid(container_id: str) -> int | None:
     return None
 
 
-def measured_processes(stack: Stack, nats: NatsServer | None) -> dict[str, int]:
-    """name -> pid of every process a phase costs: gateway, ingest, each processor, each NATS node, the client."""
+def broker_process_name(broker: BrokerServer | None) -> str:
+    """What a broker's process is called in the CPU and memory tables: nats-server, or kafka (the JVM)."""
+    return "kafka" if hasattr(broker, "bootstrap_servers") else "nats-server"
+
+
+def measured_processes(stack: Stack, broker: BrokerServer | None) -> dict[str, int]:
+    """name -> pid of every process a phase costs: gateway, ingest, each processor, each broker node, the client.
+
+    The broker is nats-server or Kafka's JVM, each node by its pid: a queue's
+    cost per message includes the broker it needs, whichever it is.
+    """
     pids: dict[str, int] = {}
     for name, service in (("gateway", stack.gateway), ("ingest", stack.ingest)):
         if (pid := service.serving_pid) is not None:
@@ -58,14 +67,15 @@ def measured_processes(stack: Stack, nats: NatsServer | None) -> dict[str, int]:
     for i, p in enumerate(stack.processors, start=1):
         if p.pid is not None:
             pids[f"processor-{i}" if len(stack.processors) > 1 else "processor"] = p.pid
-    nodes = getattr(nats, "nodes", None) or ([nats] if nats is not None else [])
+    nodes = getattr(broker, "nodes", None) or ([broker] if broker is not None else [])
+    base = broker_process_name(broker)
     for i, node in enumerate(nodes, start=1):
         pid = getattr(node, "pid", None)
         container = getattr(node, "container_id", None)
         if pid is None and container:
             pid = _container_pid(container)
         if pid is not None:
-            pids[f"nats-server-{i}" if len(nodes) > 1 else "nats-server"] = pid
+            pids[f"{base}-{i}" if len(nodes) > 1 else base] = pid
     pids[CLIENT] = psutil.Process().pid
     return pids
 

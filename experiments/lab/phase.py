@@ -28,6 +28,7 @@ from experiments.lab.breakdown import PhaseBreakdown
 from experiments.lab.record import LedgerEntry, PhaseObservation, PhaseSpec, RecordSink, build_record
 from experiments.lab.setup import Setup
 from experiments.results.schema import FailoverSeries, ResultRecord
+from experiments.runtime.broker import BrokerServer
 from experiments.runtime.nats.provider import NatsServer
 from experiments.runtime.stack import Stack
 from experiments.workload.accounting import altered_ids
@@ -59,6 +60,8 @@ class PhaseSession(Protocol):
     def stack(self) -> Stack: ...
     @property
     def nats(self) -> NatsServer | None: ...
+    @property
+    def broker(self) -> BrokerServer | None: ...
     @property
     def ledgers(self) -> Ledgers: ...
     @property
@@ -131,7 +134,7 @@ async def run_phase(
         if options.sample_backlog
         else None
     )
-    breakdown = PhaseBreakdown.begin(session.stack, session.nats) if options.breakdown else None
+    breakdown = PhaseBreakdown.begin(session.stack, session.broker) if options.breakdown else None
     try:
         done = await load_under_fault(
             f"{session.gateway_url}/api/v1/ingest",

@@ -129,6 +129,7 @@ def build_record(run: RunLabels, setup: Setup, spec: PhaseSpec, obs: PhaseObserv
         repetition=run.repetition,
         backend=setup.backend,
         broker_provider=obs.broker_provider,
+        partitions=setup.kafka_partitions,
         phase=spec.name,
         offered_rate=spec.rate,
         duration_s=spec.duration_s,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from backends.settings import BackendSettings, default_of
 from experiments.results.schema import Backend
 
 BACKENDS: tuple[Backend, ...] = ("memory", "nats", "nats-sync", "kafka", "kafka-flush")
@@ -56,6 +57,13 @@ class Setup:
     def service_env(self) -> dict[str, str]:
         """Environment shared by every service of the deployment (fast failover, then the setup's own)."""
         return {"QUEUE_SIZE": str(self.queue_size), **FAST_FAILOVER_ENV, **self.env}
+
+    @property
+    def kafka_partitions(self) -> int | None:
+        """The topic's partitions for a Kafka setup (`KAFKA_PARTITIONS` in `env`, else the backend's default)."""
+        if self.family != "kafka":
+            return None
+        return int(self.service_env.get("KAFKA_PARTITIONS", default_of(BackendSettings, "kafka_partitions")))
 
     @property
     def ack_wait_s(self) -> float:

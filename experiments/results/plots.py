@@ -20,6 +20,8 @@ STYLE = {
     "memory": {"color": "#1f77b4", "marker": "o", "label": "memory queue"},
     "nats": {"color": "#d62728", "marker": "s", "label": "NATS JetStream"},
     "nats-sync": {"color": "#9467bd", "marker": "^", "label": "JetStream, sync_always"},
+    "kafka": {"color": "#2ca02c", "marker": "D", "label": "Kafka"},
+    "kafka-flush": {"color": "#8c564b", "marker": "v", "label": "Kafka, flush every message"},
 }
 plt.rcParams.update(
     {

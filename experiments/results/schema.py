@@ -104,6 +104,9 @@ class Series(BaseModel):
         default_factory=dict, description="CPU µs per processed message, by process (gateway, processor-1, ...)"
     )
     failover: FailoverSeries | None = None
+    processed_by: dict[str, int] = Field(
+        default_factory=dict, description="messages processed by each processor instance (04: who did the work)"
+    )
 
 
 class ResultRow(BaseModel):
@@ -119,6 +122,7 @@ class ResultRow(BaseModel):
     broker_provider: str = Field(description="the broker's provider: process, docker, external, or none (memory)")
     broker_nodes: int = Field(1, ge=0, description="nats-servers or Kafka brokers in the deployment (0: memory)")
     replicas: int = Field(1, ge=0, description="stream or topic replicas (0: memory)")
+    partitions: int | None = Field(None, ge=1, description="the Kafka topic's partitions (None: not Kafka)")
     phase: str = Field(description="what varied inside the run, e.g. rate=500 or fault=kill")
     # workload
     offered_rate: float = Field(ge=0, description="messages/s on the schedule")

@@ -39,8 +39,8 @@ from experiments.results.tables import median_table
 from experiments.runtime.resources import MIB, disk_bytes, rss_bytes
 from experiments.workload.backlog import FillResult, batch_size_for, fill
 
-FootprintQueue = Literal["memory", "memory-default", "nats"]
-QUEUES: tuple[FootprintQueue, ...] = ("memory", "memory-default", "nats")
+FootprintQueue = Literal["memory", "memory-default", "nats", "kafka"]
+QUEUES: tuple[FootprintQueue, ...] = ("memory", "memory-default", "nats", "kafka")
 DEFAULT_QUEUE_SIZE = int(BackendSettings.model_fields["queue_size"].default)  # the spec's QUEUE_SIZE default
 HOLD_MS = 3_600_000.0  # one worker, one message, an hour: the backlog stays
 SETTLE_S = 0.3  # after a step, before reading memory
@@ -62,7 +62,7 @@ def setup_for(queue: FootprintQueue, max_backlog: int) -> Setup:
     if queue == "memory-default":
         size = DEFAULT_QUEUE_SIZE
         env["PUBLISH_TIMEOUT"] = "0.05"  # a full queue answers 429 at once instead of after 1 s per batch
-    backend: Backend = "nats" if queue == "nats" else "memory"
+    backend: Backend = "memory" if queue.startswith("memory") else queue  # type: ignore[assignment]
     return Setup(backend=backend, workers=1, processing_ms=HOLD_MS, queue_size=size, env=env)
 
 
@@ -112,9 +112,9 @@ def _record(
     total: FillResult,
     payload_bytes: int,
 ) -> ResultRecord:
-    ctx, setup, nats = session.ctx, session.setup, session.nats
+    ctx, setup, broker = session.ctx, session.setup, session.broker
     proc_rss = rss_bytes(session.stack.processors[0].pid)
-    nats_rss = rss_bytes(nats.pid) if nats is not None else None
+    broker_rss = rss_bytes(broker.pid) if broker is not None and broker.pid is not None else None
     client = percentiles([s * 1000 for s in total.request_latencies_s])
     latency: dict[str, Any] = {f"client_{k}_ms": (None if v != v else round(v, 4)) for k, v in client.items()}
     latency.update({f"e2e_{k}_ms": None for k in client})  # nothing is processed: held by design
@@ -151,8 +151,8 @@ def _record(
         backlog=held,
         queue_size=setup.queue_size if setup.backend == "memory" else None,
         processor_rss_mib=round(proc_rss / MIB, 2) if proc_rss is not None else None,
-        broker_rss_mib=round(nats_rss / MIB, 2) if nats_rss is not None else None,
-        store_mib=round(disk_bytes(nats.store_dir) / MIB, 2) if nats is not None else None,
+        broker_rss_mib=round(broker_rss / MIB, 2) if broker_rss is not None else None,
+        store_mib=round(disk_bytes(broker.store_dir) / MIB, 2) if broker is not None else None,
     )
     return ResultRecord(row=row)
 
@@ -161,7 +161,8 @@ async def run(ctx: RunContext, params: Params) -> pd.DataFrame:
     """Resident memory against backlog: one deployment per queue x payload size, filled step by step.
 
     `queues`: memory (QUEUE_SIZE above the largest backlog), memory-default
-    (the spec's QUEUE_SIZE, where the backlog becomes 429s), nats (JetStream).
+    (the spec's QUEUE_SIZE, where the backlog becomes 429s), nats (JetStream),
+    kafka (one KRaft broker: its JVM's RSS and its log dir).
     Up to `parallel` deployments run side by side: memory is read per pid and
     nothing here is timed, so they do not disturb each other's figures, and
     the run spends most of its time starting services.
@@ -200,7 +201,7 @@ def footprint_table(df: pd.DataFrame) -> pd.DataFrame:
     return median_table(df, ["queue", "payload_bytes", "sent"], values)
 
 
-_COST_OF = (("processor_rss_mib", "processor"), ("broker_rss_mib", "nats_server"), ("store_mib", "disk"))
+_COST_OF = (("processor_rss_mib", "processor"), ("broker_rss_mib", "broker"), ("store_mib", "disk"))
 
 
 def footprint_cost(df: pd.DataFrame) -> pd.DataFrame:
@@ -215,11 +216,7 @@ def footprint_cost(df: pd.DataFrame) -> pd.DataFrame:
         empty, full = ordered.iloc[0], ordered.iloc[-1]
         held = full["backlog"] - empty["backlog"]
         row: dict[str, Any] = {"queue": queue, "payload_bytes": payload, "backlog": full["backlog"]}
-        for column, name in (
-            ("processor_rss_mib", "processor"),
-            ("broker_rss_mib", "nats_server"),
-            ("store_mib", "disk"),
-        ):
+        for column, name in _COST_OF:
             grew = (full[column] - empty[column]) * 1024 * 1024
             row[f"{name}_bytes_per_msg"] = grew / held if held > 0 else float("nan")
         rows.append(row)
@@ -242,7 +239,7 @@ def footprint_curve(df: pd.DataFrame) -> Figure:
     fig, ax = plt.subplots(figsize=(7.2, 6.4))
     payloads = sorted(int(p) for p in df["payload_bytes"].unique())
     dashes = ["-", "--", ":", "-."]
-    shades = {"memory": ["#1f77b4", "#17becf"], "nats": ["#d62728"], "nats-sync": ["#9467bd"]}
+    shades = {"memory": ["#1f77b4", "#17becf"], "nats": ["#d62728"], "nats-sync": ["#9467bd"], "kafka": ["#2ca02c"]}
     queues = sorted({(str(b), q if q == q else None) for b, q in zip(df["backend"], df["queue_size"], strict=True)},
                     key=lambda k: (k[0], -(k[1] or 0)))  # fmt: skip
     for i_q, (backend, qsize) in enumerate(queues):
@@ -252,8 +249,8 @@ def footprint_curve(df: pd.DataFrame) -> Figure:
         colour = shades.get(backend, ["black"])[min(sum(1 for b, _ in queues[:i_q] if b == backend), 1)]
         for process, column, marker in (
             ("processor", "processor_rss_mib", "o"),
-            ("nats-server", "broker_rss_mib", "s"),
-            ("on disk, JetStream store", "store_mib", "^"),
+            ("broker (nats-server or Kafka's JVM)", "broker_rss_mib", "s"),
+            ("on disk, the broker's store or log", "store_mib", "^"),
         ):
             for i_p, payload in enumerate(payloads):
                 part = same[(same["payload_bytes"] == payload) & same[column].notna()]
@@ -268,7 +265,7 @@ def footprint_curve(df: pd.DataFrame) -> Figure:
     ax.ticklabel_format(axis="x", style="plain")
     ax.set_xlabel("backlog built [messages sent, none processed]")
     ax.set_ylabel("resident memory (RSS), or store on disk [MiB]")
-    ax.set_title("Where the backlog lives: memory queue vs NATS JetStream")
+    ax.set_title("Where the backlog lives: memory queue vs NATS JetStream vs Kafka")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     fig.tight_layout()
     return fig
