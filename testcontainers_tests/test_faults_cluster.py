@@ -112,7 +112,8 @@ async def test_cluster_leader_sigkill(tmp_path: Path, cluster: NatsCluster, faul
         cluster, tmp_path / "stack", FaultStep.parse("kill:leader", down_s=8.0), duration=16.0
     )
     recover = add_row(fault_matrix, "(C1) cluster: SIGKILL stream leader 8 s", acc, fx, result)
-    check_row(result, acc, fx)
+    # the leader is down 8 s of 16 and the survivors elect after Raft's 4-9 s timeout: half refused is normal
+    check_row(result, acc, fx, min_acked=0.3)
     assert REFUSED & statuses(result), "the kill bit: publishes were refused while electing"
     assert math.isfinite(recover)
     assert fx.leader_seen_at is not None, "a new leader was elected"
