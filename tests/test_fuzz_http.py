@@ -289,13 +289,18 @@ async def _one(chain: Chain, case: Case) -> None:
         assert digests[mid] == (want, want), (mid, item)
 
 
-@settings(
-    max_examples=CASES,
-    derandomize=True,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+def fuzz_settings(examples: int) -> settings:
+    """Repeatable (derandomized, no example database) and slow-tolerant: the same cases on every run."""
+    return settings(
+        max_examples=examples,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
+@fuzz_settings(CASES)
 @given(case=cases())
 def test_fuzzed_bodies_never_5xx_and_store_exactly_what_was_sent_or_nothing(chain: Chain, case: Case) -> None:
     chain.run(_one(chain, case))

@@ -25,10 +25,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
 from experiments.runtime.nats.base import free_port
-from tests.test_fuzz_http import Case, Chain, _one, cases
+from tests.test_fuzz_http import Case, Chain, _one, cases, fuzz_settings
 
 CASES = int(os.environ.get("FUZZ_HTTP_CASES", "100"))
 
@@ -77,13 +77,7 @@ def diplom_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
 _timing = {"cases": 0, "started": 0.0}
 
 
-@settings(
-    max_examples=CASES,
-    derandomize=True,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@fuzz_settings(CASES)
 @given(case=cases())
 def _fuzz(diplom_up: Chain, case: Case) -> None:
     _timing["cases"] += 1

@@ -36,7 +36,7 @@ import nats
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
-from backends.contract import Message
+from backends.contract import Message, QueueBackend
 from backends.kafka import KafkaBackend, KafkaConfig
 from backends.memory import MemoryBackend, MemoryConfig
 from backends.nats import NatsConfig, NatsJetStreamBackend, consumer_config, stream_config
@@ -91,6 +91,41 @@ def make_messages(n: int, prefix: str) -> list[Message]:
     return [Message(id=f"{prefix}-{i}", source="bench", payload=payload) for i in range(n)]
 
 
+async def publish_chunks(backend: QueueBackend, msgs: list[Message]) -> None:
+    """publish_many in PUBLISH_CHUNK-sized calls."""
+    for i in range(0, len(msgs), PUBLISH_CHUNK):
+        await backend.publish_many(msgs[i : i + PUBLISH_CHUNK])
+
+
+async def fetch_and_ack(backend: QueueBackend, n: int) -> None:
+    """Fetch FETCH_BATCH at a time and ack each until n were acked."""
+    got = 0
+    while got < n:
+        for d in await backend.fetch(FETCH_BATCH, timeout=1.0):
+            await d.ack()
+            got += 1
+
+
+async def timed_publish_many(backend: QueueBackend, n: int, prefix: str) -> float:
+    """Seconds to publish n messages in chunks on a connected backend, which this closes."""
+    msgs = make_messages(n, prefix)
+    t0 = time.perf_counter()
+    await publish_chunks(backend, msgs)
+    elapsed = time.perf_counter() - t0
+    await backend.close()
+    return elapsed
+
+
+async def timed_consume(backend: QueueBackend, n: int, prefix: str) -> float:
+    """Publish n (untimed), then seconds from the first fetch to the last ack; closes the backend."""
+    await publish_chunks(backend, make_messages(n, prefix))
+    t0 = time.perf_counter()
+    await fetch_and_ack(backend, n)
+    elapsed = time.perf_counter() - t0
+    await backend.close()
+    return elapsed
+
+
 async def paired_rates(n: int, bare: Timed, ours: Timed, repeat: int) -> tuple[list[float], list[float]]:
     """msgs/s of n messages, `repeat` times, bare and ours interleaved."""
     bare_rates: list[float] = []
@@ -126,11 +161,7 @@ async def ours_memory(n: int) -> tuple[float, float]:
     for item in items:
         await backend.publish(item)
     t1 = time.perf_counter()
-    got = 0
-    while got < n:
-        for d in await backend.fetch(FETCH_BATCH, timeout=1.0):
-            await d.ack()
-            got += 1
+    await fetch_and_ack(backend, n)
     t2 = time.perf_counter()
     await backend.close()
     return t1 - t0, t2 - t1
@@ -226,14 +257,7 @@ class NatsBench:
         return backend
 
     async def ours_publish_many(self, n: int) -> float:
-        backend = await self._ours()
-        msgs = make_messages(n, f"pm{time.monotonic_ns()}")
-        t0 = time.perf_counter()
-        for i in range(0, n, PUBLISH_CHUNK):
-            await backend.publish_many(msgs[i : i + PUBLISH_CHUNK])
-        elapsed = time.perf_counter() - t0
-        await backend.close()
-        return elapsed
+        return await timed_publish_many(await self._ours(), n, f"pm{time.monotonic_ns()}")
 
     async def ours_publish(self, n: int) -> float:
         backend = await self._ours()
@@ -246,19 +270,7 @@ class NatsBench:
         return elapsed
 
     async def ours_consume(self, n: int) -> float:
-        backend = await self._ours()
-        msgs = make_messages(n, f"c{time.monotonic_ns()}")
-        for i in range(0, n, PUBLISH_CHUNK):
-            await backend.publish_many(msgs[i : i + PUBLISH_CHUNK])
-        t0 = time.perf_counter()
-        got = 0
-        while got < n:
-            for d in await backend.fetch(FETCH_BATCH, timeout=1.0):
-                await d.ack()
-                got += 1
-        elapsed = time.perf_counter() - t0
-        await backend.close()
-        return elapsed
+        return await timed_consume(await self._ours(), n, f"c{time.monotonic_ns()}")
 
 
 async def bench_nats(n: int, n_sync: int, repeat: int, server: ProcessNats, cli: str | None) -> list[Row]:
@@ -312,30 +324,11 @@ class KafkaBench:
         return backend
 
     async def ours_publish_many(self, n: int) -> float:
-        backend = await self._ours("p")
-        msgs = make_messages(n, f"kp{time.monotonic_ns()}")
-        t0 = time.perf_counter()
-        for i in range(0, n, PUBLISH_CHUNK):
-            await backend.publish_many(msgs[i : i + PUBLISH_CHUNK])
-        elapsed = time.perf_counter() - t0
-        await backend.close()
-        return elapsed
+        return await timed_publish_many(await self._ours("p"), n, f"kp{time.monotonic_ns()}")
 
     async def ours_consume(self, n: int) -> float:
         """From the first fetch (the group join included, as in ConsumerPerformance's nMsg.sec) to the last ack."""
-        backend = await self._ours("c")
-        msgs = make_messages(n, f"kc{time.monotonic_ns()}")
-        for i in range(0, n, PUBLISH_CHUNK):
-            await backend.publish_many(msgs[i : i + PUBLISH_CHUNK])
-        t0 = time.perf_counter()
-        got = 0
-        while got < n:
-            for d in await backend.fetch(FETCH_BATCH, timeout=1.0):
-                await d.ack()
-                got += 1
-        elapsed = time.perf_counter() - t0
-        await backend.close()
-        return elapsed
+        return await timed_consume(await self._ours("c"), n, f"kc{time.monotonic_ns()}")
 
     async def tools(self, n: int) -> tuple[float, float]:
         """ProducerPerformance into a fresh topic (created like ours), then ConsumerPerformance from it: msgs/s each."""
