@@ -174,3 +174,5 @@ class KafkaBackend:
         if self._publisher is not None:
             publisher, self._publisher = self._publisher, None
             await publisher.close()
+        if self._topology is not None:
+            await asyncio.to_thread(self._topology.close)

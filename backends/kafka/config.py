@@ -82,6 +82,10 @@ class KafkaConfig:
             "enable.partition.eof": False,
         }
 
+    def offsets_reader(self, group: str) -> dict[str, Any]:
+        """A handle of `group` that never subscribes: it only asks for the group's committed offsets."""
+        return {**self.common(), "group.id": group, "enable.auto.commit": False, "group.protocol": "classic"}
+
     def admin(self) -> dict[str, Any]:
         return self.common()
 

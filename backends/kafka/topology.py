@@ -1,7 +1,15 @@
 """The topics the backend needs, and what the cluster says about them (offsets, leaders, ISR).
 
-Everything here goes through librdkafka's `AdminClient`, whose calls answer
-with `concurrent.futures` (awaited with a bound) or block (run in a thread).
+Topics, metadata and watermarks go through librdkafka's `AdminClient`, whose
+calls answer with `concurrent.futures` (awaited with a bound) or block (run in
+a thread). The group's committed offsets do not: the admin client's
+ListConsumerGroupOffsets crashes the process (SIGSEGV in `rd_kafka_cgrp_op`,
+called from `rd_kafka_handle_OffsetFetch` on a client that has no consumer
+group) when the coordinator answers with a retriable error, which a fresh or
+failing-over broker does (confluent-kafka 2.16.1; seen in 5 of 12 processor
+starts on a fresh broker). A consumer handle that carries the group id but
+never subscribes asks instead (`Consumer.committed`): it has the group state
+that answer needs, and it never joins the group.
 The depth of the queue is read from the broker, so it is the same in every
 process: records stored (high watermark) minus the group's committed offset.
 """
@@ -14,7 +22,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import OffsetSpec
 from confluent_kafka.admin._metadata import ClusterMetadata
@@ -43,6 +51,8 @@ class Topology:
     def __init__(self, config: KafkaConfig) -> None:
         self._config = config
         self._admin = AdminClient(config.admin())
+        self._readers: dict[str, Consumer] = {}  # group -> a consumer that only reads its committed offsets
+        self._reading = asyncio.Lock()  # one committed() at a time: each holds a thread for up to its timeout
 
     async def _wait(self, future: Future[T], timeout: float) -> T:
         try:
@@ -94,16 +104,21 @@ class Topology:
             raise BackendUnavailable(f"Kafka did not list offsets: {exc}") from None
 
     async def _committed(self, group: str, tps: list[TopicPartition], timeout: float) -> dict[int, int | None]:
+        reader = self._readers.get(group)
+        if reader is None:
+            reader = self._readers[group] = Consumer(self._config.offsets_reader(group))
         try:
-            futures = self._admin.list_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(group, tps)], request_timeout=timeout
-            )
-            answer = await self._wait(futures[group], timeout)
-        except KafkaException as exc:
-            if exc.args[0].code() in (KafkaError.GROUP_ID_NOT_FOUND, KafkaError._UNKNOWN_GROUP):
-                return {}
+            async with self._reading:
+                answer = await asyncio.wait_for(asyncio.to_thread(reader.committed, tps, timeout), timeout + 0.5)
+        except (KafkaException, TimeoutError) as exc:
             raise BackendUnavailable(f"Kafka did not list the group's offsets: {exc}") from None
-        return {tp.partition: (tp.offset if tp.offset >= 0 else None) for tp in answer.topic_partitions}
+        return {tp.partition: (tp.offset if tp.offset >= 0 else None) for tp in answer}
+
+    def close(self) -> None:
+        """Close the offset readers (the admin client has nothing to close)."""
+        readers, self._readers = self._readers, {}
+        for reader in readers.values():
+            reader.close()
 
 
 def cluster_view(md: ClusterMetadata, topic: str) -> dict[str, object]:

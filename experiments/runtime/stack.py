@@ -144,8 +144,10 @@ class ServiceProcess:
                 except httpx.HTTPError:
                     time.sleep(0.05)
         tail = self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
+        code = self.proc.poll() if self.proc is not None else None
         self.kill()
-        raise ServiceNotReady(f"{self.name} on {self.url} not ready within {timeout}s\n--- log ---\n{tail}")
+        why = f"exited with code {code} before it was ready" if code is not None else f"not ready within {timeout}s"
+        raise ServiceNotReady(f"{self.name} on {self.url} {why}\n--- log ---\n{tail}")
 
     def _signal(self, sig: signal.Signals, timeout: float) -> None:
         signal_and_wait(self.proc, sig, timeout)
