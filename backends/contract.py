@@ -153,6 +153,10 @@ class QueueStats:
     # A clustered broker only: stream leader, replicas (current, lag), meta leader.
     cluster: dict[str, object] | None = None
     leader_changes: int = 0  # stream + consumer leader elections seen since connect
+    # The consumer side can receive: a Kafka group member got its (maybe empty) assignment. Memory and
+    # NATS deliver as soon as they are connected; a Kafka processor that has not joined yet would
+    # report ready while its first messages wait for the join.
+    joined: bool = True
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -171,6 +175,7 @@ class QueueStats:
             "connected": self.connected,
             "cluster": self.cluster,
             "leader_changes": self.leader_changes,
+            "joined": self.joined,
         }
 
 

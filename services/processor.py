@@ -318,4 +318,6 @@ async def _health(processor: Processor) -> tuple[bool, dict[str, Any]]:
         body["backend"]["cluster"] = s.cluster
     if not s.connected:
         body["backend"]["reason"] = "broker unreachable; reconnecting"
-    return s.connected, body
+    elif not s.joined:
+        body["backend"]["reason"] = "joining the consumer group"
+    return s.connected and s.joined, body

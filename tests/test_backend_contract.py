@@ -650,6 +650,20 @@ class TestKafkaBackend(BackendContract):
         assert parked.key() == b"m-k0"
         assert dict(parked.headers())["dead-letter-reason"] == b"max_deliver (1) exhausted"
 
+    async def test_a_member_is_joined_once_the_group_assigned_it_and_a_second_one_gets_nothing(
+        self, make_backend: MakeBackend
+    ) -> None:
+        """What a processor's readiness waits for: the first fetch joins; until the group answers, joined is
+        false. On a one-partition topic the second member joins with an empty assignment."""
+        first, second = await make_backend(), await make_backend()
+        assert not (await first.stats()).joined  # never fetched: not a member
+        await first.fetch(1, timeout=0.1)
+        await eventually(lambda: _joined(first), timeout=15)
+        await second.fetch(1, timeout=0.1)
+        await eventually(lambda: _joined(second), timeout=15)
+        owned = [(await b.stats()).cluster["consumer"]["partitions"] for b in (first, second)]  # type: ignore[index]
+        assert sorted(owned) == [[], [0]]
+
     async def test_depth_is_read_from_the_broker_in_a_process_that_only_publishes(
         self, make_backend: MakeBackend
     ) -> None:
@@ -776,3 +790,7 @@ async def test_sync_always_accepted_by_a_syncing_server(tmp_path: Any) -> None:
             assert (await backend.stats()).current_size == 1
         finally:
             await backend.close()
+
+
+async def _joined(backend: QueueBackend) -> bool:
+    return (await backend.stats()).joined

@@ -132,6 +132,8 @@ def test_diplom_up_queue_kafka_answers_as_the_spec_says(diplom_up: tuple[dict[st
     (partition,) = backend["cluster"]["partitions"]
     assert partition["leader"] == brokers[0]["id"]
     assert partition["isr"] == [partition["leader"]]
+    # ready means joined: the one processor owns the topic's one partition
+    assert backend["cluster"]["consumer"] == {"joined": True, "partitions": [partition["partition"]]}
 
     metrics = httpx.get(f"{urls['processor']}/metrics", trust_env=False, timeout=5)
     assert metrics.status_code == 200

@@ -3,8 +3,9 @@
 Publishing: idempotent producer, acks=all, the message id as key and as a
 header; `publish` returns once every in-sync replica stored the record.
 Consuming: a consumer group (`consumer.GroupConsumer`), created on the first
-`fetch`, so a process that only publishes (gateway, ingest) never joins the
-group and never takes a partition from the processor.
+`fetch`, so a process that only publishes (a bench, a migration's source) never
+joins the group and never takes a partition from the processor. Until the group
+gave it an assignment, `stats().joined` is false and a processor is not ready.
 Depth: read from the broker (stored minus the group's committed offset), less
 what this process settled past its first unsettled record; the same figure in
 every process.
@@ -137,12 +138,15 @@ class KafkaBackend:
             dead_lettered=self._last_dead,
             connected=connected,
             cluster=cluster,
+            joined=c.joined if c else False,
         )
 
     async def _read_broker(self) -> tuple[int, int, dict[str, object]]:
         assert self._topology is not None
         md = await self._topology.metadata(STATS_TIMEOUT)
         view = cluster_view(md, self.config.topic)
+        if self._consumer is not None:
+            view["consumer"] = {"joined": self._consumer.joined, "partitions": sorted(self._consumer.owned)}
         topic = md.topics.get(self.config.topic)
         dlq = md.topics.get(self.config.dlq_topic)
         if topic is None or topic.error is not None or dlq is None:

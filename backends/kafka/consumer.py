@@ -136,6 +136,8 @@ class GroupConsumer:
         self.dequeued = self.acked = self.naked = self.termed = self.redelivered = self.exhausted = 0
         self.in_flight = 0
         self.unreadable = 0
+        self.joined = False  # the group gave this member its first assignment (an empty one counts)
+        self.owned: set[int] = set()
 
     # -- the pump thread ------------------------------------------------------
 
@@ -188,12 +190,15 @@ class GroupConsumer:
     # -- the event loop side ----------------------------------------------------
 
     def _assigned(self, partitions: list[int]) -> None:
+        self.joined = True
+        self.owned.update(partitions)
         for p in partitions:
             self._epochs[p] = self._epochs.get(p, 0) + 1
             self._ledgers.pop(p, None)
 
     def _revoked(self, partitions: list[int]) -> None:
         """Another member owns these now: what we hold of them is its to deliver (at-least-once)."""
+        self.owned.difference_update(partitions)
         for p in partitions:
             self._epochs[p] = self._epochs.get(p, 0) + 1
             self._ledgers.pop(p, None)
