@@ -337,7 +337,7 @@ class KafkaBench:
         await backend.close()
         bootstrap = self.broker.bootstrap_servers
         produced = await asyncio.to_thread(kafka_perf.producer_performance, bootstrap, topic, n, self.wire_size,
-                                           extra_props={"linger.ms": "1"})  # fmt: skip
+                                           extra_props={"linger.ms": "1"}, warmup=n)  # fmt: skip
         consumed = await asyncio.to_thread(kafka_perf.consumer_performance, bootstrap, topic, n)
         return produced.records_per_s, consumed.records_per_s
 
@@ -354,7 +354,7 @@ async def bench_kafka(n: int, repeat: int, broker: KafkaCluster) -> list[Row]:
         con_ours.append(n / await b.ours_consume(n))
     return [
         Row("kafka", f"publish_many (pipelined, {PUBLISH_CHUNK}/call)", pub_ours, pub_tool,
-            "ProducerPerformance acks=all idempotent linger.ms=1", None),
+            "ProducerPerformance acks=all idempotent linger.ms=1, steady state after n warm-up", None),
         Row("kafka", f"consume (fetch {FETCH_BATCH} + ack)", con_ours, con_tool,
             "ConsumerPerformance (nMsg.sec, group join included)", None),
     ]  # fmt: skip
