@@ -97,6 +97,17 @@ def test_every_phase_moved_messages(rows: pd.DataFrame) -> None:
     assert (rows["processed"] > 0).all()
 
 
+def test_nothing_was_altered_end_to_end_for_any_queue_or_fault(rows: pd.DataFrame) -> None:
+    """Issue 20: every phase row counts, from the ledgers' digests, the messages processed with another body
+    than the one sent; the count is there on every row, over real processed messages, and it is 0 for
+    every queue and fault. (That the count sees a planted change: tests/test_integrity.py.)"""
+    assert "altered" in rows.columns
+    assert rows["altered"].notna().all()
+    assert rows.loc[rows["processed"] > 0, "backend"].nunique() >= 2  # the count ran over real deliveries
+    changed = rows[rows["altered"] != 0]
+    assert changed.empty, changed[["experiment", "backend", "fault", "altered"]].to_string()
+
+
 def test_latency_percentiles_are_ordered(rows: pd.DataFrame) -> None:
     rows = rows[rows["experiment"] != FOOTPRINT]
     for prefix in ("client", "e2e"):
