@@ -75,7 +75,7 @@ def _queue_not_bottleneck(ev: Evidence) -> Finding:
 def _cpu_cost(ev: Evidence) -> Finding:
     mem, nats = highest_unsaturated(ev.records, "memory"), highest_unsaturated(ev.records, "nats")
     if mem is None or nats is None:
-        return inconclusive("no point that kept up and was not client-bound, for both queues",
+        return inconclusive("no point that kept up and was not client-bound, for every queue",
                             "no unsaturated point to compare")  # fmt: skip
     m, n = mem.row.cpu_us_per_msg or 0.0, nats.row.cpu_us_per_msg or 0.0
     text = (f"CPU per message: JetStream {fmt(n)} µs at {fmt(nats.row.offered_rate)} msg/s, memory {fmt(m)} µs "
