@@ -45,6 +45,20 @@ QUICK_MUST_HOLD = (
     "footprint.full-queue-refuses",
 )
 
+# Speed hypotheses compare medians of 1-1.5 s phases: on a CI machine that runs other jobs a fresh quick
+# batch can land either side of them (one CI run: JetStream's e2e p50 1.06 ms above memory's against a
+# < 1 ms claim, its CPU per message 805 vs 810 µs). test_notebooks.py does not hold a fresh quick batch to
+# them; the full batch decides them.
+QUICK_SPEED_CLAIMS = frozenset(
+    {
+        "latency.nats-p50-overhead",
+        "latency.nats-p99-tail",
+        "throughput.nats-costs-cpu",
+        "throughput.queue-not-bottleneck",
+        "cluster.r3-costs-latency",
+    }
+)
+
 
 def test_every_experiment_has_claims_with_a_source_and_unique_ids() -> None:
     ids = [c.id for c in all_claims()]

@@ -22,7 +22,7 @@ from experiments.lab import registry
 from experiments.results import verdicts
 from experiments.results.schema import read_runs
 from experiments.runtime.processes import alive
-from tests.test_claims import QUICK_MUST_HOLD
+from tests.test_claims import QUICK_MUST_HOLD, QUICK_SPEED_CLAIMS
 
 # Whichever test first asks for `quick_batch` runs the whole batch inside its own timeout (pytest-timeout
 # counts fixture setup), so every test here gets the batch's budget; tests that start no batch set their own.
@@ -32,15 +32,6 @@ pytestmark = [pytest.mark.notebooks, pytest.mark.e2e, pytest.mark.timeout(BATCH_
 BATCH_FILE = Path(__file__).resolve().parent.parent / "experiments" / "batches" / "default.yaml"
 NOTEBOOKS = list(registry.EXPERIMENTS)  # every registered experiment has a notebook (test_experiment_library)
 FIGURES = [f.name for e in registry.EXPERIMENTS.values() for f in e.figures]
-QUICK_SPEED_CLAIMS = frozenset(
-    {
-        "latency.nats-p50-overhead",
-        "latency.nats-p99-tail",
-        "throughput.nats-costs-cpu",
-        "throughput.queue-not-bottleneck",
-        "cluster.r3-costs-latency",
-    }
-)
 FOOTPRINT = "08_footprint"  # holds its backlog by design: no processing, so no end-to-end latency
 
 
@@ -130,10 +121,8 @@ def test_the_claims_hold_on_this_quick_batch(quick_batch: BatchOutcome) -> None:
     """The lab's expectations (loss, durability, switch, footprint...) as claims: each lives in its chapter module."""
     found = {v.claim.id: v for v in verdicts.of_batch(quick_batch.batch_dir)}
     contradicted = {i: v.finding.evidence for i, v in found.items() if v.outcome == "contradicted"}
-    # Speed hypotheses compare medians of 1-1.5 s phases on a CI machine that runs other jobs: in one CI run
-    # JetStream's p50 came out 1.06 ms above memory's (the claim: < 1 ms) and its CPU per message 805 vs
-    # 810 µs. The quick profile cannot decide them; the full batch does. Every other claim must not be
-    # contradicted, and the safety claims (QUICK_MUST_HOLD) must hold.
+    # Speed claims (QUICK_SPEED_CLAIMS) may go either way on a fresh quick batch; every other claim must not
+    # be contradicted, and the safety claims (QUICK_MUST_HOLD) must hold.
     assert {i: e for i, e in contradicted.items() if i not in QUICK_SPEED_CLAIMS} == {}
     assert {i: found[i].outcome for i in QUICK_MUST_HOLD} == dict.fromkeys(QUICK_MUST_HOLD, "holds"), {
         i: (found[i].finding.guard, found[i].finding.evidence) for i in QUICK_MUST_HOLD
