@@ -44,7 +44,7 @@ import httpx
 import psutil
 import pytest
 
-from experiments.runtime.nats.base import free_port
+from experiments.runtime.ports import free_port
 from services.ledger import read_ledger
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -741,7 +741,7 @@ class TestProcessNats(NatsContract):
 
 
 async def test_first_connect_to_absent_nats_fails_fast() -> None:
-    from experiments.runtime.nats.base import free_port
+    from experiments.runtime.ports import free_port
 
     before = asyncio.all_tasks()
     backend = create_backend(
@@ -758,7 +758,7 @@ async def test_first_connect_to_absent_nats_fails_fast() -> None:
 
 
 async def test_first_connect_to_absent_kafka_fails_fast() -> None:
-    from experiments.runtime.nats.base import free_port
+    from experiments.runtime.ports import free_port
 
     before = asyncio.all_tasks()
     backend = create_backend(

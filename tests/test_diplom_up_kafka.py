@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from experiments.runtime.nats.base import free_port
+from experiments.runtime.ports import free_port
 from tests.kafka_fixtures import require_kafka_or_skip
 
 pytestmark = pytest.mark.e2e

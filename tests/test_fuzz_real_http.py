@@ -27,7 +27,7 @@ import httpx
 import pytest
 from hypothesis import given
 
-from experiments.runtime.nats.base import free_port
+from experiments.runtime.ports import free_port
 from tests.test_fuzz_http import Case, Chain, _one, cases, fuzz_settings
 
 CASES = int(os.environ.get("FUZZ_HTTP_CASES", "100"))

@@ -138,7 +138,7 @@ def test_sigkill_of_the_batch_runner_mid_run_leaves_no_process_and_no_mount(
 
 
 def test_sigkill_of_diplom_up_leaves_no_process(tmp_path: Path, runner: list[subprocess.Popen[bytes]]) -> None:
-    from experiments.runtime.nats.base import free_port
+    from experiments.runtime.ports import free_port
 
     ports = [str(free_port()) for _ in range(5)]
     cmd = [sys.executable, "-m", "experiments.cli", "up", "--queue", "nats", "--workdir", str(tmp_path / "run"),

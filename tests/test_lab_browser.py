@@ -22,7 +22,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ import httpx
 import psutil
 import pytest
 
+from experiments.runtime.ports import free_port
 from tests.ci import ci_is_set
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,12 +50,6 @@ def _need_chromium() -> None:
     if ci_is_set():
         pytest.fail(reason)
     pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -97,7 +91,7 @@ def test_jupyterlab_runs_a_chapter_cell_in_chromium(tmp_path: Path) -> None:
     t0 = time.monotonic()
     root = tmp_path / "notebooks"
     shutil.copytree(ROOT / "notebooks", root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    port, log = _free_port(), tmp_path / "lab.log"
+    port, log = free_port(), tmp_path / "lab.log"
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
            "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
            "JUPYTER_CONFIG_DIR": str(tmp_path / "config")}  # fmt: skip

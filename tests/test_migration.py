@@ -25,8 +25,8 @@ import httpx
 import pytest
 
 from experiments.runtime.migration import SwitchReport, switch_queue
-from experiments.runtime.nats.base import free_port
 from experiments.runtime.nats.process import ProcessNats
+from experiments.runtime.ports import free_port
 from experiments.runtime.stack import Stack, StackConfig
 from experiments.workload.accounting import Accounting, acked_ids, processed_counts, wait_processed
 from experiments.workload.under_fault import load_with_fault

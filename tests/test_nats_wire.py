@@ -18,8 +18,8 @@ import pytest
 from nats.aio.client import Client as NatsClient
 
 from backends.nats import NatsConfig, NatsJetStreamBackend, wire
-from experiments.runtime.nats.base import free_port
 from experiments.runtime.nats.process import ProcessNats
+from experiments.runtime.ports import free_port
 
 PACKAGE = Path(wire.__file__).parent
 

@@ -23,8 +23,8 @@ import pytest
 
 from backends.contract import BackendUnavailable, Message
 from backends.factory import create_backend, load_settings
-from experiments.runtime.nats.base import free_port
 from experiments.runtime.nats.process import ProcessNats
+from experiments.runtime.ports import free_port
 from experiments.runtime.stack import Stack, StackConfig
 from services.settings import ConfigError, GatewaySettings, load
 

@@ -61,7 +61,8 @@ import uvloop
 from experiments.bench import cpu_cost, wrk, wrk_round
 from experiments.lab.ledger_stages import phase_stages
 from experiments.runtime import warn_once
-from experiments.runtime.nats.base import free_port, nats_server_version
+from experiments.runtime.nats.base import nats_server_version
+from experiments.runtime.ports import free_port
 from experiments.runtime.stack import AsgiServer, ServiceProcess, Stack, StackConfig
 from experiments.workload.load import closed_loop, id_bodies, open_loop, request_ids
 from services.settings import BackendSettings

@@ -26,7 +26,7 @@ from typing import Literal, TypeVar
 import httpx
 
 from experiments.runtime.broker import BrokerServer
-from experiments.runtime.nats.base import free_port
+from experiments.runtime.ports import free_port
 from experiments.runtime.queue_wiring import backend_fields
 from experiments.runtime.stack import ServiceProcess, Stack
 from services.settings import BackendSettings, IngestSettings, ProcessorSettings

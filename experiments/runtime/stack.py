@@ -29,9 +29,9 @@ import psutil
 from pydantic_settings import BaseSettings
 
 from experiments.runtime.lifetime import Managed
-from experiments.runtime.nats.base import free_port
 from experiments.runtime.nats.process import ProcessNats
 from experiments.runtime.nats.provider import NatsServer
+from experiments.runtime.ports import free_ports
 from experiments.runtime.processes import die_with_parent, register_child, signal_and_wait
 from experiments.runtime.queue_wiring import broker_wiring
 from services.settings import BackendSettings, GatewaySettings, IngestSettings, ProcessorSettings, load, to_env
@@ -257,7 +257,9 @@ class Stack(Managed):
             from experiments.runtime.kafka.cluster import KafkaCluster
 
             self.kafka = KafkaCluster(self.workdir / "kafka", nodes=1)
-        ports = config.processor_ports or [free_port() for _ in range(config.processors)]
+        # every port of the stack drawn together, so no two services are given one port
+        own = free_ports(config.processors + 2)
+        ports = config.processor_ports or own[2:]
         self.processors = [
             ServiceProcess(
                 f"processor-{i}",
@@ -272,7 +274,7 @@ class Stack(Managed):
         self.ingest = ServiceProcess(
             "ingest",
             "services.ingest:create_app",
-            config.ingest_port or free_port(),
+            config.ingest_port or own[0],
             {},
             self.workdir / "ingest.log",
             server=config.hop_server,
@@ -280,7 +282,7 @@ class Stack(Managed):
         self.gateway = ServiceProcess(
             "gateway",
             "services.gateway:create_app",
-            config.gateway_port or free_port(),
+            config.gateway_port or own[1],
             {},
             self.workdir / "gateway.log",
             server=config.gateway_server,

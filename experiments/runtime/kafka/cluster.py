@@ -25,8 +25,9 @@ from confluent_kafka.admin import ClusterMetadata
 
 from experiments.runtime.kafka.config import NodePlan
 from experiments.runtime.kafka.process import DEFAULT_HEAP, ProcessKafkaNode
-from experiments.runtime.kafka.readiness import KafkaNotReady, admin_client, free_ports
+from experiments.runtime.kafka.readiness import KafkaNotReady, admin_client
 from experiments.runtime.lifetime import Managed
+from experiments.runtime.ports import free_ports
 
 Node = Any  # ProcessKafkaNode | DockerKafkaNode (docker is imported only when asked for)
 KafkaKind = Literal["process", "docker"]

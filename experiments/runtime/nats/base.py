@@ -9,7 +9,6 @@ made, a failed start included.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, ClassVar
 import httpx
 
 from experiments.runtime.lifetime import Managed
+from experiments.runtime.ports import free_port
 
 if TYPE_CHECKING:
     from experiments.runtime.nats.topology import ClusterMember
@@ -45,13 +45,6 @@ def nats_server_binary() -> Path:
 def nats_server_version() -> str:
     out = subprocess.run([str(nats_server_binary()), "--version"], capture_output=True, text=True, check=True)
     return out.stdout.strip().removeprefix("nats-server: ")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def wait_healthy(monitor_url: str, timeout: float) -> None:

@@ -42,7 +42,8 @@ from experiments.runtime.lifetime import Managed
 from experiments.runtime.nats.base import NatsNotReady, wait_healthy
 from experiments.runtime.nats.lazy import LazyNats, power_off_all
 from experiments.runtime.nats.process import ProcessNats
-from experiments.runtime.nats.topology import ClusterMember, free_ports, plan_members_on
+from experiments.runtime.nats.topology import ClusterMember, plan_members_on
+from experiments.runtime.ports import free_ports
 from experiments.runtime.tcp_proxy import TcpProxy
 
 Node = Any  # ProcessNats | LazyNats | DockerNats (docker is imported only when asked for)

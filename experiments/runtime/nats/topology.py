@@ -11,7 +11,6 @@ thread per core on 2 cores.
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass, field
 
 CLUSTER_NAME = "lab"
@@ -22,27 +21,6 @@ GOMAXPROCS = "1"  # per node: three Go runtimes share 2 cores (not measured agai
 # Where a node says it can be reached by peers it did not dial: a closed port, so
 # gossip cannot open a direct route around a per-route proxy (see cluster.py).
 NO_GOSSIP_ADVERTISE = "127.0.0.1:1"
-
-
-def free_ports(n: int, avoid: set[int] | None = None) -> list[int]:
-    """`n` distinct TCP ports on 127.0.0.1 that nothing listens on, none in `avoid`.
-
-    All bound at once, so the kernel cannot hand out one port twice (calling
-    `free_port` n times can: a port is free again once its probe closes).
-    """
-    held: list[socket.socket] = []
-    try:
-        while len(held) < n:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            if int(s.getsockname()[1]) in (avoid or set()):
-                s.close()
-                continue
-            held.append(s)
-        return [int(s.getsockname()[1]) for s in held]
-    finally:
-        for s in held:
-            s.close()
 
 
 def nodes_from_env(environ: dict[str, str] | None = None) -> int:
