@@ -7,7 +7,8 @@ and a third broker fits beside NATS:
 
 - `queue`: where the queue lives (the broker when there is one, the
   processor itself for the memory queue);
-- `broker`: the broker process (one node, or every node of a cluster);
+- `broker`: the broker process (one node, or every node of a cluster),
+  whatever the product: a nats-server or a Kafka JVM (`Deployment.broker`);
 - `processor`: the first processor service;
 - `leader`, `follower`, `quorum` (leader and one follower), `cluster`
   (every node): nodes of a replicated broker, picked when the fault fires.
@@ -28,7 +29,6 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from experiments.runtime.broker import BrokerServer
 from experiments.runtime.nats.cluster import NatsCluster
-from experiments.runtime.nats.provider import NatsServer
 from experiments.runtime.processes import freeze
 from experiments.runtime.stack import ServiceProcess, Stack
 from experiments.runtime.tcp_proxy import TcpProxy
@@ -64,7 +64,7 @@ class Deployment:
     """What a fault can reach in a running deployment: the services, the broker, a proxy in front of it."""
 
     stack: Stack
-    broker: NatsServer | None = None
+    broker: BrokerServer | None = None  # the queue's own broker, NATS or Kafka (None: the memory queue)
     client_proxy: TcpProxy | None = None  # between the processors and the broker's client port, if any
     brokers: Mapping[str, BrokerServer] = field(default_factory=dict)  # queue family -> each broker running (a switch)
 
@@ -182,8 +182,8 @@ def resolve_role(step: StepLike, deployment: Deployment, needs: frozenset[Need] 
         return ClusterNodes(broker, step.target)
     if broker is not None and broker.kind == "external" and step.target in ("queue", "broker"):
         raise ValueError(
-            f"fault {step.label}: HARNESS_NATS=external servers are not ours to kill, pause or restart; "
-            "run this experiment with HARNESS_NATS=process, docker or auto"
+            f"fault {step.label}: HARNESS_NATS/HARNESS_KAFKA=external servers are not ours to kill, pause or "
+            "restart; run this experiment with HARNESS_NATS/HARNESS_KAFKA=process, docker or auto"
         )
     target = step.target
     if target == "queue":
@@ -195,10 +195,11 @@ def resolve_role(step: StepLike, deployment: Deployment, needs: frozenset[Need] 
     return ProcessorHandle(deployment.stack.processors[0])
 
 
-def _describe(broker: NatsServer | None) -> str:
+def _describe(broker: BrokerServer | None) -> str:
     if broker is None:
         return "no broker"
-    return f"a {broker.kind} NATS of {getattr(broker, 'size', 1)} node(s)"
+    product = "Kafka" if hasattr(broker, "bootstrap_servers") else "NATS"
+    return f"a {broker.kind} {product} of {getattr(broker, 'size', 1)} node(s)"
 
 
 def names_of(victim: object) -> list[str]:
