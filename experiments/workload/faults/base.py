@@ -11,7 +11,9 @@ and a third broker fits beside NATS:
   whatever the product: a nats-server or a Kafka JVM (`Deployment.broker`);
 - `processor`: the first processor service;
 - `leader`, `follower`, `quorum` (leader and one follower), `cluster`
-  (every node): nodes of a replicated broker, picked when the fault fires.
+  (every node): nodes of a replicated broker (`ReplicatedBroker`: a NATS
+  cluster, whose leader is the stream's, or a Kafka cluster, whose leader
+  is that of the backend topic's partition 0), picked when the fault fires.
 
 `run(step, victim)` runs the fault to completion in a thread and returns a
 `FaultReport`; like Jepsen's nemesis `teardown!`, whatever fails on the way,
@@ -27,18 +29,21 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
-from experiments.runtime.broker import BrokerServer
+from experiments.runtime.broker import BrokerServer, ReplicatedBroker
 from experiments.runtime.nats.cluster import NatsCluster
 from experiments.runtime.processes import freeze
 from experiments.runtime.stack import ServiceProcess, Stack
 from experiments.runtime.tcp_proxy import TcpProxy
 from experiments.workload.faults.nodes import ClusterNodes
 
-Need = Literal["cluster", "lazy-store", "partitionable", "second-queue", "client-proxy"]
+Need = Literal["cluster", "nats-cluster", "lazy-store", "partitionable", "second-queue", "client-proxy"]
 ROLES: tuple[str, ...] = ("queue", "broker", "processor", "leader", "follower", "quorum", "cluster")
 CLUSTER_ROLES: tuple[str, ...] = ("leader", "follower", "quorum", "cluster")
 NEED_HINTS: dict[Need, str] = {  # how a notebook gets what a fault needs
-    "cluster": "a broker cluster of 3 nodes the harness started (HARNESS_NATS_NODES=3)",
+    "cluster": "a broker cluster of 3 nodes the harness started (Setup(nodes=3), HARNESS_NATS_NODES=3 or "
+    "HARNESS_KAFKA_NODES=3)",
+    "nats-cluster": "a NATS cluster of 3 nodes (this fault acts through JetStream's API, monitoring or routes; "
+    "its Kafka counterpart is not built yet)",
     "lazy-store": "a broker on lazy stores: Setup(store='lazyfs')",
     "partitionable": "a cluster built partitionable=True (per-route proxies): Setup(partitionable=True)",
     "second-queue": "a second queue beside the first: Setup(standby='nats' or 'kafka')",
@@ -171,15 +176,18 @@ class ProcessorHandle:
 def resolve_role(step: StepLike, deployment: Deployment, needs: frozenset[Need] = frozenset()) -> object:
     """Who the step hits by its role; refuses, naming why, a fault this deployment cannot take."""
     broker = deployment.broker
-    if "cluster" in needs or step.target in CLUSTER_ROLES:
-        if not isinstance(broker, NatsCluster) or broker.size < 3:
+    if {"cluster", "nats-cluster"} & needs or step.target in CLUSTER_ROLES:
+        if not isinstance(broker, ReplicatedBroker) or broker.size < 3 or broker.kind == "external":
             raise ValueError(
-                f"fault {step.label} needs a NATS cluster of 3 nodes the harness started "
-                f"(HARNESS_NATS_NODES=3, HARNESS_NATS=process|docker|auto); this run has {_describe(broker)}"
+                f"fault {step.label} needs a cluster of 3 nodes the harness started "
+                f"(HARNESS_NATS_NODES=3 or HARNESS_KAFKA_NODES=3, kind process|docker|auto); "
+                f"this run has {_describe(broker)}"
             )
-        if "partitionable" in needs and not broker.proxies:
+        if "nats-cluster" in needs and not isinstance(broker, NatsCluster):
+            raise ValueError(f"fault {step.label} needs {NEED_HINTS['nats-cluster']}; this run has {_describe(broker)}")
+        if "partitionable" in needs and not getattr(broker, "proxies", None):
             raise ValueError(f"fault {step.label} needs {NEED_HINTS['partitionable']}")
-        return ClusterNodes(broker, step.target)
+        return ClusterNodes(broker, step.target, replicated_queue(deployment.stack, broker))
     if broker is not None and broker.kind == "external" and step.target in ("queue", "broker"):
         raise ValueError(
             f"fault {step.label}: HARNESS_NATS/HARNESS_KAFKA=external servers are not ours to kill, pause or "
@@ -193,6 +201,12 @@ def resolve_role(step: StepLike, deployment: Deployment, needs: frozenset[Need] 
             raise ValueError(f"fault {step.label}: this run has no broker")
         return broker
     return ProcessorHandle(deployment.stack.processors[0])
+
+
+def replicated_queue(stack: Stack, broker: object) -> str:
+    """What the cluster replicates for this stack: its backend's JetStream stream, or its Kafka topic."""
+    settings = stack.backend_settings
+    return settings.nats_stream if isinstance(broker, NatsCluster) else settings.kafka_topic
 
 
 def _describe(broker: BrokerServer | None) -> str:
