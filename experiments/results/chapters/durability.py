@@ -1,4 +1,5 @@
-"""03_durability's claims: JetStream keeps what it acknowledged across processor faults; memory loses its backlog."""
+"""03_durability's claims: JetStream and Kafka keep what they acknowledged across faults of their broker; memory loses
+its backlog."""
 
 from __future__ import annotations
 
@@ -12,11 +13,23 @@ from experiments.results.chapters.common import (
     keeps,
     nats_rows,
 )
-from experiments.results.claims import Claim, Evidence, Finding, decide, fmt, inconclusive
+from experiments.results.claims import Claim, Evidence, Finding, Source, decide, fmt, inconclusive
 from experiments.results.schema import ResultRecord
 
 EXPERIMENT = "03_durability"
 KILL = "kill"  # the fault kind whose label the memory claim reads
+KAFKA_PERSISTENCE_DOCS = "https://kafka.apache.org/documentation/#design_filesystem"
+KAFKA_PAGECACHE = Source(
+    "kafka-docs",
+    "All data is immediately written to a persistent log on the filesystem without necessarily flushing to disk. "
+    "In effect this just means that it is transferred into the kernel's pagecache.",
+    KAFKA_PERSISTENCE_DOCS,
+)
+
+
+def _kafka_keeps(ev: Evidence) -> Finding:
+    """Both Kafka backends' fault rows (the default flush policy and an fsync per message) keep what they acked."""
+    return keeps(ev.rows[ev.rows["backend"].str.startswith("kafka")], "Kafka")
 
 
 def backlog_at_fault(record: ResultRecord) -> int:
@@ -46,10 +59,20 @@ CLAIMS = (
     Claim(
         "durability.nats-keeps-acknowledged",
         EXPERIMENT,
-        "JetStream loses no acknowledged message when the processor is restarted, killed or paused.",
+        "JetStream loses no acknowledged message when its server is restarted, killed or paused.",
         PUBACK_PERSISTED,
         lambda ev: keeps(nats_rows(ev.rows), "JetStream"),
         LOSS_CAUSES,
+    ),
+    Claim(
+        "durability.kafka-keeps-acknowledged",
+        EXPERIMENT,
+        "Kafka (acks=all, one broker) loses no acknowledged message when its broker is restarted, killed or paused, "
+        "with or without an fsync per message: what it acknowledged is in the kernel's page cache, which a process "
+        "fault does not touch (a power loss does: 06).",
+        KAFKA_PAGECACHE,
+        _kafka_keeps,
+        (*LOSS_CAUSES, "the producer answered before the broker's ack (acks not 'all', or no idempotence)"),
     ),
     Claim(
         "durability.memory-kill-loses-backlog",
