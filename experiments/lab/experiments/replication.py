@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 
 from experiments.lab.context import RunContext
 from experiments.lab.experiment import Experiment, ExperimentParams, FaultText, FigureSpec, records_figure, rows_figure
-from experiments.lab.phase import FAILOVER, run_phase
+from experiments.lab.phase import FAILOVER, WARMUP_S, run_phase
 from experiments.lab.record import PhaseSpec
 from experiments.lab.session import Session
 from experiments.lab.setup import QueueFamily, Setup
@@ -54,6 +54,7 @@ class Params(ExperimentParams):
     down_s: float = 8.0  # a killed or frozen node stays away this long
     workers: int = 4
     payload_bytes: int = 128
+    warmup_s: float = WARMUP_S  # unmeasured load at the first rate before each deployment's first phase (0: none)
 
 
 def label(session: Session, record: ResultRecord) -> ResultRecord:
@@ -126,6 +127,8 @@ async def _compare(ctx: RunContext, params: Params, setup: Setup, variant: str) 
 
 
 async def _measure_rates(session: Session, params: Params, variant: str) -> None:
+    if params.warmup_s > 0:  # else the first phase measures the deployment's start (Kafka: the JVM's JIT)
+        await session.warm_up(rate=params.rates[0], duration_s=params.warmup_s)
     for rate in params.rates:
         rec = await session.measure(
             f"{variant},rate={rate:g}", rate=rate, duration_s=params.duration_s, payload_bytes=params.payload_bytes

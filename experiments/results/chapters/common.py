@@ -51,6 +51,12 @@ ACKS_ALL = Source(
     "This guarantees that the record will not be lost as long as at least one in-sync replica remains alive.",
     KAFKA_ACKS_DOCS,
 )
+KAFKA_PAGECACHE = Source(
+    "kafka-docs",
+    "All data is immediately written to a persistent log on the filesystem without necessarily flushing to disk. "
+    "In effect this just means that it is transferred into the kernel's pagecache.",
+    "https://kafka.apache.org/documentation/#design_filesystem",
+)
 TRANSPARENT = Source(
     "spec", "All existing endpoints remain unchanged. The queue implementation is transparent to clients", SPEC
 )

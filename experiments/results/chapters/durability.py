@@ -6,30 +6,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from experiments.results.chapters.common import (
+    KAFKA_PAGECACHE,
     LOSS_CAUSES,
     MEMORY_NOT_PERSISTENT,
     PUBACK_PERSISTED,
     fault_is,
+    kafka_rows,
     keeps,
     nats_rows,
 )
-from experiments.results.claims import Claim, Evidence, Finding, Source, decide, fmt, inconclusive
+from experiments.results.claims import Claim, Evidence, Finding, decide, fmt, inconclusive
 from experiments.results.schema import ResultRecord
 
 EXPERIMENT = "03_durability"
 KILL = "kill"  # the fault kind whose label the memory claim reads
-KAFKA_PERSISTENCE_DOCS = "https://kafka.apache.org/documentation/#design_filesystem"
-KAFKA_PAGECACHE = Source(
-    "kafka-docs",
-    "All data is immediately written to a persistent log on the filesystem without necessarily flushing to disk. "
-    "In effect this just means that it is transferred into the kernel's pagecache.",
-    KAFKA_PERSISTENCE_DOCS,
-)
 
 
 def _kafka_keeps(ev: Evidence) -> Finding:
     """Both Kafka backends' fault rows (the default flush policy and an fsync per message) keep what they acked."""
-    return keeps(ev.rows[ev.rows["backend"].str.startswith("kafka")], "Kafka")
+    return keeps(kafka_rows(ev.rows), "Kafka")
 
 
 def backlog_at_fault(record: ResultRecord) -> int:
