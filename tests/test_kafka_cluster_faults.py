@@ -36,6 +36,7 @@ PREFETCH = "20"  # the backlog waits in the brokers, not fetched into the proces
 DURATION_S = 10.0  # the dead leader is fenced after broker.session.timeout.ms (4 s), then a new one leads
 FAULT_AT_S = 2.0
 DOWN_S = 6.0  # the killed leader stays away through the election
+WARMUP_S = 3.0  # unmeasured load first: the producer has its metadata and the JVMs their JIT
 
 
 async def test_leader_sigkill_moves_partition_leadership_and_loses_nothing(
@@ -59,6 +60,9 @@ async def test_leader_sigkill_moves_partition_leadership_and_loses_nothing(
 
         leader = kafka.wait_leader(topic, 30.0)
         _, isr = kafka.wait_partition(topic, isr=3, timeout=30.0)
+        # the cluster takes writes before the fault (a cold RF3 producer on a busy machine once had all of a
+        # phase's publishes time out, so the fault had nothing to interrupt)
+        assert await session.warm_up(rate=RATE, duration_s=WARMUP_S) > 0, "the cluster took no write before the fault"
         pids = {name: kafka.node(name).pid for name in kafka.names}
         processor_pid = session.stack.processors[0].pid
         spec = PhaseSpec("kill:leader", RATE, DURATION_S, 128, 1)

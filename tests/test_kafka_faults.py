@@ -22,6 +22,7 @@ import pytest
 from experiments.lab.context import RunContext
 from experiments.lab.session import Session
 from experiments.lab.setup import Setup
+from experiments.results.chapters.durability import backlog_at_fault
 from experiments.results.schema import ResultRecord
 from experiments.runtime.kafka.cluster import KafkaCluster
 from experiments.runtime.processes import all_threads_stopped
@@ -34,7 +35,7 @@ RATE = 150.0  # msg/s offered, one per request
 PROCESSING_MS = 40.0  # 4 workers ~ 100 msg/s < RATE: a backlog waits in the topic when the fault comes
 # The consumer's buffer: at the default (1000) the whole backlog sits fetched in the processor, which works
 # through it while the broker is down, and nothing waits on the broker alone when it dies. 20: the backlog
-# is stored only in the broker when the fault hits it (what `recovered` counts).
+# is stored only in the broker when the fault hits it (the backlog sampled before the fault).
 PREFETCH = "20"
 DURATION_S = 5.0
 FAULT_AT_S = 2.0
@@ -84,7 +85,8 @@ async def phase(session: Session, fault: str) -> tuple[ResultRecord, Sampler, in
         rec = await session.measure(fault, rate=RATE, duration_s=DURATION_S, fault=step, drain_timeout_s=60)
     row = rec.row
     print(f"kafka R1 {fault}: sent={row.sent} acknowledged={row.acknowledged} processed={row.processed} "
-          f"lost={row.lost} duplicated={row.duplicated} recovered={row.recovered} refused={row.errors} "
+          f"lost={row.lost} duplicated={row.duplicated} recovered={row.recovered} backlog={backlog_at_fault(rec)} "
+          f"refused={row.errors} "
           f"broker pids seen={sorted(map(str, sampler.broker_pids))}")  # fmt: skip
     assert rec.series.faults
     assert rec.series.faults[0].kind == step.label
@@ -92,7 +94,9 @@ async def phase(session: Session, fault: str) -> tuple[ResultRecord, Sampler, in
     assert session.stack.processors[0].pid == processor_pid
     assert row.acknowledged > 0, row
     assert row.lost == 0, row
-    assert row.recovered > 0, f"no acknowledged backlog was waiting at the fault: lost=0 proves nothing: {row}"
+    # at stake: what the broker stored and the group had not committed when the fault came (`recovered`, the part
+    # first processed after the fault window, was 1..161 over runs: printed, not asserted)
+    assert backlog_at_fault(rec) > 0, f"no backlog waited in the broker at the fault: lost=0 proves nothing: {row}"
     return rec, sampler, broker_pid, processor_pid
 
 
@@ -108,6 +112,7 @@ async def test_kill_restart_and_pause_aimed_at_the_queue_hit_the_kafka_broker(
         assert isinstance(kafka, KafkaCluster)
         assert kafka.kind == "process"
         assert session.deployment().broker is kafka, "a queue/broker fault must reach the Kafka broker"
+        assert await session.warm_up(rate=RATE, duration_s=2.0) > 0, "the broker took no write before the faults"
 
         _, seen, before, _ = await phase(session, "kill:queue")
         assert None in seen.broker_pids, "the broker was never seen down: the kill did not bite"
