@@ -1,9 +1,9 @@
 """The soak's slope check: flat-with-noise passes, a planted leak fails; and a short real soak per queue.
 
 The real soak (`diplom soak` in small): a stack per queue, half its measured
-max rate for 36 s, RSS and open fds of every process sampled every 2 s, the
-first 8 s not fitted. Cost: ~50 s per queue. The 10-minute run is by hand:
-`diplom soak --minutes 10`.
+max rate for 60 s (two minutes of soak over both queues, issue 20's CI soak),
+RSS and open fds of every process sampled every 2 s, the first 8 s not fitted.
+Cost: ~70 s per queue. The 10-minute run is by hand: `diplom soak --minutes 10`.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def test_too_few_samples_after_the_warmup_is_an_error() -> None:
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("queue", ["memory", "nats"])
 async def test_a_short_soak_shows_no_growth_in_any_process(queue: str, tmp_path: Path) -> None:
-    seconds = 36.0
+    seconds = 60.0
     result = await soak_queue(queue, seconds, sample_s=2.0, warmup_s=8.0, workdir=tmp_path)
     print(report(result, seconds))
     assert result.ok > 0.9 * result.sent, report(result, seconds)
