@@ -47,6 +47,7 @@ def create_backend(settings: BackendSettings | None = None) -> QueueBackend:
                 retention_hours=s.kafka_retention_hours,
                 connect_timeout=s.kafka_connect_timeout,
                 prefetch=s.kafka_prefetch,
+                instance_id=s.kafka_group_instance_id,
                 publish_timeout=s.publish_timeout,
                 ack_wait=s.ack_wait,
                 max_deliver=s.max_deliver,

@@ -62,6 +62,11 @@ class BackendSettings(BaseSettings):
     kafka_retention_hours: float = Field(24.0, gt=0)
     kafka_connect_timeout: float = Field(5.0, gt=0)
     kafka_prefetch: int = Field(1000, ge=1, description="records a consumer buffers before pausing its partitions")
+    kafka_group_instance_id: str = Field(
+        "",
+        description="static group membership: a restarted processor with the same id gets its partitions "
+        "back at once, not after the session timeout; unique per processor (empty: dynamic membership)",
+    )
 
     @model_validator(mode="after")
     def _client_cert_with_its_key(self) -> BackendSettings:

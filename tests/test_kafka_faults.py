@@ -126,3 +126,20 @@ async def test_kill_restart_and_pause_aimed_at_the_queue_hit_the_kafka_broker(
         assert seen.frozen_seen, "every thread of the broker JVM was never seen stopped: the pause did not bite"
         assert kafka.pid == before, "the paused broker was replaced"
         assert not all_threads_stopped(before), "the paused broker was not thawed"
+
+        # The processor killed mid-batch, with records fetched and unsettled: started again under the same
+        # name, it is the same static group member (KAFKA_GROUP_INSTANCE_ID) and takes its partition back at
+        # once. As a dynamic member it waited out the old member's session (45 s), the phase's drain gave up
+        # after 3.5 s without progress, and 369 acknowledged ids were counted lost (03, before static members).
+        processor = session.stack.processors[0]
+        killed = processor.pid
+        step = FaultStep.parse("kill:processor", at_s=FAULT_AT_S, down_s=0.5)
+        rec = await session.measure("kill:processor", rate=RATE, duration_s=DURATION_S, fault=step)
+        row = rec.row
+        print(f"kafka R1 kill:processor: sent={row.sent} acknowledged={row.acknowledged} "
+              f"processed={row.processed} lost={row.lost} duplicated={row.duplicated} "
+              f"backlog={backlog_at_fault(rec)} wall={row.wall_time_s}")  # fmt: skip
+        assert processor.pid not in (None, killed), "the processor was not killed and started again"
+        assert backlog_at_fault(rec) > 0, "no backlog waited when the processor died: lost=0 proves nothing"
+        assert row.acknowledged > 0
+        assert row.lost == 0, row

@@ -86,7 +86,8 @@ def _new_processor(
     processor = _settings(like, ProcessorSettings).model_copy(
         update={"instance": name, "ledger_path": str(stack.workdir / f"ledger-{name}.sqlite")}
     )
-    queue = {"queue_type": to, **backend_fields(to, broker)}
+    # a Kafka processor is a static group member under its own name, as in Stack._wire
+    queue = {"queue_type": to, **backend_fields(to, broker), "kafka_group_instance_id": name if to == "kafka" else ""}
     backend = _settings(like, BackendSettings).model_copy(update=queue)
     return ServiceProcess(
         name, like.app, port or free_port(), dict(like.env), stack.workdir / f"{name}.log", (processor, backend)

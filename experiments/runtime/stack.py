@@ -317,7 +317,10 @@ class Stack(Managed):
                 wiring,
                 _fields(ProcessorSettings, cfg.processor_env),
             )
-            p.settings = (settings, backend)
+            # a Kafka processor is a static group member under its own name: started again after a crash, it
+            # takes its partitions back at once (backends.kafka.config.KafkaConfig.consumer)
+            own = backend.model_copy(update={"kafka_group_instance_id": p.name}) if cfg.queue == "kafka" else backend
+            p.settings = (settings, own)
             p.env = _unknown(cfg.env, cfg.processor_env)
         urls = ",".join(p.url for p in self.processors)
         ingest = _build(
