@@ -1,4 +1,5 @@
-"""Kafka as a fault victim on three KRaft brokers (RF 3, min.insync.replicas=2): `kill:leader` under load.
+"""Kafka as a fault victim on three KRaft brokers (RF 3, min.insync.replicas=2): leader SIGKILL, then its
+controlled shutdown (`restart:leader`: SIGTERM), under load.
 
 The roles `leader`, `follower`, `quorum` and `cluster` resolve on a Kafka
 cluster as on a NATS one (`ReplicatedBroker`); the leader is that of the
@@ -72,6 +73,15 @@ async def test_leader_sigkill_moves_partition_leadership_and_loses_nothing(
         now = {name: kafka.node(name).pid for name in kafka.names}
         assert session.stack.processors[0].pid == processor_pid
 
+        # Controlled shutdown of the new leader (SIGTERM: Kafka hands its leaderships over before it exits),
+        # once the killed node is back in sync: leadership moves, nothing acknowledged is lost.
+        kafka.wait_partition(topic, isr=3, timeout=60.0)
+        graceful = FaultStep.parse("restart:leader", at_s=FAULT_AT_S, down_s=2.0)
+        spec2 = PhaseSpec("restart:leader", RATE, 6.0, 128, 1)
+        rec2 = await run_phase(session, spec2, graceful, options)
+        handed_to = kafka.wait_leader(topic, 30.0)
+        then = {name: kafka.node(name).pid for name in kafka.names}
+
     row, window, at_stake = rec.row, rec.series.faults[0], backlog_at_fault(rec)
     print(f"kafka R3 kill:leader ({leader} -> {after}, ISR before {isr}): sent={row.sent} "
           f"acknowledged={row.acknowledged} processed={row.processed} lost={row.lost} duplicated={row.duplicated} "
@@ -89,3 +99,14 @@ async def test_leader_sigkill_moves_partition_leadership_and_loses_nothing(
     # The fault window ends when the killed node is back (after the load), so `recovered` (first processed after
     # the window) is no witness here: the backlog stored in the brokers and not yet consumed when the leader died is.
     assert at_stake > 0, f"no backlog waited in the brokers at the fault: lost=0 proves nothing: {row}"
+
+    row2, window2 = rec2.row, rec2.series.faults[0]
+    print(f"kafka R3 restart:leader (controlled shutdown, {after} -> {handed_to}): sent={row2.sent} "
+          f"acknowledged={row2.acknowledged} processed={row2.processed} lost={row2.lost} "
+          f"duplicated={row2.duplicated} refused={row2.errors} "
+          f"new leader seen at {window2.leader_change_s} s")  # fmt: skip
+    assert window2.kind == "restart:leader"
+    assert then[after] not in (None, now[after]), "the leader was not stopped and started again"
+    assert window2.leader_change_s is not None, "leadership did not move during the controlled shutdown"
+    assert row2.acknowledged > 0, row2
+    assert row2.lost == 0, row2
