@@ -46,13 +46,15 @@ class Params(ExperimentParams):
 
 
 def label(session: Session, record: ResultRecord) -> ResultRecord:
-    """Nodes and replicas of the session's deployment on its row (0 and 0 for the memory queue)."""
-    nats = session.nats
-    if nats is None:
+    """Nodes and replicas of the session's queue on its row: its stream's or its topic's (0 and 0 for memory)."""
+    family = session.setup.family
+    broker = session.brokers.get(family)
+    if broker is None:
         record.row.broker_nodes, record.row.replicas = 0, 0
     else:
-        record.row.broker_nodes = int(getattr(nats, "size", 1))
-        record.row.replicas = int(session.stack.backend_settings.nats_replicas)
+        settings = session.stack.backend_settings
+        record.row.broker_nodes = int(getattr(broker, "size", 1))
+        record.row.replicas = int(settings.kafka_replicas if family == "kafka" else settings.nats_replicas)
     return record
 
 
