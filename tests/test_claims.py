@@ -152,3 +152,20 @@ def test_guard_client_bound_points_decide_nothing() -> None:
 def test_an_experiment_not_run_is_inconclusive_not_holds() -> None:
     v = {v.claim.id: v for v in verdicts.of_batch(SAVED)}["power.r3-one-node-keeps"]  # quick runs R1 only
     assert (v.outcome, v.finding.guard) == ("inconclusive", "not run")
+
+
+def _footprint_rows(store_mib_full: float) -> pd.DataFrame:
+    """Two 08 rows of Kafka, empty and holding 100,000 x 128 B (12.2 MiB), the log dir as given."""
+    base = {"experiment": "08_footprint", "backend": "kafka", "payload_bytes": 128, "queue_size": 0, "lost": 0}
+    return pd.DataFrame([
+        {**base, "sent": 0, "backlog": 0, "store_mib": 0.1, "processor_rss_mib": 90.0},
+        {**base, "sent": 100_000, "backlog": 100_000, "store_mib": store_mib_full, "processor_rss_mib": 91.0},
+    ])  # fmt: skip
+
+
+def test_kafka_on_disk_holds_when_the_log_holds_the_payload_and_is_contradicted_when_it_does_not() -> None:
+    c = claim("footprint.kafka-on-disk")
+    assert c.source.link.startswith("https://kafka.apache.org/")
+    assert c.evaluate(_footprint_rows(14.0)).outcome == "holds"
+    assert c.evaluate(_footprint_rows(2.0)).outcome == "contradicted"
+    assert c.evaluate(_footprint_rows(14.0).assign(backend="nats")).finding.guard == "not run"

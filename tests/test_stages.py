@@ -60,6 +60,21 @@ async def test_stages_add_up_to_the_measured_total_on_a_real_run(tmp_path: Path,
     assert table.loc[0, "sum of stage means"] == pytest.approx(table.loc[0, "total mean (measured)"], abs=0.01)
 
 
+async def test_a_warm_up_is_processed_but_recorded_nowhere(tmp_path: Path) -> None:
+    """The warm-up before a deployment's first phase: its messages go through the chain, no row counts them."""
+    ctx = RunContext("01_latency", results_dir=tmp_path)
+    async with ctx.session(Setup(backend="memory", workers=2)) as session:
+        acked = await session.warm_up(rate=200, duration_s=1.0)
+        assert ctx.records == []
+        rec = await session.measure("rate=200", rate=200, duration_s=1.0)
+        session.ledgers.poll()
+        warm = [r for r in session.ledgers.rows if r[0].startswith("warmup-") and r[3] == "processed"]
+    assert acked == 200
+    assert len(warm) == acked  # the warm-up really ran through to the processor
+    assert ctx.records == [rec]
+    assert rec.row.sent == rec.row.processed == 200  # the measured phase counts its own messages only
+
+
 def test_a_v1_document_is_still_read(tmp_path: Path) -> None:
     """A run document written before stages and CPU (schema 1) reads with those fields empty."""
     row = {

@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from experiments.lab.phase import PhaseOptions, run_phase
+from experiments.lab.phase import PhaseOptions, run_phase, warm_up
 from experiments.lab.record import BIN_S, LedgerEntry, PhaseSpec, RecordSink
 from experiments.lab.setup import KAFKA_FLUSH_EACH, Setup
 from experiments.results.schema import ResultRecord
@@ -236,3 +236,7 @@ class Session:
         spec = PhaseSpec(phase, rate, duration_s, payload_bytes, batch_size, fault or FaultStep(), bin_s)
         options = PhaseOptions(max_in_flight=max_in_flight, drain_timeout_s=drain_timeout_s, settle_s=settle_s)
         return await run_phase(self, spec, options=options)
+
+    async def warm_up(self, *, rate: float, duration_s: float, payload_bytes: int = 128) -> int:
+        """Unmeasured load before the first phase (`lab.phase.warm_up`): the count acknowledged."""
+        return await warm_up(self, rate, duration_s, payload_bytes)

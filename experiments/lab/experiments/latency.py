@@ -46,6 +46,7 @@ class Params(ExperimentParams):
     duration_s: float = 10.0  # per rate
     payload_bytes: int | tuple[int, ...] = (128,)  # bytes per message; a list sweeps sizes
     workers: int = 4
+    warmup_s: float = 2.0  # unmeasured load at the first rate before each deployment's first phase (0: none)
 
 
 async def run(ctx: RunContext, params: Params) -> pd.DataFrame:
@@ -53,6 +54,8 @@ async def run(ctx: RunContext, params: Params) -> pd.DataFrame:
     payloads = payload_list(params.payload_bytes)
     for backend in params.backends:
         async with ctx.session(Setup(backend=backend, workers=params.workers)) as session:
+            if params.warmup_s > 0:  # else the first phase measures the deployment's start (a JVM's JIT)
+                await session.warm_up(rate=params.rates[0], duration_s=params.warmup_s)
             for payload in payloads:
                 for rate in params.rates:
                     await session.measure(

@@ -73,6 +73,11 @@ def nats_rows(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[rows["backend"].str.startswith("nats")]
 
 
+def broker_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the queues that live in a broker: JetStream's and Kafka's (any flush or sync policy)."""
+    return rows[rows["backend"].str.startswith(("nats", "kafka"))]
+
+
 def _per_phase(part: pd.DataFrame) -> str:
     return ", ".join(f"lost {fmt(r.lost)} of {fmt(r.acknowledged)} (recovered {fmt(r.recovered)})"
                      for r in part.itertuples())  # fmt: skip

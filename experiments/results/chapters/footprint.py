@@ -12,6 +12,12 @@ MIB = 1024 * 1024
 DISK_SHARE = 0.9  # JetStream's store holds at least this share of the payload bytes held
 RSS_SHARE = 0.5  # the memory queue's processor grows by at least this share of them
 QUEUE_SIZE = Source("spec", "QUEUE_SIZE | 1000 | Buffer size (memory queue only)", SPEC)
+KAFKA_PAGECACHE = Source(
+    "kafka-docs",
+    "All data is immediately written to a persistent log on the filesystem without necessarily flushing to disk. "
+    "In effect this just means that it is transferred into the kernel's pagecache.",
+    "https://kafka.apache.org/documentation/#design_filesystem",
+)
 
 
 def _grow(rows: pd.DataFrame, backend: str, column: str, share: float, roomy: bool) -> Finding:
@@ -65,6 +71,15 @@ CLAIMS = (
         HYPOTHESIS,
         lambda ev: _grow(ev.rows, "nats", "store_mib", DISK_SHARE, True),
         ("the store size was read from the wrong directory", "the stream was drained before the sample"),
+    ),
+    Claim(
+        "footprint.kafka-on-disk",
+        EXPERIMENT,
+        f"Kafka keeps its backlog in its log on disk, not in the JVM's heap: the log dir holds at least "
+        f"{DISK_SHARE:.0%} of the payload bytes held.",
+        KAFKA_PAGECACHE,
+        lambda ev: _grow(ev.rows, "kafka", "store_mib", DISK_SHARE, True),
+        ("the log dir's size was read from the wrong directory", "the topic was consumed before the sample"),
     ),
     Claim(
         "footprint.memory-in-rss",

@@ -1,10 +1,10 @@
-"""02_throughput's claims: HTTP, not the queue, limits the chain; what JetStream costs in CPU."""
+"""02_throughput's claims: HTTP, not the queue, limits the chain; what JetStream and Kafka cost in CPU."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from experiments.results.chapters.common import LOSS_CAUSES, nats_rows, no_loss
+from experiments.results.chapters.common import LOSS_CAUSES, broker_rows, no_loss
 from experiments.results.claims import (
     HYPOTHESIS,
     Claim,
@@ -72,15 +72,18 @@ def _queue_not_bottleneck(ev: Evidence) -> Finding:
     return decide(nats >= (1 - PEAK_WITHIN) * mem, text, memory=mem, nats=nats, ratio=nats / mem if mem else 0.0)
 
 
-def _cpu_cost(ev: Evidence) -> Finding:
-    mem, nats = highest_unsaturated(ev.records, "memory"), highest_unsaturated(ev.records, "nats")
-    if mem is None or nats is None:
+def _cpu_cost(ev: Evidence, backend: str, name: str) -> Finding:
+    """`backend` against memory in CPU per message, each at its highest point that kept up and was not client-bound."""
+    if backend not in set(ev.rows["backend"]):
+        return inconclusive("not run", f"no {name} phase in this batch")
+    mem, other = highest_unsaturated(ev.records, "memory"), highest_unsaturated(ev.records, backend)
+    if mem is None or other is None:
         return inconclusive("no point that kept up and was not client-bound, for every queue",
                             "no unsaturated point to compare")  # fmt: skip
-    m, n = mem.row.cpu_us_per_msg or 0.0, nats.row.cpu_us_per_msg or 0.0
-    text = (f"CPU per message: JetStream {fmt(n)} µs at {fmt(nats.row.offered_rate)} msg/s, memory {fmt(m)} µs "
+    m, o = mem.row.cpu_us_per_msg or 0.0, other.row.cpu_us_per_msg or 0.0
+    text = (f"CPU per message: {name} {fmt(o)} µs at {fmt(other.row.offered_rate)} msg/s, memory {fmt(m)} µs "
             f"at {fmt(mem.row.offered_rate)} msg/s")  # fmt: skip
-    return decide(n > m, text, nats_us=n, memory_us=m)
+    return decide(o > m, text, **{f"{backend}_us": o, "memory_us": m})
 
 
 CLAIMS = (
@@ -89,7 +92,7 @@ CLAIMS = (
         EXPERIMENT,
         "Overload is refused or slowed, never lost: no acknowledged message goes missing at any rate.",
         HYPOTHESIS,
-        lambda ev: no_loss(nats_rows(ev.rows), "JetStream"),
+        lambda ev: no_loss(broker_rows(ev.rows), "JetStream and Kafka"),
         LOSS_CAUSES,
     ),
     Claim(
@@ -115,7 +118,15 @@ CLAIMS = (
         EXPERIMENT,
         "JetStream costs more CPU per message than the memory queue (nats-server's work is added).",
         HYPOTHESIS,
-        _cpu_cost,
+        lambda ev: _cpu_cost(ev, "nats", "JetStream"),
         ("the nats-server's CPU was not measured (wrong pid)",),
+    ),
+    Claim(
+        "throughput.kafka-costs-cpu",
+        EXPERIMENT,
+        "Kafka costs more CPU per message than the memory queue (the broker JVM's work is added).",
+        HYPOTHESIS,
+        lambda ev: _cpu_cost(ev, "kafka", "Kafka"),
+        ("the broker JVM's CPU was not measured (wrong pid)",),
     ),
 )
