@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from experiments.results.chapters.common import LOSS_CAUSES, no_loss
+from experiments.results.chapters.common import KAFKA_PAGECACHE, LOSS_CAUSES, no_loss
 from experiments.results.claims import HYPOTHESIS, SPEC, Claim, Evidence, Finding, Source, decide, fmt, inconclusive
 
 EXPERIMENT = "08_footprint"
@@ -12,12 +12,6 @@ MIB = 1024 * 1024
 DISK_SHARE = 0.9  # JetStream's store holds at least this share of the payload bytes held
 RSS_SHARE = 0.5  # the memory queue's processor grows by at least this share of them
 QUEUE_SIZE = Source("spec", "QUEUE_SIZE | 1000 | Buffer size (memory queue only)", SPEC)
-KAFKA_PAGECACHE = Source(
-    "kafka-docs",
-    "All data is immediately written to a persistent log on the filesystem without necessarily flushing to disk. "
-    "In effect this just means that it is transferred into the kernel's pagecache.",
-    "https://kafka.apache.org/documentation/#design_filesystem",
-)
 
 
 def _grow(rows: pd.DataFrame, backend: str, column: str, share: float, roomy: bool) -> Finding:

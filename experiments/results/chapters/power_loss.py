@@ -13,7 +13,15 @@ from __future__ import annotations
 import pandas as pd
 
 from experiments.results.chapters.cluster import R3_TOLERATES_ONE
-from experiments.results.chapters.common import DEFAULT_FSYNC, PUBACK_PERSISTED, SYNC_ALWAYS, fault_is, keeps, loses
+from experiments.results.chapters.common import (
+    DEFAULT_FSYNC,
+    KAFKA_PAGECACHE,
+    PUBACK_PERSISTED,
+    SYNC_ALWAYS,
+    fault_is,
+    keeps,
+    loses,
+)
 from experiments.results.claims import (
     JEPSEN_NATS,
     Claim,
@@ -26,15 +34,8 @@ from experiments.results.claims import (
 )
 
 EXPERIMENT = "06_power_loss"
-KAFKA_PERSISTENCE_DOCS = "https://kafka.apache.org/documentation/#design_filesystem"
 KAFKA_FLUSH_DOCS = "https://kafka.apache.org/documentation/#topicconfigs_flush.messages"  # log.flush.interval.messages
 KAFKA_OS_FLUSH_DOCS = "https://kafka.apache.org/documentation/#appvsosflush"
-KAFKA_PAGECACHE = Source(
-    "kafka-docs",
-    "All data is immediately written to a persistent log on the filesystem without necessarily flushing to disk. "
-    "In effect this just means that it is transferred into the kernel's pagecache.",
-    KAFKA_PERSISTENCE_DOCS,
-)
 KAFKA_FSYNC_EACH = Source(
     "kafka-docs",
     "This setting allows specifying an interval at which we will force an fsync of data written to the log. For "
