@@ -247,6 +247,21 @@ def power_loss_settings(
     return out
 
 
+def setup_for(setting: PowerLossSetting, p: Params, step: FaultStep) -> Setup:
+    """The deployment of one setting: its broker's nodes on lazy stores (the memory queue on none)."""
+    broker = setting.backend != "memory"
+    return Setup(
+        backend=setting.backend,
+        workers=p.workers,
+        processing_ms=p.processing_ms,
+        store="lazyfs" if broker else "disk",
+        writeback_s=setting.writeback_s,
+        nodes=setting.replicas if broker else None,
+        env=_queue_env(setting, p),
+        partitionable="partitionable" in step.fault.needs,
+    )
+
+
 def _queue_env(setting: PowerLossSetting, p: Params) -> dict[str, str]:
     """The replicas of the stream or topic (and Kafka's small consumer buffer, see `Params.kafka_prefetch`)."""
     if setting.backend == "memory":
@@ -283,17 +298,7 @@ async def run(ctx: RunContext, params: Params) -> pd.DataFrame:
     for setting in grid:
         cluster = setting.replicas > 1
         step = setting.step(p.fault_at_s, p.down_s, p.lag_s)
-        setup = Setup(
-            backend=setting.backend,
-            workers=p.workers,
-            processing_ms=p.processing_ms,
-            store="disk" if setting.backend == "memory" else "lazyfs",
-            writeback_s=setting.writeback_s,
-            nodes=setting.replicas if setting.backend != "memory" else None,
-            env=_queue_env(setting, p),
-            partitionable="partitionable" in step.fault.needs,
-        )
-        async with ctx.session(setup) as session:
+        async with ctx.session(setup_for(setting, p, step)) as session:
             key = (setting.backend, setting.replicas)
             if setting.backend.startswith("nats") and p.publish_rounds > 0 and key not in measured_costs:
                 assert session.nats is not None
