@@ -44,12 +44,11 @@ SYNC_ALWAYS = Source(
     "throughput due to the additional I/O calls.",
     NATS_CONFIG_DOCS,
 )
-KAFKA_PERSISTENCE_DOCS = "https://kafka.apache.org/documentation/#design_filesystem"
 KAFKA_PAGECACHE = Source(
     "kafka-docs",
     "All data is immediately written to a persistent log on the filesystem without necessarily flushing to disk. "
     "In effect this just means that it is transferred into the kernel's pagecache.",
-    KAFKA_PERSISTENCE_DOCS,
+    "https://kafka.apache.org/documentation/#design_filesystem",
 )
 TRANSPARENT = Source(
     "spec", "All existing endpoints remain unchanged. The queue implementation is transparent to clients", SPEC
