@@ -148,6 +148,8 @@ class LazyFS(Managed):
         cache of every file is dropped, so even a descriptor kept open across
         the loss reads what is durable.
         """
+        if self.pid is None:  # no daemon: a syncfs on its dead mount would hang
+            raise RuntimeError("lazyfs is not running")
         write_back_dirty_pages(self.mountpoint)
         lost = int(self.command("lose")["lost_bytes"])
         drop_page_cache(self.mountpoint)
