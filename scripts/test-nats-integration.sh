@@ -6,8 +6,10 @@
 #  1. memory: `switch-queue.sh memory` (starts the stack if none runs; a fresh
 #     memory stack runs without NATS), /api/v1/status ok, post messages
 #     through the gateway, wait until processed, check /stats.
-#  2. nats: `switch-queue.sh nats`, the same.
-#  3. durability: post a backlog (PROCESSING_MS slows the processor so that
+#  2. kafka: `switch-queue.sh kafka` (starts the Kafka broker), the same
+#     (INTEGRATION_KAFKA=0 leaves it out).
+#  3. nats: `switch-queue.sh nats`, the same.
+#  4. durability: post a backlog (PROCESSING_MS slows the processor so that
 #     it is still queued), restart the nats container while the backlog is
 #     there, post more once it is back, and check BY ID in the processor's
 #     ledger that every acknowledged (202) message was processed.
@@ -179,6 +181,7 @@ phase() {
 # --- the run ---------------------------------------------------------------------
 ql_say "run $RUN: ${COMPOSE_CMD[*]} $COMPOSE_VERSION, ${COMPOSE_FILE_ARGS//"$QL_ROOT"\//}, project $COMPOSE_PROJECT_NAME, $([ "$started" = 1 ] && echo "starting a stack" || echo "stack already running (QUEUE_TYPE=$orig_queue)")"
 phase memory
+[ "${INTEGRATION_KAFKA:-1}" = 0 ] || phase kafka
 phase nats
 
 step "nats: restart of the nats container with a backlog"

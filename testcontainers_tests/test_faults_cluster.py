@@ -153,8 +153,10 @@ async def test_cluster_quorum_loss_and_return(tmp_path: Path, cluster: NatsClust
     add_row(fault_matrix, "(C4) cluster: SIGKILL 2 of 3 nodes 4 s", acc, fx, result)
     check_row(result, acc, fx, min_acked=0.3)  # no majority, then an election: most of the load is refused
     assert len(fx.victims) == 2
-    # answered while two nodes were down (after the first second): nothing acknowledged without a majority
-    during = [r for r in result.records if fx.started + 1.0 < r.scheduled + r.latency < fx.started + 3.5]
+    # answered while two nodes were down: nothing acknowledged without a majority. `started` is taken before
+    # the leader is looked up and the kills sent; on a machine at load 13 a 202 was answered in a window
+    # that began 1 s after it, so the window begins 2 s after (the nodes stay down 4 s from their kill).
+    during = [r for r in result.records if fx.started + 2.0 < r.scheduled + r.latency < fx.started + 3.5]
     assert during
     assert all(r.status != 202 for r in during), "without a quorum nothing is acknowledged"
     assert slowest_refusal(result) < 5.0, "a refusal comes in bounded time"

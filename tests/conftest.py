@@ -12,6 +12,7 @@ import pytest
 from experiments.runtime.nats.process import ProcessNats
 from tests import tiers
 from tests.backend_fixtures import backend_kind, capabilities, make_backend, warm_kafka
+from tests.file_durations import FileDurations
 from tests.kafka_fixtures import kafka_broker, kafka_cluster
 
 __all__ = ["backend_kind", "capabilities", "kafka_broker", "kafka_cluster", "make_backend", "nats_server", "warm_kafka"]
@@ -31,6 +32,8 @@ def nats_server(tmp_path: Path) -> Iterator[ProcessNats]:
 
 def pytest_configure(config: pytest.Config) -> None:
     tiers.register(config)  # the fast tier: `spawns` marks, and the check that keeps them honest
+    if not config.pluginmanager.has_plugin("file-durations"):
+        config.pluginmanager.register(FileDurations(), "file-durations")
 
 
 SCHEMATHESIS_LINES: list[str] = []

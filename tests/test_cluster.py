@@ -240,7 +240,7 @@ def test_external_nats_is_used_but_never_faulted(cluster: NatsCluster, tmp_path:
         with pytest.raises(NotOurServer, match="HARNESS_NATS=external points at servers this harness did not start"):
             ext.kill()
         stack = Stack(StackConfig(queue="nats"), tmp_path / "stack", nats=ext)
-        with pytest.raises(ValueError, match="needs a NATS cluster of 3 nodes the harness started"):
+        with pytest.raises(ValueError, match="needs a cluster of 3 nodes the harness started"):
             FaultRunner(FaultStep.parse("kill:leader"), Deployment(stack, ext))
         with pytest.raises(ValueError, match="not ours to kill"):
             FaultRunner(FaultStep.parse("kill:broker"), Deployment(stack, ext))

@@ -7,14 +7,18 @@ print are pinned here on cases whose answer is known.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from experiments.lab.experiments.replication import replica_ratios
+from experiments.lab.experiments.replication import fault_runs, replica_ratios, runs_on
 from experiments.lab.experiments.replication import tables as cluster
+from experiments.runtime.kafka.cluster import KafkaCluster
+from experiments.runtime.stack import Stack, StackConfig
 from experiments.workload.failover import failover_timeline, recovery_s
-from experiments.workload.faults import FaultStep
+from experiments.workload.faults import Deployment, FaultRunner, FaultStep
+from experiments.workload.faults.nodes import ClusterNodes
 from experiments.workload.load import RequestRecord
 
 
@@ -72,8 +76,8 @@ def test_replica_ratios_are_per_repetition_with_min_median_max() -> None:
         rows += [_row("nats", 1, 500, 500, 1.0, rep), _row("nats", 1, 3000, 2000, 5.0, rep),
                  _row("nats", 3, 500, 500, slow, rep), _row("nats", 3, 3000, 1000, 5.0 * slow, rep)]  # fmt: skip
     t = replica_ratios(pd.DataFrame(rows)).set_index("ratio")
-    assert t.loc["R3/R1 max achieved rate", "median"] == pytest.approx(0.5)
-    p50 = t.loc["R3/R1 client_p50_ms at 500 msg/s"]
+    assert t.loc["nats R3/R1 max achieved rate", "median"] == pytest.approx(0.5)
+    p50 = t.loc["nats R3/R1 client_p50_ms at 500 msg/s"]
     assert (p50["n"], p50["min"], p50["median"], p50["max"]) == (3, 2.0, 3.0, 4.0)
 
 
@@ -84,6 +88,45 @@ def test_cluster_tables_split_calm_rows_from_faults() -> None:
     for r in calm:
         r.update(sent=100, acknowledged=100, processed=100, lost=0, duplicated=0, unacked_processed=0, recover_s=None)
     out = cluster(pd.DataFrame([*calm, fault]))
-    assert set(out["cluster_latency"]["variant"]) == {"memory", "R1 (1 node)", "R3 (3 nodes)"}
+    assert set(out["cluster_latency"]["variant"]) == {"memory", "nats R1 (1 node)", "nats R3 (3 nodes)"}
     f = out["cluster_faults"].iloc[0]
     assert (f["fault"], f["recovered_unacked"], f["recover_s_median"]) == ("kill:leader", 5, 6.5)
+
+
+def test_kafka_rows_get_their_own_variants_and_ratios() -> None:
+    rows = [_row("nats", 1, 500, 500, 1.0), _row("nats", 3, 500, 500, 2.0),
+            _row("kafka", 1, 500, 500, 3.0), _row("kafka", 3, 500, 450, 9.0)]  # fmt: skip
+    for r in rows:
+        r.update(sent=100, acknowledged=100, processed=100, lost=0, duplicated=0, unacked_processed=0, recover_s=None)
+    out = cluster(pd.DataFrame(rows))
+    assert set(out["cluster_latency"]["variant"]) == {"nats R1 (1 node)", "nats R3 (3 nodes)", "kafka R1 (1 node)",
+                                                      "kafka R3 (3 nodes)"}  # fmt: skip
+    ratios = out["cluster_ratios"].set_index("ratio")
+    assert ratios.loc["kafka R3/R1 client_p50_ms at 500 msg/s", "median"] == pytest.approx(3.0)
+    assert ratios.loc["nats R3/R1 client_p50_ms at 500 msg/s", "median"] == pytest.approx(2.0)
+
+
+def test_jetstream_only_faults_skip_kafka() -> None:
+    assert runs_on(FaultStep.parse("kill:leader"), "kafka")
+    assert runs_on(FaultStep.parse("pause:follower"), "kafka")
+    assert not runs_on(FaultStep.parse("stepdown"), "kafka")
+    assert not runs_on(FaultStep.parse("partition:leader"), "kafka")
+    assert runs_on(FaultStep.parse("stepdown"), "nats")
+    assert fault_runs(["kill:leader", "stepdown"], ["nats", "kafka"]) == 3
+
+
+def test_cluster_roles_resolve_on_a_kafka_cluster_and_jetstream_only_faults_are_refused(tmp_path: Path) -> None:
+    kafka = KafkaCluster(tmp_path / "kafka", nodes=3)  # not started: resolving a role starts nothing
+    stack = Stack(StackConfig(queue="kafka"), tmp_path / "stack", kafka=kafka)
+    deployment = Deployment(stack, kafka)
+    victim = FaultRunner(FaultStep.parse("kill:leader"), deployment).victim
+    assert isinstance(victim, ClusterNodes)
+    assert (victim.cluster, victim.stream) == (kafka, stack.backend_settings.kafka_topic)
+    assert kafka.names == ["k1", "k2", "k3"]
+    assert kafka.node("k2") is kafka.node(2)
+    assert FaultRunner(FaultStep.parse("kill:queue"), deployment).victim is kafka
+    with pytest.raises(ValueError, match="stepdown:leader needs a NATS cluster of 3 nodes"):
+        FaultRunner(FaultStep.parse("stepdown"), deployment)
+    one = KafkaCluster(tmp_path / "one", nodes=1)
+    with pytest.raises(ValueError, match=r"needs a cluster of 3 nodes .* this run has a process Kafka of 1 node"):
+        FaultRunner(FaultStep.parse("kill:leader"), Deployment(stack, one))

@@ -116,6 +116,9 @@ async def _sample_backlog(
             await asyncio.wait_for(stop.wait(), STATS_EVERY_S)
 
 
+WARMUP_S = 2.0  # unmeasured load before a deployment's first measured phase (01, 05): past a JVM's JIT, warm caches
+
+
 async def warm_up(session: PhaseSession, rate: float, duration_s: float, payload_bytes: int = 128) -> int:
     """Load that is not measured: `rate` msg/s for `duration_s`, drained, no record; the count acknowledged.
 

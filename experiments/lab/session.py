@@ -143,8 +143,11 @@ class Session:
         return self.stack.gateway_url
 
     def deployment(self) -> Deployment:
-        """What a fault can reach in this deployment."""
-        return Deployment(self.stack, self.nats, self.client_proxy, brokers=self.brokers)
+        """What a fault can reach in this deployment: the queue's own broker (NATS or Kafka) is the one a
+        `queue`/`broker` fault hits; a standby is reached only through `brokers` (a switch), so a fault on the
+        memory queue hits its processor even when a broker waits beside it."""
+        own = self.brokers.get(self.setup.family)
+        return Deployment(self.stack, own, self.client_proxy, brokers=self.brokers)
 
     def _start(self) -> None:
         try:

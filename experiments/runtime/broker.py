@@ -82,6 +82,48 @@ class BrokerServer(Protocol):
     ) -> None: ...
 
 
+@runtime_checkable
+class BrokerNode(Protocol):
+    """One node of a replicated broker, with the verbs a fault uses on it."""
+
+    def start(self) -> None: ...
+    def stop(self, timeout: float = ...) -> None: ...
+    def kill(self) -> None: ...
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+
+
+@runtime_checkable
+class ReplicatedBroker(Protocol):
+    """What a fault aimed at `leader`, `follower`, `quorum` or `cluster` needs of a broker cluster, NATS or Kafka.
+
+    `queue` names what is replicated: a JetStream stream, or a Kafka topic
+    (its partition 0). Node names are the product's own (`n1` for
+    nats-server, `k1` for the Kafka node with id 1).
+    """
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def names(self) -> list[str]: ...
+
+    def node(self, name: str) -> BrokerNode:
+        """The node called `name`."""
+        ...
+
+    def leader_of(self, queue: str, timeout: float = 1.0) -> str | None:
+        """The node leading `queue` now, None while it has none (an election) or nobody answers."""
+        ...
+
+    def wait_leader(self, queue: str, timeout: float, *, not_name: str | None = None) -> str:
+        """Until `queue` has a leader (other than `not_name`): its name; TimeoutError after `timeout`."""
+        ...
+
+
 # (variable, value) -> (kind, why): resolved once per process, so the engine is
 # probed and the choice logged once however many brokers a run makes.
 _resolved: dict[tuple[str, str], tuple[BrokerKind, str]] = {}
@@ -132,9 +174,14 @@ def choose_kind(variable: str, environ: Mapping[str, str] | None = None, externa
 
 
 if TYPE_CHECKING:
+    from experiments.runtime.kafka.cluster import KafkaCluster
     from experiments.runtime.kafka.provider import KafkaServer
+    from experiments.runtime.nats.cluster import NatsCluster
     from experiments.runtime.nats.provider import NatsServer
 
-    # Static proof that both brokers' providers meet the one protocol.
+    # Static proof that both brokers' providers meet the one protocol, and both clusters the replicated one.
     def _conforms(n: NatsServer, k: KafkaServer) -> tuple[BrokerServer, BrokerServer]:
+        return n, k
+
+    def _replicated(n: NatsCluster, k: KafkaCluster) -> tuple[ReplicatedBroker, ReplicatedBroker]:
         return n, k

@@ -25,6 +25,7 @@ from experiments.lab.experiment import (
     records_figure,
     rows_figure,
 )
+from experiments.lab.phase import WARMUP_S
 from experiments.lab.setup import Setup
 from experiments.results.chapters import latency as latency_claims
 from experiments.results.plots import (
@@ -46,7 +47,7 @@ class Params(ExperimentParams):
     duration_s: float = 10.0  # per rate
     payload_bytes: int | tuple[int, ...] = (128,)  # bytes per message; a list sweeps sizes
     workers: int = 4
-    warmup_s: float = 2.0  # unmeasured load at the first rate before each deployment's first phase (0: none)
+    warmup_s: float = WARMUP_S  # unmeasured load at the first rate before each deployment's first phase (0: none)
 
 
 async def run(ctx: RunContext, params: Params) -> pd.DataFrame:

@@ -1,8 +1,11 @@
-"""05_cluster's claims: an R3 stream survives one leader fault without loss; replication costs latency."""
+"""05_cluster's claims: an R3 stream and an RF3 topic survive one leader fault without loss; replication costs
+latency."""
 
 from __future__ import annotations
 
-from experiments.results.chapters.common import LOSS_CAUSES, nats_rows, no_loss
+import pandas as pd
+
+from experiments.results.chapters.common import ACKS_ALL, LOSS_CAUSES, broker_rows, kafka_rows, nats_rows, no_loss
 from experiments.results.claims import (
     HYPOTHESIS,
     NATS_CLUSTERING_DOCS,
@@ -23,11 +26,11 @@ R3_TOLERATES_ONE = Source(
 )
 
 
-def _faults(ev: Evidence) -> Finding:
-    faults = ev.rows[ev.rows["fault"] != "none"]
+def _faults(rows: pd.DataFrame, what: str) -> Finding:
+    faults = rows[rows["fault"] != "none"]
     if faults.empty:
-        return inconclusive("not run: no cluster fault", "faults = []")
-    return no_loss(faults, "R3 under " + ", ".join(sorted(set(faults["fault"]))))
+        return inconclusive(f"not run: no cluster fault on {what}", "faults = [] or this queue not in queues")
+    return no_loss(faults, f"{what} under " + ", ".join(sorted(set(faults["fault"]))))
 
 
 def _resume(ev: Evidence) -> Finding:
@@ -42,8 +45,8 @@ def _resume(ev: Evidence) -> Finding:
     return decide(bool((took.dropna() <= RESUME_S).all()), text, worst_s=float(took.max()))
 
 
-def _r3_cost(ev: Evidence) -> Finding:
-    calm = ev.rows[(ev.rows["fault"] == "none") & (ev.rows["backend"] == "nats")]
+def _r3_cost(ev: Evidence, backend: str = "nats") -> Finding:
+    calm = ev.rows[(ev.rows["fault"] == "none") & (ev.rows["backend"] == backend)]
     if calm.empty or calm["replicas"].nunique() < 2:
         return inconclusive("not run: needs R1 and R3", "one replica count only")
     low = calm[calm["offered_rate"] == calm["offered_rate"].min()]
@@ -60,9 +63,9 @@ CLAIMS = (
     Claim(
         "cluster.no-loss",
         EXPERIMENT,
-        "Neither R1 nor R3 loses an acknowledged message at any rate.",
+        "Neither R1 nor R3 loses an acknowledged message at any rate, on JetStream or on Kafka.",
         HYPOTHESIS,
-        lambda ev: no_loss(nats_rows(ev.rows[ev.rows["fault"] == "none"]), "JetStream R1 and R3"),
+        lambda ev: no_loss(broker_rows(ev.rows[ev.rows["fault"] == "none"]), "JetStream and Kafka, R1 and R3"),
         LOSS_CAUSES,
     ),
     Claim(
@@ -70,8 +73,21 @@ CLAIMS = (
         EXPERIMENT,
         "An R3 stream loses no acknowledged message when its leader is killed or steps down.",
         R3_TOLERATES_ONE,
-        _faults,
+        lambda ev: _faults(nats_rows(ev.rows), "JetStream R3"),
         ("the processor acknowledged before the new leader had the message", *LOSS_CAUSES[:2]),
+    ),
+    Claim(
+        "cluster.kafka-failover-loses-nothing",
+        EXPERIMENT,
+        "A Kafka topic of replication factor 3 (min.insync.replicas=2, acks=all, unclean leader election off) loses "
+        "no acknowledged message when the leader of its partition is killed.",
+        ACKS_ALL,
+        lambda ev: _faults(kafka_rows(ev.rows), "Kafka RF3"),
+        (
+            "a replica outside the ISR became leader (unclean.leader.election.enable on)",
+            "the producer was not acks=all",
+            *LOSS_CAUSES[:2],
+        ),
     ),
     Claim(
         "cluster.writes-resume",
@@ -89,5 +105,13 @@ CLAIMS = (
         HYPOTHESIS,
         _r3_cost,
         ("the machine was busy during the R1 phase", "R3 phases ran on a warm cluster and R1 on a cold one"),
+    ),
+    Claim(
+        "cluster.kafka-rf3-costs-latency",
+        EXPERIMENT,
+        "Kafka at RF3 answers a publish later than at RF1 (acks=all waits for the in-sync followers to fetch it).",
+        HYPOTHESIS,
+        lambda ev: _r3_cost(ev, "kafka"),
+        ("the machine was busy during the RF1 phase", "RF3 phases ran on a warm cluster and RF1 on a cold one"),
     ),
 )

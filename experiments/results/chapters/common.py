@@ -44,6 +44,13 @@ SYNC_ALWAYS = Source(
     "throughput due to the additional I/O calls.",
     NATS_CONFIG_DOCS,
 )
+KAFKA_ACKS_DOCS = "https://kafka.apache.org/documentation/#producerconfigs_acks"
+ACKS_ALL = Source(
+    "kafka-docs",
+    "acks=all This means the leader will wait for the full set of in-sync replicas to acknowledge the record. "
+    "This guarantees that the record will not be lost as long as at least one in-sync replica remains alive.",
+    KAFKA_ACKS_DOCS,
+)
 KAFKA_PAGECACHE = Source(
     "kafka-docs",
     "All data is immediately written to a persistent log on the filesystem without necessarily flushing to disk. "
@@ -82,6 +89,10 @@ def nats_rows(rows: pd.DataFrame) -> pd.DataFrame:
 def broker_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """The rows of the queues that live in a broker: JetStream's and Kafka's (any flush or sync policy)."""
     return rows[rows["backend"].str.startswith(("nats", "kafka"))]
+
+
+def kafka_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[rows["backend"].str.startswith("kafka")]
 
 
 def _per_phase(part: pd.DataFrame) -> str:

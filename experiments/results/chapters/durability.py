@@ -1,14 +1,17 @@
-"""03_durability's claims: JetStream keeps what it acknowledged across processor faults; memory loses its backlog."""
+"""03_durability's claims: JetStream and Kafka keep what they acknowledged across faults of their broker; memory loses
+its backlog."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from experiments.results.chapters.common import (
+    KAFKA_PAGECACHE,
     LOSS_CAUSES,
     MEMORY_NOT_PERSISTENT,
     PUBACK_PERSISTED,
     fault_is,
+    kafka_rows,
     keeps,
     nats_rows,
 )
@@ -17,6 +20,11 @@ from experiments.results.schema import ResultRecord
 
 EXPERIMENT = "03_durability"
 KILL = "kill"  # the fault kind whose label the memory claim reads
+
+
+def _kafka_keeps(ev: Evidence) -> Finding:
+    """Both Kafka backends' fault rows (the default flush policy and an fsync per message) keep what they acked."""
+    return keeps(kafka_rows(ev.rows), "Kafka")
 
 
 def backlog_at_fault(record: ResultRecord) -> int:
@@ -46,10 +54,20 @@ CLAIMS = (
     Claim(
         "durability.nats-keeps-acknowledged",
         EXPERIMENT,
-        "JetStream loses no acknowledged message when the processor is restarted, killed or paused.",
+        "JetStream loses no acknowledged message when its server is restarted, killed or paused.",
         PUBACK_PERSISTED,
         lambda ev: keeps(nats_rows(ev.rows), "JetStream"),
         LOSS_CAUSES,
+    ),
+    Claim(
+        "durability.kafka-keeps-acknowledged",
+        EXPERIMENT,
+        "Kafka (acks=all, one broker) loses no acknowledged message when its broker is restarted, killed or paused, "
+        "with or without an fsync per message: what it acknowledged is in the kernel's page cache, which a process "
+        "fault does not touch (a power loss does: 06).",
+        KAFKA_PAGECACHE,
+        _kafka_keeps,
+        (*LOSS_CAUSES, "the producer answered before the broker's ack (acks not 'all', or no idempotence)"),
     ),
     Claim(
         "durability.memory-kill-loses-backlog",

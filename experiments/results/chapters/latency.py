@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from experiments.results.chapters.common import LOSS_CAUSES, no_loss
+from experiments.results.chapters.common import ACKS_ALL, LOSS_CAUSES, no_loss
 from experiments.results.claims import (
     HYPOTHESIS,
     Claim,
     Evidence,
     Finding,
-    Source,
     client_bound,
     decide,
     first_guard,
@@ -28,13 +27,6 @@ EXPERIMENT = "01_latency"
 P50_OVERHEAD_MS = 1.0  # JetStream's end-to-end p50 over memory's, at the lowest rate
 P99_RATIO = 3.0  # JetStream's client p99 / memory's, at the lowest rate
 REPEAT_FACTOR = 3.0  # two repetitions of one phase agree within this factor (catches a broken measurement)
-KAFKA_ACKS_DOCS = "https://kafka.apache.org/documentation/#producerconfigs_acks"
-ACKS_ALL = Source(
-    "kafka-docs",
-    "acks=all This means the leader will wait for the full set of in-sync replicas to acknowledge the record. "
-    "This guarantees that the record will not be lost as long as at least one in-sync replica remains alive.",
-    KAFKA_ACKS_DOCS,
-)
 
 
 def _kafka_waits_for_store(ev: Evidence) -> Finding:

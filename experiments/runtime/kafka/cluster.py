@@ -35,8 +35,13 @@ from experiments.runtime.lazyfs.mount import Writeback
 from experiments.runtime.lifetime import Managed
 from experiments.runtime.ports import free_ports
 
+NAME_PREFIX = "k"  # node names: k1, k2, k3 (node ids 1..3)
 Node = Any  # ProcessKafkaNode | LazyKafkaNode | DockerKafkaNode (docker is imported only when asked for)
 KafkaKind = Literal["process", "docker"]
+
+
+def node_name(node_id: int) -> str:
+    return f"{NAME_PREFIX}{node_id}"
 
 
 class KafkaCluster(Managed):
@@ -126,7 +131,14 @@ class KafkaCluster(Managed):
     def ids(self) -> list[int]:
         return [n.node_id for n in self.nodes]
 
-    def node(self, node_id: int) -> Node:
+    @property
+    def names(self) -> list[str]:
+        """Node names as faults and reports show them: `k<node id>`."""
+        return [node_name(n.node_id) for n in self.nodes]
+
+    def node(self, name: str | int) -> Node:
+        """The node with this name (`k2`) or node id (2)."""
+        node_id = name if isinstance(name, int) else int(name.removeprefix(NAME_PREFIX))
         return next(n for n in self.nodes if n.node_id == node_id)
 
     def start(self) -> None:
@@ -197,12 +209,28 @@ class KafkaCluster(Managed):
     def metadata(self, timeout: float = 5.0) -> ClusterMetadata:
         """Topic and broker metadata, asked of the running nodes."""
         bootstrap = ",".join(n.bootstrap_servers for n in self.running) or self.bootstrap_servers
-        return admin_client(bootstrap).list_topics(timeout=timeout)
+        # log_level 0: a node just killed is still listed until fenced, and every ask would log its refusal
+        return admin_client(bootstrap, log_level=0).list_topics(timeout=timeout)
 
     def partition_state(self, topic: str, partition: int = 0, timeout: float = 5.0) -> tuple[int, list[int]]:
         """(leader id, in-sync replica ids) of a partition; leader -1 when it has none."""
         found = self.metadata(timeout).topics[topic].partitions[partition]
         return int(found.leader), sorted(int(r) for r in found.isrs)
+
+    def leader_of(self, queue: str, timeout: float = 1.0) -> str | None:
+        """`ReplicatedBroker`: the leader of partition 0 of topic `queue` (a topic of several partitions has a
+        leader per partition; faults aim at partition 0's). None while it has none or no node answers."""
+        try:  # at least 1 s: each ask is a fresh AdminClient, which must connect first
+            leader, _ = self.partition_state(queue, 0, timeout=max(1.0, timeout))
+        except Exception:  # topic not known yet, no node answering: no leader to name
+            return None
+        return node_name(leader) if leader >= 0 else None
+
+    def wait_leader(self, queue: str, timeout: float, *, not_name: str | None = None) -> str:
+        """`ReplicatedBroker`: until partition 0 of `queue` has a leader other than `not_name`."""
+        not_leader = None if not_name is None else int(not_name.removeprefix(NAME_PREFIX))
+        leader, _ = self.wait_partition(queue, 0, timeout=timeout, not_leader=not_leader)
+        return node_name(leader)
 
     def wait_partition(
         self, topic: str, partition: int = 0, *, timeout: float = 30.0, not_leader: int | None = None, isr: int = 1

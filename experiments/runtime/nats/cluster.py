@@ -295,6 +295,14 @@ class NatsCluster(Managed):
             time.sleep(0.05)
         raise TimeoutError(f"stream {stream} has no leader (other than {not_name}) within {timeout}s")
 
+    def leader_of(self, queue: str, timeout: float = 1.0) -> str | None:
+        """`ReplicatedBroker`: the stream's leader."""
+        return self.stream_leader(queue, timeout)
+
+    def wait_leader(self, queue: str, timeout: float, *, not_name: str | None = None) -> str:
+        """`ReplicatedBroker`: until the stream has a leader (other than `not_name`)."""
+        return self.wait_stream_leader(queue, timeout, not_name=not_name)
+
     def followers(self, stream: str) -> list[str]:
         leader = self.stream_leader(stream)
         return [n for n in self.names if n != leader]

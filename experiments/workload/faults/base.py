@@ -7,10 +7,13 @@ and a third broker fits beside NATS:
 
 - `queue`: where the queue lives (the broker when there is one, the
   processor itself for the memory queue);
-- `broker`: the broker process (one node, or every node of a cluster);
+- `broker`: the broker process (one node, or every node of a cluster),
+  whatever the product: a nats-server or a Kafka JVM (`Deployment.broker`);
 - `processor`: the first processor service;
 - `leader`, `follower`, `quorum` (leader and one follower), `cluster`
-  (every node): nodes of a replicated broker, picked when the fault fires.
+  (every node): nodes of a replicated broker (`ReplicatedBroker`: a NATS
+  cluster, whose leader is the stream's, or a Kafka cluster, whose leader
+  is that of the backend topic's partition 0), picked when the fault fires.
 
 `run(step, victim)` runs the fault to completion in a thread and returns a
 `FaultReport`; like Jepsen's nemesis `teardown!`, whatever fails on the way,
@@ -26,19 +29,21 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
-from experiments.runtime.broker import BrokerServer
+from experiments.runtime.broker import BrokerServer, ReplicatedBroker
 from experiments.runtime.nats.cluster import NatsCluster
-from experiments.runtime.nats.provider import NatsServer
 from experiments.runtime.processes import freeze
 from experiments.runtime.stack import ServiceProcess, Stack
 from experiments.runtime.tcp_proxy import TcpProxy
 from experiments.workload.faults.nodes import ClusterNodes
 
-Need = Literal["cluster", "lazy-store", "partitionable", "second-queue", "client-proxy"]
+Need = Literal["cluster", "nats-cluster", "lazy-store", "partitionable", "second-queue", "client-proxy"]
 ROLES: tuple[str, ...] = ("queue", "broker", "processor", "leader", "follower", "quorum", "cluster")
 CLUSTER_ROLES: tuple[str, ...] = ("leader", "follower", "quorum", "cluster")
 NEED_HINTS: dict[Need, str] = {  # how a notebook gets what a fault needs
-    "cluster": "a broker cluster of 3 nodes the harness started (HARNESS_NATS_NODES=3)",
+    "cluster": "a broker cluster of 3 nodes the harness started (Setup(nodes=3), HARNESS_NATS_NODES=3 or "
+    "HARNESS_KAFKA_NODES=3)",
+    "nats-cluster": "a NATS cluster of 3 nodes (this fault acts through JetStream's API, monitoring or routes; "
+    "its Kafka counterpart is not built yet)",
     "lazy-store": "a broker on lazy stores: Setup(store='lazyfs')",
     "partitionable": "a cluster built partitionable=True (per-route proxies): Setup(partitionable=True)",
     "second-queue": "a second queue beside the first: Setup(standby='nats' or 'kafka')",
@@ -64,7 +69,7 @@ class Deployment:
     """What a fault can reach in a running deployment: the services, the broker, a proxy in front of it."""
 
     stack: Stack
-    broker: NatsServer | None = None
+    broker: BrokerServer | None = None  # the queue's own broker, NATS or Kafka (None: the memory queue)
     client_proxy: TcpProxy | None = None  # between the processors and the broker's client port, if any
     brokers: Mapping[str, BrokerServer] = field(default_factory=dict)  # queue family -> each broker running (a switch)
 
@@ -171,19 +176,22 @@ class ProcessorHandle:
 def resolve_role(step: StepLike, deployment: Deployment, needs: frozenset[Need] = frozenset()) -> object:
     """Who the step hits by its role; refuses, naming why, a fault this deployment cannot take."""
     broker = deployment.broker
-    if "cluster" in needs or step.target in CLUSTER_ROLES:
-        if not isinstance(broker, NatsCluster) or broker.size < 3:
+    if {"cluster", "nats-cluster"} & needs or step.target in CLUSTER_ROLES:
+        if not isinstance(broker, ReplicatedBroker) or broker.size < 3 or broker.kind == "external":
             raise ValueError(
-                f"fault {step.label} needs a NATS cluster of 3 nodes the harness started "
-                f"(HARNESS_NATS_NODES=3, HARNESS_NATS=process|docker|auto); this run has {_describe(broker)}"
+                f"fault {step.label} needs a cluster of 3 nodes the harness started "
+                f"(HARNESS_NATS_NODES=3 or HARNESS_KAFKA_NODES=3, kind process|docker|auto); "
+                f"this run has {_describe(broker)}"
             )
-        if "partitionable" in needs and not broker.proxies:
+        if "nats-cluster" in needs and not isinstance(broker, NatsCluster):
+            raise ValueError(f"fault {step.label} needs {NEED_HINTS['nats-cluster']}; this run has {_describe(broker)}")
+        if "partitionable" in needs and not getattr(broker, "proxies", None):
             raise ValueError(f"fault {step.label} needs {NEED_HINTS['partitionable']}")
-        return ClusterNodes(broker, step.target)
+        return ClusterNodes(broker, step.target, replicated_queue(deployment.stack, broker))
     if broker is not None and broker.kind == "external" and step.target in ("queue", "broker"):
         raise ValueError(
-            f"fault {step.label}: HARNESS_NATS=external servers are not ours to kill, pause or restart; "
-            "run this experiment with HARNESS_NATS=process, docker or auto"
+            f"fault {step.label}: HARNESS_NATS/HARNESS_KAFKA=external servers are not ours to kill, pause or "
+            "restart; run this experiment with HARNESS_NATS/HARNESS_KAFKA=process, docker or auto"
         )
     target = step.target
     if target == "queue":
@@ -195,10 +203,17 @@ def resolve_role(step: StepLike, deployment: Deployment, needs: frozenset[Need] 
     return ProcessorHandle(deployment.stack.processors[0])
 
 
-def _describe(broker: NatsServer | None) -> str:
+def replicated_queue(stack: Stack, broker: object) -> str:
+    """What the cluster replicates for this stack: its backend's JetStream stream, or its Kafka topic."""
+    settings = stack.backend_settings
+    return settings.nats_stream if isinstance(broker, NatsCluster) else settings.kafka_topic
+
+
+def _describe(broker: BrokerServer | None) -> str:
     if broker is None:
         return "no broker"
-    return f"a {broker.kind} NATS of {getattr(broker, 'size', 1)} node(s)"
+    product = "Kafka" if hasattr(broker, "bootstrap_servers") else "NATS"
+    return f"a {broker.kind} {product} of {getattr(broker, 'size', 1)} node(s)"
 
 
 def names_of(victim: object) -> list[str]:

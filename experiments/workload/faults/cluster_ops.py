@@ -32,7 +32,7 @@ from experiments.workload.faults.base import (
     StepLike,
     finish,
 )
-from experiments.workload.faults.nodes import ClusterNodes, wait_agreed_leader
+from experiments.workload.faults.nodes import nats_cluster_of, wait_agreed_leader
 
 CLUSTER_HEALTHY_S = 30.0  # a rolling restart waits at most this long for each node to rejoin
 ELECTION_S = 20.0  # lagging-majority: how long the two-node majority may take to elect a stream leader
@@ -44,14 +44,14 @@ class Stepdown(FaultBase):
 
     kind: ClassVar[str] = "stepdown"
     family: ClassVar[str] = "cluster"
-    needs: ClassVar[frozenset[Need]] = frozenset({"cluster"})
+    needs: ClassVar[frozenset[Need]] = frozenset({"cluster", "nats-cluster"})
     default_target: ClassVar[str] = "leader"
 
     def run(self, step: StepLike, victim: Any) -> FaultReport:
-        assert isinstance(victim, ClusterNodes)
+        cluster = nats_cluster_of(victim)
         report = FaultReport(started=time.perf_counter())
         victim.pick()
-        answer: dict[str, Any] = victim.cluster.step_down(victim.stream)
+        answer: dict[str, Any] = cluster.step_down(victim.stream)
         victim.healed_at = time.perf_counter()
         if not answer.get("success"):
             raise RuntimeError(f"step-down of {victim.stream} refused: {answer}")
@@ -64,13 +64,12 @@ class Rolling(FaultBase):
 
     kind: ClassVar[str] = "rolling"
     family: ClassVar[str] = "cluster"
-    needs: ClassVar[frozenset[Need]] = frozenset({"cluster"})
+    needs: ClassVar[frozenset[Need]] = frozenset({"cluster", "nats-cluster"})
     default_target: ClassVar[str] = "cluster"
 
     def run(self, step: StepLike, victim: Any) -> FaultReport:
-        assert isinstance(victim, ClusterNodes)
+        cluster = nats_cluster_of(victim)
         report = FaultReport(started=time.perf_counter())
-        cluster = victim.cluster
         victim.pick()
         victim.names = list(cluster.names)
         try:
@@ -102,14 +101,13 @@ class LaggingMajority(FaultBase):
 
     kind: ClassVar[str] = "lagging-majority"
     family: ClassVar[str] = "cluster"
-    needs: ClassVar[frozenset[Need]] = frozenset({"cluster", "partitionable", "lazy-store"})
+    needs: ClassVar[frozenset[Need]] = frozenset({"cluster", "nats-cluster", "partitionable", "lazy-store"})
     default_target: ClassVar[str] = "cluster"
     plot_names: ClassVar[dict[str, str]] = {"": "lagging\nmajority"}
 
     def run(self, step: StepLike, victim: Any) -> FaultReport:
-        assert isinstance(victim, ClusterNodes)
+        cluster = nats_cluster_of(victim)
         report = FaultReport(started=time.perf_counter())
-        cluster = victim.cluster
         victim.pick()
         leader = victim.leader_before
         assert leader is not None  # pick() raises when the stream has no leader

@@ -23,7 +23,7 @@ from experiments.workload.faults.base import (
     finish,
     held_down,
 )
-from experiments.workload.faults.nodes import ClusterNodes
+from experiments.workload.faults.nodes import nats_cluster_of
 
 
 class Partition(FaultBase):
@@ -31,15 +31,15 @@ class Partition(FaultBase):
 
     kind: ClassVar[str] = "partition"
     family: ClassVar[str] = "network"
-    needs: ClassVar[frozenset[Need]] = frozenset({"cluster", "partitionable"})
+    needs: ClassVar[frozenset[Need]] = frozenset({"cluster", "nats-cluster", "partitionable"})
     default_target: ClassVar[str] = "leader"
 
     def run(self, step: StepLike, victim: Any) -> FaultReport:
-        assert isinstance(victim, ClusterNodes)
+        cluster = nats_cluster_of(victim)
         report = FaultReport(started=time.perf_counter())
         names = victim.pick()
         try:
-            held_down(lambda: victim.cluster.isolate(names[0]), victim.cluster.heal, step.down_s)
+            held_down(lambda: cluster.isolate(names[0]), cluster.heal, step.down_s)
         finally:
             victim.healed_at = time.perf_counter()
         victim.note_new_leader()

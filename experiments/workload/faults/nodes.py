@@ -1,9 +1,13 @@
 """Nodes of a replicated broker picked by role when a fault fires, and the watch for the leader that follows.
 
 `ClusterNodes` is the victim of every fault aimed at `leader`, `follower`,
-`quorum` or `cluster`: the roles are resolved at the moment the fault
-fires (the leader then, not at setup), and from then on two witnesses note
-when a new stream leader is first seen.
+`quorum` or `cluster`, on any `ReplicatedBroker` (a NATS cluster and its
+stream, a Kafka cluster and its topic's partition 0): the roles are
+resolved at the moment the fault fires (the leader then, not at setup), and
+from then on witnesses note when a new leader is first seen: a poll of the
+cluster's own view (JetStream's `/jsz`, Kafka's metadata) for both, and
+JetStream's leader-elected advisory as well for NATS (Kafka has no leader
+event a client can subscribe to).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import nats
 import orjson
 
 from backends.nats import NatsConfig
+from experiments.runtime.broker import ReplicatedBroker
 from experiments.runtime.nats.cluster import NatsCluster
 from experiments.runtime.nats.lazy import LazyNats, power_off_all
 
@@ -26,9 +31,13 @@ DEFAULT_STREAM = NatsConfig().stream
 
 
 class ClusterNodes:
-    """Nodes of a cluster picked by role when the fault fires (the leader then, not at setup)."""
+    """Nodes of a cluster picked by role when the fault fires (the leader then, not at setup).
 
-    def __init__(self, cluster: NatsCluster, role: str, stream: str = DEFAULT_STREAM) -> None:
+    `stream`: what is replicated and led, the JetStream stream or the Kafka
+    topic (whose partition 0's leader is `leader`).
+    """
+
+    def __init__(self, cluster: ReplicatedBroker, role: str, stream: str = DEFAULT_STREAM) -> None:
         self.cluster = cluster
         self.role = role
         self.stream = stream
@@ -41,9 +50,9 @@ class ClusterNodes:
         self._watchers: list[threading.Thread] = []
 
     def pick(self) -> list[str]:
-        leader = self.cluster.stream_leader(self.stream)
+        leader = self.cluster.leader_of(self.stream)
         if leader is None:
-            raise RuntimeError(f"stream {self.stream} has no leader to aim a fault at")
+            raise RuntimeError(f"{self.stream} has no leader to aim a fault at")
         self.leader_before = leader
         followers = [n for n in self.cluster.names if n != leader]
         chosen = {"leader": [leader], "follower": followers[:1], "quorum": [leader, *followers[:1]]}
@@ -54,9 +63,10 @@ class ClusterNodes:
     def _watch_leader(self, poll_s: float = 0.2, limit_s: float = 30.0) -> None:
         """In the background, note when a leader other than `leader_before` is first seen (the leader change).
 
-        Two witnesses, whichever speaks first: JetStream's leader-elected
-        advisory (exact, but a watcher connected to a cut-off node misses it)
-        and the nodes' `/jsz` (always there, a poll behind).
+        Witnesses, whichever speaks first: the cluster's own view polled
+        (`leader_of`: the nodes' `/jsz`, or Kafka's metadata; always there, a
+        poll behind) and, on NATS, JetStream's leader-elected advisory (exact,
+        but a watcher connected to a cut-off node misses it).
         """
 
         def seen(leader: str | None) -> bool:
@@ -64,10 +74,10 @@ class ClusterNodes:
                 self.leader_seen_at = time.perf_counter()
             return self.leader_seen_at is not None
 
-        async def advisories() -> None:
+        async def advisories(cluster: NatsCluster) -> None:
             subject = f"$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.{self.stream}"
             with contextlib.suppress(Exception):  # a witness, not the fault: it may fail quietly
-                nc = await nats.connect(self.cluster.url.split(","), connect_timeout=1, reconnect_time_wait=0.2)
+                nc = await nats.connect(cluster.url.split(","), connect_timeout=1, reconnect_time_wait=0.2)
                 try:
                     await nc.subscribe(subject, cb=lambda m: _leader_from(m.data, seen))
                     deadline = time.monotonic() + limit_s
@@ -80,17 +90,20 @@ class ClusterNodes:
         def poll() -> None:
             deadline = time.monotonic() + limit_s
             while not self._watching.is_set() and time.monotonic() < deadline:
-                if seen(self.cluster.stream_leader(self.stream, timeout=0.3)):
+                if seen(self.cluster.leader_of(self.stream, timeout=0.3)):
                     return
                 time.sleep(poll_s)
 
-        self._watchers = [
-            threading.Thread(target=poll, name="leader-poll", daemon=True),
-            threading.Thread(target=lambda: asyncio.run(advisories()), name="leader-advisory", daemon=True),
-        ]
+        self._watchers = [threading.Thread(target=poll, name="leader-poll", daemon=True)]
+        cluster = self.cluster
+        if isinstance(cluster, NatsCluster):
+            self._watchers.append(
+                threading.Thread(target=lambda: asyncio.run(advisories(cluster)), name="leader-advisory", daemon=True)
+            )
         for t in self._watchers:
             t.start()
-        time.sleep(0.1)  # the advisory subscription is in place before the fault
+        if isinstance(cluster, NatsCluster):
+            time.sleep(0.1)  # the advisory subscription is in place before the fault
 
     def _each(self, verb: str) -> None:
         nodes = [self.cluster.node(n) for n in self.names]
@@ -115,16 +128,16 @@ class ClusterNodes:
 
     def power_off(self) -> int:
         """The picked nodes lose power at once; the bytes they lose, summed."""
-        nodes = [self.cluster.node(n) for n in self.names]
-        if not all(isinstance(n, LazyNats) for n in nodes):
-            raise ValueError("power loss needs a cluster with lazy stores: Setup(store='lazyfs')")
+        nodes = [node for n in self.names if isinstance(node := self.cluster.node(n), LazyNats)]
+        if len(nodes) != len(self.names):
+            raise ValueError("power loss needs a NATS cluster with lazy stores: Setup(store='lazyfs')")
         return power_off_all(nodes)
 
     def note_new_leader(self, timeout: float = 15.0, *, changed: bool = False) -> None:
         """Which node leads once the fault is over (None if none within `timeout`); `changed`: not the old one."""
         not_name = self.leader_before if changed else None
         try:
-            self.leader_after = self.cluster.wait_stream_leader(self.stream, timeout, not_name=not_name)
+            self.leader_after = self.cluster.wait_leader(self.stream, timeout, not_name=not_name)
         except TimeoutError:
             self.leader_after = None
         if self.leader_after == self.leader_before:
@@ -132,6 +145,13 @@ class ClusterNodes:
         for t in self._watchers:
             t.join(timeout)
         self._watching.set()
+
+
+def nats_cluster_of(victim: object) -> NatsCluster:
+    """The NATS cluster behind a victim of a fault that acts through JetStream (`needs` has "nats-cluster")."""
+    if not isinstance(victim, ClusterNodes) or not isinstance(victim.cluster, NatsCluster):
+        raise TypeError(f"a NATS cluster's nodes expected, got {victim!r}")  # resolve_role refuses it first
+    return victim.cluster
 
 
 def wait_agreed_leader(cluster: NatsCluster, stream: str, names: list[str], timeout: float) -> str | None:
