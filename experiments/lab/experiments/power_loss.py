@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from experiments.lab.context import RunContext
 from experiments.lab.experiment import Experiment, ExperimentParams, FaultText, FigureSpec
-from experiments.lab.experiments.replication import label
+from experiments.lab.experiments.replication import label, replica_env
 from experiments.lab.setup import Setup
 from experiments.results.chapters import power_loss as power_loss_claims
 from experiments.results.plots import backend_style, median_range
@@ -263,12 +263,12 @@ def setup_for(setting: PowerLossSetting, p: Params, step: FaultStep) -> Setup:
 
 
 def _queue_env(setting: PowerLossSetting, p: Params) -> dict[str, str]:
-    """The replicas of the stream or topic (and Kafka's small consumer buffer, see `Params.kafka_prefetch`)."""
+    """The stream's replicas (a Kafka topic's follow its brokers), and Kafka's small consumer buffer (see Params)."""
     if setting.backend == "memory":
         return {}
     if setting.backend.startswith("kafka"):
-        return {"KAFKA_REPLICAS": str(setting.replicas), "KAFKA_PREFETCH": str(p.kafka_prefetch)}
-    return {"NATS_REPLICAS": str(setting.replicas)}
+        return {**replica_env("kafka", setting.replicas), "KAFKA_PREFETCH": str(p.kafka_prefetch)}
+    return replica_env("nats", setting.replicas)
 
 
 async def run(ctx: RunContext, params: Params) -> pd.DataFrame:
