@@ -10,6 +10,7 @@ no mount and no process behind.
 
 from __future__ import annotations
 
+import mmap
 import os
 import signal
 import subprocess
@@ -89,6 +90,61 @@ def test_writes_on_an_o_sync_handle_are_durable_at_once(lazyfs: LazyFS, flag: in
     assert lazyfs.pending_bytes() == 0
     lazyfs.lose()
     assert f.read_bytes() == b"stream config"
+
+
+def _map_and_write(f: Path, data: bytes, offset: int, *, msync: bool) -> None:
+    """Write `data` at `offset` through a shared mapping of `f` (as Kafka writes its index files)."""
+    fd = os.open(f, os.O_RDWR)
+    try:
+        with mmap.mmap(fd, os.fstat(fd).st_size, mmap.MAP_SHARED) as m:
+            m[offset : offset + len(data)] = data
+            if msync:
+                m.flush()  # msync(MS_SYNC): FUSE writes the page back, then fsyncs
+    finally:
+        os.close(fd)
+
+
+def test_a_shared_mapping_works_and_msync_makes_it_durable(lazyfs: LazyFS) -> None:
+    f = lazyfs.mountpoint / "00000000000000000000.index"
+    write(f, b"\0" * PAGE, fsync=True)
+    _map_and_write(f, b"entry", 8, msync=True)
+    assert f.read_bytes()[8:13] == b"entry"
+    assert (lazyfs.backing / f.name).read_bytes()[8:13] == b"entry"  # durable before any lose
+    lazyfs.lose()
+    assert f.read_bytes()[8:13] == b"entry"
+
+
+def test_a_mapped_write_never_synced_is_lost_with_the_rest(lazyfs: LazyFS) -> None:
+    """A dirty mapped page is the kernel's, not yet the pending layer's: `lose` writes it back first, then drops it.
+
+    The mapping stays open through the loss (a close would write the page back
+    by itself: FUSE flushes dirty pages at close, as at a killed process's exit).
+    """
+    f = lazyfs.mountpoint / "00000000000000000000.timeindex"
+    write(f, b"\0" * PAGE, fsync=True)
+    fd = os.open(f, os.O_RDWR)
+    try:
+        with mmap.mmap(fd, PAGE, mmap.MAP_SHARED) as m:
+            m[16:24] = b"unsynced"
+            assert lazyfs.lose() >= len(b"unsynced"), "the mapped write never reached the pending layer"
+    finally:
+        os.close(fd)
+    assert lazyfs.pending_bytes() == 0  # nothing of it arrived after the loss
+    assert f.read_bytes() == b"\0" * PAGE
+    assert (lazyfs.backing / f.name).read_bytes() == b"\0" * PAGE
+
+
+def test_a_descriptor_open_across_the_loss_reads_what_is_durable(lazyfs: LazyFS) -> None:
+    f = lazyfs.mountpoint / "held"
+    write(f, b"durable", fsync=True)
+    fd = os.open(f, os.O_RDWR)
+    try:
+        os.pwrite(fd, b"PENDING", 0)
+        assert os.pread(fd, 7, 0) == b"PENDING"
+        lazyfs.lose()
+        assert os.pread(fd, 7, 0) == b"durable"  # not the page cache's copy of the lost write
+    finally:
+        os.close(fd)
 
 
 def test_truncate_is_pending_like_a_write(lazyfs: LazyFS) -> None:

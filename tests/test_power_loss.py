@@ -102,6 +102,23 @@ def test_the_settings_grid_runs_r1_then_r3_and_refuses_typos() -> None:
         power_loss_results.power_loss_settings(["nats"], ["never"], [2], [], [])
 
 
+def test_the_settings_grid_gives_kafka_its_own_cluster_faults_and_the_writeback_knob() -> None:
+    grid = power_loss_results.power_loss_settings(
+        ["kafka", "kafka-flush"], ["never", 30], [1, 3], ["power-loss:leader", "lagging-majority"], ["never"],
+        ["power-loss:queue"],
+    )  # fmt: skip
+    assert [(g.replicas, g.backend, g.phase) for g in grid] == [
+        (1, "kafka", "power-loss,writeback=never"),
+        (1, "kafka", "power-loss,writeback=30"),
+        (1, "kafka-flush", "power-loss,writeback=-"),  # an fsync per message: nothing pending for a writeback
+        (3, "kafka", "power-loss:queue,writeback=never"),  # JetStream's lagging majority is not Kafka's
+        (3, "kafka-flush", "power-loss:queue,writeback=-"),
+    ]
+    assert power_loss_results.setting_label("kafka", "power-loss:queue,writeback=never", 3).endswith(
+        "Kafka\ndefault flush\nwriteback never"
+    )
+
+
 def test_publish_cost_ratios_pair_rounds() -> None:
     def rate(backend: str, store: str, rnd: int, value: float) -> PublishRate:
         return PublishRate(experiment="06_power_loss", run_id="r", repetition=0, backend=backend,

@@ -26,7 +26,7 @@ from experiments.lab.record import BIN_S, LedgerEntry, PhaseSpec, RecordSink
 from experiments.lab.setup import KAFKA_FLUSH_EACH, Setup
 from experiments.results.schema import ResultRecord
 from experiments.runtime.broker import BrokerServer
-from experiments.runtime.kafka.provider import KafkaServer, kafka_server_from_env
+from experiments.runtime.kafka.provider import KafkaCluster, KafkaServer, kafka_server_from_env
 from experiments.runtime.nats.cluster import NatsCluster
 from experiments.runtime.nats.lazy import LazyNats
 from experiments.runtime.nats.monitoring import describe_servers, merge_descriptions
@@ -61,10 +61,17 @@ class _Ledgers:
 
 
 def _kafka_for(setup: Setup, store_dir: Path) -> KafkaServer:
-    """The Kafka a setup asks for, from `HARNESS_KAFKA` (not started yet)."""
-    if setup.store == "lazyfs" or setup.partitionable or setup.client_proxy:
-        raise ValueError("Setup: a lazy store, partitions and a client proxy are NATS-only so far")
+    """The Kafka a setup asks for (not started yet): from `HARNESS_KAFKA`, or on lazy stores for power loss.
+
+    A lazy store needs brokers the harness runs as processes, whatever
+    `HARNESS_KAFKA` says (as for NATS): one node unless `setup.nodes` asks for 3.
+    """
+    if setup.partitionable or setup.client_proxy:
+        raise ValueError("Setup: partitions and a client proxy are NATS-only so far")
     overrides = KAFKA_FLUSH_EACH if setup.backend == "kafka-flush" else None
+    if setup.store == "lazyfs":
+        return KafkaCluster(store_dir, nodes=setup.nodes or 1, lazy=True, writeback_s=setup.writeback_s,
+                            overrides=overrides)  # fmt: skip
     return kafka_server_from_env(store_dir, nodes=setup.nodes, overrides=overrides)
 
 

@@ -32,7 +32,7 @@ class Setup:
     processing_ms: float = 0.0
     queue_size: int = 10_000  # memory queue capacity (the spec's QUEUE_SIZE)
     env: dict[str, str] = field(default_factory=dict)
-    store: Literal["disk", "lazyfs"] = "disk"  # lazyfs: each NATS node's store on a lazy FS, for power loss
+    store: Literal["disk", "lazyfs"] = "disk"  # lazyfs: each broker node's store (NATS or Kafka) on a lazy FS
     writeback_s: float | None = None  # lazyfs only: pending data made durable after this long; None = never
     nodes: int | None = None  # nats-servers or Kafka brokers: 1 or 3; None: HARNESS_NATS_NODES / HARNESS_KAFKA_NODES
     partitionable: bool = False  # a cluster with per-route proxies (partition faults)

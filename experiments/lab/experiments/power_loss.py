@@ -1,5 +1,10 @@
 """06 power loss: what fsync buys, and what it costs; its run, tables and figure (the report's from run documents).
 
+Three queues: the memory queue (the baseline), JetStream (default fsync
+policy and `sync_interval: always`) and Kafka (its default flush policy,
+which never fsyncs and relies on replication, and `kafka-flush`, an fsync
+per message), each broker node's store on its own lazy file system.
+
 Counts are summed over repetitions (with the number of runs); publish
 rates are medians with min..max; the cost ratios are taken per round (the
 two settings measured back to back in one run) and then summarised, so a
@@ -18,7 +23,7 @@ from matplotlib.figure import Figure
 
 from experiments.lab.context import RunContext
 from experiments.lab.experiment import Experiment, ExperimentParams, FaultText, FigureSpec
-from experiments.lab.experiments.replication import label
+from experiments.lab.experiments.replication import label, replica_env
 from experiments.lab.setup import Setup
 from experiments.results.chapters import power_loss as power_loss_claims
 from experiments.results.plots import backend_style, median_range
@@ -37,10 +42,11 @@ NAME = "06_power_loss"
 COUNTS = ["sent", "acknowledged", "processed", "lost", "lost_prefix", "lost_middle", "lost_postfix", "duplicated",
           "recovered", "errors"]  # fmt: skip
 PUBLISH_COLUMNS = list(PublishRate.model_fields)
+DEFAULT_POLICIES = ("nats", "kafka")  # the backends whose writes wait unsynced: the writeback knob applies to them
 
 
 class Params(ExperimentParams):
-    """Every knob of the power-loss experiment (R1 on one node; R3 on three, NATS only)."""
+    """Every knob of the power-loss experiment (R1 on one node; R3 on three)."""
 
     backends: tuple[Backend, ...] = ("memory", "nats", "nats-sync")
     writebacks: tuple[float | str | None, ...] = ("never", 30)  # the default policy's writeback (s), or never
@@ -50,15 +56,21 @@ class Params(ExperimentParams):
     down_s: float = 0.5  # off this long before the restart
     processing_ms: float = 10.0  # one worker ~ 100 msg/s < rate: a backlog is at stake when the power goes
     workers: int = 1
-    replicas: tuple[int, ...] = (1,)  # 1: one node (R1); 3: three nodes, an R3 stream (NATS only)
-    cluster_faults: tuple[FaultText, ...] = (f"{PowerLoss.kind}:leader", LaggingMajority.kind)  # on R3
+    replicas: tuple[int, ...] = (1,)  # 1: one node (R1); 3: three nodes, an R3 stream or an RF 3 topic
+    cluster_faults: tuple[FaultText, ...] = (f"{PowerLoss.kind}:leader", LaggingMajority.kind)  # JetStream on R3
+    # Kafka on R3 (three brokers, RF 3, min.insync.replicas=2): all three lose power at once. The lagging
+    # majority is JetStream's; a leader's power loss on Kafka is tests/test_kafka_power_loss.py's.
+    kafka_cluster_faults: tuple[FaultText, ...] = (f"{PowerLoss.kind}:queue",)
     cluster_writebacks: tuple[float | str | None, ...] = ("never",)
     cluster_rate: float | None = None  # msg/s offered on R3 (default: rate)
     cluster_duration_s: float = 12.0  # load on R3: a leader election takes seconds
     lag_s: float = 1.0  # lagging majority: the follower is cut off this long before the leader's power goes
     publish_single: int = 300  # publishes per one-at-a-time measurement
     publish_pipelined: int = 2000  # publishes per pipelined measurement
-    publish_rounds: int = 1  # interleaved rounds: plain dir and lazy FS back to back
+    publish_rounds: int = 1  # interleaved rounds: plain dir and lazy FS back to back (JetStream)
+    # Kafka's consumer buffer: small, so acknowledged messages wait in the broker (not in the processor's
+    # memory) when the power goes; at the backend's default (1000) the processor holds the whole backlog.
+    kafka_prefetch: int = 20
 
 
 def publish_frame(rates: list[PublishRate]) -> pd.DataFrame:
@@ -195,7 +207,7 @@ class PowerLossSetting:
 
     @property
     def phase(self) -> str:
-        wb = _writeback_label(self.writeback_s) if self.backend == "nats" else "-"  # nothing pending elsewhere
+        wb = _writeback_label(self.writeback_s) if self.backend in DEFAULT_POLICIES else "-"  # nothing pending
         return f"{self.fault},writeback={wb}"
 
     def step(self, at_s: float, down_s: float, lag_s: float) -> FaultStep:
@@ -210,11 +222,13 @@ def power_loss_settings(
     replicas: Sequence[int],
     cluster_faults: Sequence[str],
     cluster_writebacks: Sequence[float | str | None],
+    kafka_cluster_faults: Sequence[str] = (),
 ) -> list[PowerLossSetting]:
-    """The grid, in run order: R1 for every backend and writeback, then R3 (NATS only) for each cluster fault.
+    """The grid, in run order: R1 for every backend and writeback, then R3 for each cluster fault.
 
-    Writebacks apply to the default policy only (`nats-sync` has nothing
-    pending); the memory queue has one node and no replicas.
+    Writebacks apply to the default policies only (`nats-sync` and
+    `kafka-flush` have nothing pending); the memory queue has one node and no
+    replicas. On R3, JetStream takes `cluster_faults`, Kafka `kafka_cluster_faults`.
     """
     out: list[PowerLossSetting] = []
     for r in replicas:
@@ -223,20 +237,45 @@ def power_loss_settings(
         for backend in backends:
             if backend == "memory" and r > 1:
                 continue
-            faults = [PowerLoss.kind] if r == 1 else list(cluster_faults)
+            on_r3 = kafka_cluster_faults if backend.startswith("kafka") else cluster_faults
+            faults = [PowerLoss.kind] if r == 1 else list(on_r3)
             wbs = writebacks if r == 1 else cluster_writebacks
-            settings = [parse_writeback(w) for w in wbs] if backend == "nats" else [None]
+            settings = [parse_writeback(w) for w in wbs] if backend in DEFAULT_POLICIES else [None]
             for fault in faults:
                 FaultStep.parse(fault)  # a typo fails here, not after the first deployments ran
                 out.extend(PowerLossSetting(backend, r, wb, fault) for wb in settings)
     return out
 
 
+def setup_for(setting: PowerLossSetting, p: Params, step: FaultStep) -> Setup:
+    """The deployment of one setting: its broker's nodes on lazy stores (the memory queue on none)."""
+    broker = setting.backend != "memory"
+    return Setup(
+        backend=setting.backend,
+        workers=p.workers,
+        processing_ms=p.processing_ms,
+        store="lazyfs" if broker else "disk",
+        writeback_s=setting.writeback_s,
+        nodes=setting.replicas if broker else None,
+        env=_queue_env(setting, p),
+        partitionable="partitionable" in step.fault.needs,
+    )
+
+
+def _queue_env(setting: PowerLossSetting, p: Params) -> dict[str, str]:
+    """The stream's replicas (a Kafka topic's follow its brokers), and Kafka's small consumer buffer (see Params)."""
+    if setting.backend == "memory":
+        return {}
+    if setting.backend.startswith("kafka"):
+        return {**replica_env("kafka", setting.replicas), "KAFKA_PREFETCH": str(p.kafka_prefetch)}
+    return replica_env("nats", setting.replicas)
+
+
 async def run(ctx: RunContext, params: Params) -> pd.DataFrame:
     """Power loss mid-load, in a fresh deployment per setting; accounting by id.
 
-    NATS runs with each node's store on the lazy file system, so SIGKILL +
-    `lose` drops what it wrote but never fsynced. Slow workers
+    NATS and Kafka run with each node's store on the lazy file system, so
+    SIGKILL + `lose` drops what it wrote but never fsynced. Slow workers
     (`processing_ms`) keep a backlog of acknowledged, unprocessed messages at
     the moment of the fault: that backlog is what is at stake. The memory
     queue is the baseline (its power loss is the processor's death).
@@ -246,29 +285,22 @@ async def run(ctx: RunContext, params: Params) -> pd.DataFrame:
     `cluster_rate` (default `rate`; a leader election takes seconds, and a
     lower rate keeps the drain after it short): `power-loss:leader` (one node),
     `power-loss:queue` (all three at once) and `lagging-majority` (Jepsen's
-    scenario; its follower lags `lag_s`). For each NATS policy and replica
-    count, the raw publish rate (one at a time and pipelined) is measured on
+    scenario; its follower lags `lag_s`); Kafka's from `kafka_cluster_faults`.
+    For each NATS policy and replica count, the raw publish rate (one at a time and pipelined) is measured on
     the lazy store and on a plain dir, so the figure shows what durability costs.
     """
     p = params
     counts = {"single": p.publish_single, "pipelined": p.publish_pipelined}
     measured_costs: set[tuple[Backend, int]] = set()
-    for setting in power_loss_settings(p.backends, p.writebacks, p.replicas, p.cluster_faults, p.cluster_writebacks):
+    grid = power_loss_settings(
+        p.backends, p.writebacks, p.replicas, p.cluster_faults, p.cluster_writebacks, p.kafka_cluster_faults
+    )
+    for setting in grid:
         cluster = setting.replicas > 1
         step = setting.step(p.fault_at_s, p.down_s, p.lag_s)
-        setup = Setup(
-            backend=setting.backend,
-            workers=p.workers,
-            processing_ms=p.processing_ms,
-            store="disk" if setting.backend == "memory" else "lazyfs",
-            writeback_s=setting.writeback_s,
-            nodes=setting.replicas if setting.backend != "memory" else None,
-            env={"NATS_REPLICAS": str(setting.replicas)} if setting.backend != "memory" else {},
-            partitionable="partitionable" in step.fault.needs,
-        )
-        async with ctx.session(setup) as session:
+        async with ctx.session(setup_for(setting, p, step)) as session:
             key = (setting.backend, setting.replicas)
-            if setting.backend != "memory" and p.publish_rounds > 0 and key not in measured_costs:
+            if setting.backend.startswith("nats") and p.publish_rounds > 0 and key not in measured_costs:
                 assert session.nats is not None
                 measured_costs.add(key)
                 await _publish_costs(ctx, setting.backend, session.nats, session.workdir, counts, p.publish_rounds,
@@ -303,11 +335,12 @@ def setting_label(backend: str, phase: str, replicas: int = 1) -> str:
 
     From a row's backend, its `FAULT,writeback=...` phase and its replicas.
     """
-    names = {"memory": "memory queue", "nats": "JetStream\ndefault fsync", "nats-sync": "JetStream\nsync_always"}
+    names = {"memory": "memory queue", "nats": "JetStream\ndefault fsync", "nats-sync": "JetStream\nsync_always",
+             "kafka": "Kafka\ndefault flush", "kafka-flush": "Kafka\nflush each message"}  # fmt: skip
     writeback = phase.split("writeback=", 1)[1] if "writeback=" in phase else "-"
     fault = phase.split(",", 1)[0]
     name = names.get(backend, backend)
-    if backend == "nats":
+    if backend in DEFAULT_POLICIES:
         name = f"{name}\nwriteback {writeback}" + ("" if writeback == "never" else " s")
     if replicas > 1:
         name = f"R{replicas}, {plot_name(fault)}\n{name}"
@@ -325,7 +358,7 @@ def power_loss_figure(df: pd.DataFrame, publish: pd.DataFrame) -> Figure:
     """
     replicas = df["replicas"].clip(lower=1) if "replicas" in df else pd.Series(1, index=df.index)
     df = df.assign(_r=replicas)
-    order = {"memory": 0, "nats": 1, "nats-sync": 2}
+    order = {"memory": 0, "nats": 1, "nats-sync": 2, "kafka": 3, "kafka-flush": 4}
 
     def rank(group: tuple[int, str, str]) -> tuple[int, tuple[int, int], int, str]:
         r, backend, phase = group

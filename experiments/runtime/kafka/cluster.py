@@ -7,6 +7,10 @@ leader. Every node is a voter of one static controller quorum and a broker;
 three nodes get replication factor 3, `min.insync.replicas=2` and unclean
 leader election off (see `experiments.runtime.kafka.config`).
 
+Built `lazy` (processes only), every node keeps its data dir on its own lazy
+file system (`LazyKafkaNode`): a node, or the whole cluster at once, can lose
+power (`power_off`: SIGKILL and drop what it never fsynced).
+
 Start formats the nodes (the storage tool once, copied to the others), launches every
 JVM, then waits until each node's metadata lists all brokers: the quorum has
 a leader and every broker is registered and unfenced.
@@ -24,13 +28,15 @@ from typing import Any, Literal
 from confluent_kafka.admin import ClusterMetadata
 
 from experiments.runtime.kafka.config import NodePlan
+from experiments.runtime.kafka.lazy import LazyKafkaNode, power_off_all
 from experiments.runtime.kafka.process import DEFAULT_HEAP, ProcessKafkaNode
 from experiments.runtime.kafka.readiness import KafkaNotReady, admin_client
+from experiments.runtime.lazyfs.mount import Writeback
 from experiments.runtime.lifetime import Managed
 from experiments.runtime.ports import free_ports
 
 NAME_PREFIX = "k"  # node names: k1, k2, k3 (node ids 1..3)
-Node = Any  # ProcessKafkaNode | DockerKafkaNode (docker is imported only when asked for)
+Node = Any  # ProcessKafkaNode | LazyKafkaNode | DockerKafkaNode (docker is imported only when asked for)
 KafkaKind = Literal["process", "docker"]
 
 
@@ -52,11 +58,17 @@ class KafkaCluster(Managed):
         ready_timeout: float = 180.0,
         ports: list[int] | None = None,
         image: str | None = None,
+        lazy: bool = False,
+        writeback_s: Writeback = None,
     ) -> None:
         """`ports`: fixed client ports per node (`diplom up`), else free ones; `overrides`: broker configs;
-        `image`: the docker kind's image (else queue-lab/kafka:<version>, built here when missing)."""
+        `image`: the docker kind's image (else queue-lab/kafka:<version>, built here when missing);
+        `lazy`: each node's data dir on a lazy file system (`writeback_s`: None = never), for power loss."""
         if nodes not in (1, 3):
             raise ValueError("a lab Kafka has 1 node or 3 (a quorum that survives one loss)")
+        if lazy and kind != "process":
+            raise ValueError("a lazy store (power loss) needs nodes that run as local processes (kind='process')")
+        self.lazy = lazy
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if store_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="kafka-")
@@ -78,6 +90,18 @@ class KafkaCluster(Managed):
                         plan, plans, node_dir, heap=heap, overrides=overrides, ready_timeout=ready_timeout, image=image
                     )
                 )
+            elif lazy:
+                self.nodes.append(
+                    LazyKafkaNode(
+                        plan,
+                        plans,
+                        node_dir,
+                        heap=heap,
+                        overrides=overrides,
+                        ready_timeout=ready_timeout,
+                        writeback_s=writeback_s,
+                    )
+                )
             else:
                 self.nodes.append(
                     ProcessKafkaNode(plan, plans, node_dir, heap=heap, overrides=overrides, ready_timeout=ready_timeout)
@@ -87,7 +111,7 @@ class KafkaCluster(Managed):
     # --- what every provider has -------------------------------------------------
     @property
     def kind(self) -> str:
-        return self._kind
+        return "process-lazyfs" if self.lazy else self._kind
 
     @property
     def size(self) -> int:
@@ -160,6 +184,12 @@ class KafkaCluster(Managed):
     def resume(self) -> None:
         for n in self.nodes:
             n.resume()
+
+    def power_off(self) -> int:
+        """Every node loses power at once (a coordinated power failure); the bytes lost, summed."""
+        if not self.lazy:
+            raise ValueError("this cluster has no lazy store: build it lazy=True (Setup(store='lazyfs'))")
+        return power_off_all(self.nodes)
 
     def close(self) -> None:
         """Kill every node and remove what this object made (containers, a temporary store)."""

@@ -118,7 +118,10 @@ def main(argv: list[str] | None = None) -> None:
             ops,
             args.mountpoint,
             foreground=True,
-            direct_io=True,  # every read and write reaches the pending layer; no kernel page cache in between
+            # No direct_io: it forbids shared mmap (ENODEV), and Kafka maps its index files. Without
+            # writeback_cache every write(2) still reaches the pending layer at once (write-through); reads
+            # may come from the page cache, which FUSE drops at each open (no keep_cache); a mapped page
+            # reaches the layer when written back (msync, fsync, the kernel's writeback, `LazyFS.lose`).
             attr_timeout=0,
             entry_timeout=0,
             negative_timeout=0,

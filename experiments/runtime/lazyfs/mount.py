@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -30,6 +31,7 @@ from experiments.runtime.lifetime import Managed
 from experiments.runtime.processes import die_with_parent, register_child, register_mount, signal_and_wait
 
 Writeback = float | None  # seconds, or None for "never"
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class LazyFSNotReady(RuntimeError):
@@ -40,6 +42,29 @@ def is_mounted(path: str | Path) -> bool:
     """Whether `path` is a mount point in the mount table (a dead FUSE mount counts too: it needs unmounting)."""
     target = os.path.realpath(path)
     return any(part.mountpoint == target for part in psutil.disk_partitions(all=True))
+
+
+def write_back_dirty_pages(mountpoint: str | Path) -> None:
+    """syncfs(2) on the mount: the kernel sends its dirty (mapped) pages to the daemon as writes."""
+    fd = os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"syncfs {mountpoint}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def drop_page_cache(mountpoint: str | Path) -> None:
+    """Forget the kernel's cached pages of every file on the mount (clean after syncfs; FUSE refetches them)."""
+    for root, _dirs, files in os.walk(mountpoint):
+        for name in files:
+            with contextlib.suppress(OSError):  # gone meanwhile, or not a regular file
+                fd = os.open(os.path.join(root, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                try:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                finally:
+                    os.close(fd)
 
 
 def writeback_arg(writeback_s: Writeback) -> str:
@@ -114,8 +139,21 @@ class LazyFS(Managed):
         return send_command(self.control_path, name)
 
     def lose(self) -> int:
-        """The power loss: drop every write not yet durable. Returns the bytes dropped."""
-        return int(self.command("lose")["lost_bytes"])
+        """The power loss: drop every write not yet durable. Returns the bytes dropped.
+
+        Pages written through a shared mapping and not yet written back sit in
+        the kernel's page cache, not in the pending layer: they are written back
+        first (syncfs: FUSE writes, no fsync reaches the daemon), so they are
+        lost too, and none reaches the layer after the loss. Then the page
+        cache of every file is dropped, so even a descriptor kept open across
+        the loss reads what is durable.
+        """
+        if self.pid is None:  # no daemon: a syncfs on its dead mount would hang
+            raise RuntimeError("lazyfs is not running")
+        write_back_dirty_pages(self.mountpoint)
+        lost = int(self.command("lose")["lost_bytes"])
+        drop_page_cache(self.mountpoint)
+        return lost
 
     def flush(self) -> int:
         """Make every pending write durable. Returns the bytes written."""

@@ -11,11 +11,18 @@ crash, where an un-fsynced directory can lose them): create, mknod, mkdir,
 rmdir, unlink, rename, symlink, link, chmod, chown, utimens. A file created
 and written but never fsynced is therefore still there after `lose`, empty
 (or at its last durable length); a renamed file keeps its new name. Not
-supported: mmap of files (the mount uses direct_io, so shared mmap fails),
-xattrs, locks (local to the mount, not forwarded).
+supported: xattrs, locks (local to the mount, not forwarded).
 
-With direct_io the kernel sends no fsync for a write on an O_SYNC handle,
-so the flags are remembered at open and honoured here.
+Shared mmap works (Kafka maps its index files): a page written through a
+mapping stays in the kernel's page cache until it is written back here as an
+ordinary write (pending like any other), by msync / fsync (then durable),
+by the kernel's writeback, or by `LazyFS.lose`, which writes the mount's
+dirty pages back before it drops the pending layer: a mapped write never
+synced is lost like any other.
+
+A write on an O_SYNC / O_DSYNC handle is made durable here (the flags are
+remembered at open), whether or not the kernel also sends an fsync after it
+(it does not with direct_io, which this mount once used).
 """
 
 from __future__ import annotations
