@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
-def create_topic(bootstrap: str, replicas: int, name: str | None = None, partitions: int = 1) -> str:
-    """A new topic (random name unless given); returns once the controller created it."""
+def create_topic(
+    bootstrap: str, replicas: int, name: str | None = None, partitions: int = 1, config: Mapping[str, str] | None = None
+) -> str:
+    """A new topic (random name unless given; `config`: its topic-level settings), once the controller made it."""
     topic = name or f"t-{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=replicas)])
+    new = NewTopic(topic, num_partitions=partitions, replication_factor=replicas, config=dict(config or {}))
+    futures = admin.create_topics([new])
     futures[topic].result(timeout=30)
     return topic
 

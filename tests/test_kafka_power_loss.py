@@ -8,20 +8,26 @@ acknowledged ids it does not find.
 
 - R1, default flush policy (Kafka never fsyncs a partition log): the broker's
   power loss loses acknowledged messages.
-- R1, `kafka-flush` (log.flush.interval.messages=1, an fsync per append): none.
-- R3, `min.insync.replicas=2`, default flush: a coordinated power loss of all
-  three loses acknowledged messages; replication does not help what no replica
-  fsynced. With flush-every-message, none.
-- R3, default flush, only the partition leader loses power: none. The other
-  replicas still hold (in their page cache) what the leader lost, and one of
-  them becomes the leader: the case Kafka's documentation counts on.
+- R1, flush every message (`flush.messages=1`, the topic's override of
+  `log.flush.interval.messages`, which `kafka-flush` sets broker-wide): none.
+- R3, `min.insync.replicas=2`, default flush, only the partition leader loses
+  power: none. The other replicas still hold (in their page cache) what the
+  leader lost, and one of them becomes the leader: the case Kafka's
+  documentation counts on.
+- R3, then a coordinated power loss of all three: the default topic loses
+  acknowledged messages (replication does not help what no replica fsynced);
+  the flush-every-message topic, none.
+
+Each deployment holds a default topic and a flushed one, so one power loss
+decides both sides on the same disks at the same moment (and CI starts one
+broker and one cluster, not five deployments).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +35,6 @@ from pathlib import Path
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from experiments.lab.setup import KAFKA_FLUSH_EACH
 from experiments.runtime.kafka.cluster import KafkaCluster
 from experiments.runtime.lazyfs import is_mounted
 from experiments.runtime.processes import alive
@@ -41,6 +46,7 @@ pytestmark = [pytest.mark.faults]
 
 MESSAGES = 2000  # small ids; enough that a loss is not one batch's luck, seconds to publish
 READ_TIMEOUT_S = 30.0
+FLUSH_EACH = {"flush.messages": "1"}  # the topic's log.flush.interval.messages: kafka-flush's fsync per message
 
 
 @dataclass(frozen=True)
@@ -61,11 +67,11 @@ class PowerLoss:
 
 
 @contextmanager
-def lazy_kafka(tmp_path: Path, nodes: int, overrides: Mapping[str, str] | None = None) -> Iterator[KafkaCluster]:
+def lazy_kafka(tmp_path: Path, nodes: int) -> Iterator[KafkaCluster]:
     """A started Kafka of `nodes` with every data dir on its own lazy mount; afterwards no JVM, daemon or mount."""
     require_fuse_or_skip()
     require_kafka_or_skip()
-    cluster = KafkaCluster(tmp_path / "kafka", nodes=nodes, lazy=True, overrides=overrides)
+    cluster = KafkaCluster(tmp_path / "kafka", nodes=nodes, lazy=True)
     mounts = [n.disk for n in cluster.nodes]
     daemons: list[int] = []
     try:
@@ -81,7 +87,7 @@ def lazy_kafka(tmp_path: Path, nodes: int, overrides: Mapping[str, str] | None =
     assert cluster.pid is None, "a Kafka JVM outlived its cluster"
 
 
-def produce(bootstrap: str, topic: str, count: int = MESSAGES) -> set[str]:
+def produce(bootstrap: str, topic: str, prefix: str = "m", count: int = MESSAGES) -> set[str]:
     """Publish `count` ids (acks=all, idempotence); the ids whose delivery report came back without error."""
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
                          "linger.ms": 5, "log_level": 3})  # fmt: skip
@@ -92,11 +98,12 @@ def produce(bootstrap: str, topic: str, count: int = MESSAGES) -> set[str]:
             acknowledged.add((msg.key() or b"").decode())
 
     for i in range(count):
-        key = f"m{i:05d}".encode()
+        key = f"{prefix}{i:05d}".encode()
         producer.produce(topic, value=key, key=key, on_delivery=report)
         producer.poll(0)
     left = producer.flush(30.0)
     assert left == 0, f"{left} records without a delivery report after 30 s"
+    assert len(acknowledged) == count, f"only {len(acknowledged)} of {count} acknowledged before the fault"
     return acknowledged
 
 
@@ -134,74 +141,68 @@ def read_topic(bootstrap: str, topic: str, timeout: float = READ_TIMEOUT_S) -> s
     return got
 
 
-def power_loss_of_every_node(cluster: KafkaCluster, topic: str) -> PowerLoss:
-    """Publish, every node loses power at once, start them all, read back."""
-    acknowledged = produce(cluster.bootstrap_servers, topic)
-    assert len(acknowledged) == MESSAGES, f"only {len(acknowledged)} of {MESSAGES} acknowledged before the fault"
-    pids = [n.pid for n in cluster.nodes]
-    bytes_lost = cluster.power_off()
-    assert all(n.pid is None for n in cluster.nodes), "a JVM survived its power loss"
-    cluster.start()
-    assert not set(pids) & {n.pid for n in cluster.nodes}, "a node was not restarted"
-    cluster.wait_partition(topic, timeout=60.0)
-    return PowerLoss(acknowledged, read_topic(cluster.bootstrap_servers, topic), bytes_lost)
+def topics(kafka: KafkaCluster, replicas: int) -> tuple[str, str]:
+    """A topic under the default flush policy and one that fsyncs every message, both in sync on every replica."""
+    default = create_topic(kafka.bootstrap_servers, replicas)
+    flushed = create_topic(kafka.bootstrap_servers, replicas, config=FLUSH_EACH)
+    for topic in (default, flushed):
+        kafka.wait_partition(topic, isr=replicas, timeout=60.0)
+    return default, flushed
 
 
-def test_r1_default_flush_loses_acknowledged_messages_on_power_loss(tmp_path: Path) -> None:
+def power_loss_of_every_node(
+    kafka: KafkaCluster, default: str, flushed: str, prefix: str
+) -> tuple[PowerLoss, PowerLoss]:
+    """Publish to both topics, every node loses power at once, start them all, read both back."""
+    acked = {topic: produce(kafka.bootstrap_servers, topic, prefix) for topic in (default, flushed)}
+    pids = [n.pid for n in kafka.nodes]
+    bytes_lost = kafka.power_off()
+    assert all(n.pid is None for n in kafka.nodes), "a JVM survived its power loss"
+    kafka.start()
+    assert not set(pids) & {n.pid for n in kafka.nodes}, "a node was not restarted"
+    results = []
+    for topic in (default, flushed):
+        kafka.wait_partition(topic, timeout=60.0)
+        read = {i for i in read_topic(kafka.bootstrap_servers, topic) if i.startswith(prefix)}
+        results.append(PowerLoss(acked[topic], read, bytes_lost))
+    return results[0], results[1]
+
+
+def test_r1_power_loss_loses_the_default_topic_and_keeps_the_flushed_one(tmp_path: Path) -> None:
     with lazy_kafka(tmp_path, 1) as kafka:
-        topic = create_topic(kafka.bootstrap_servers, 1)
-        result = power_loss_of_every_node(kafka, topic)
-    print(f"R1 default flush, power loss: {result}")
-    assert result.bytes_lost > 0, f"the power loss dropped nothing: {result}"
-    assert result.lost > 0, f"the power loss did not bite: {result}"
+        default, flushed = topics(kafka, 1)
+        lost, kept = power_loss_of_every_node(kafka, default, flushed, "r1-")
+    print(f"R1 power loss: default flush {lost}; flush every message {kept}")
+    assert lost.bytes_lost > 0, f"the power loss dropped nothing: {lost}"
+    assert lost.lost > 0, f"the power loss did not bite the default flush policy: {lost}"
+    assert kept.lost == 0, kept
+    assert kept.read >= kept.acknowledged
 
 
-def test_r1_flush_every_message_loses_nothing_on_power_loss(tmp_path: Path) -> None:
-    with lazy_kafka(tmp_path, 1, KAFKA_FLUSH_EACH) as kafka:
-        topic = create_topic(kafka.bootstrap_servers, 1)
-        result = power_loss_of_every_node(kafka, topic)
-    print(f"R1 kafka-flush, power loss: {result}")
-    assert result.lost == 0, result
-    assert result.read >= result.acknowledged
-
-
-def test_r3_default_flush_loses_acknowledged_messages_when_every_broker_loses_power(tmp_path: Path) -> None:
-    """A coordinated power failure: RF 3 and min.insync.replicas=2 do not help what no replica fsynced."""
+def test_r3_the_leader_alone_loses_nothing_a_coordinated_power_loss_loses_the_default_topic(tmp_path: Path) -> None:
+    """Kafka's bet holds while one replica loses power and fails when all of them do (unless each fsyncs)."""
     with lazy_kafka(tmp_path, 3) as kafka:
-        topic = create_topic(kafka.bootstrap_servers, 3)
-        kafka.wait_partition(topic, isr=3)
-        result = power_loss_of_every_node(kafka, topic)
-    print(f"R3 default flush, all three lose power: {result}")
-    assert result.bytes_lost > 0, f"the power loss dropped nothing: {result}"
-    assert result.lost > 0, f"the coordinated power loss did not bite: {result}"
-
-
-def test_r3_flush_every_message_loses_nothing_when_every_broker_loses_power(tmp_path: Path) -> None:
-    with lazy_kafka(tmp_path, 3, KAFKA_FLUSH_EACH) as kafka:
-        topic = create_topic(kafka.bootstrap_servers, 3)
-        kafka.wait_partition(topic, isr=3)
-        result = power_loss_of_every_node(kafka, topic)
-    print(f"R3 kafka-flush, all three lose power: {result}")
-    assert result.lost == 0, result
-    assert result.read >= result.acknowledged
-
-
-def test_r3_default_flush_loses_nothing_when_only_the_leader_loses_power(tmp_path: Path) -> None:
-    """Kafka's bet: a replica that was in sync still holds what the leader never fsynced."""
-    with lazy_kafka(tmp_path, 3) as kafka:
-        topic = create_topic(kafka.bootstrap_servers, 3)
-        kafka.wait_partition(topic, isr=3)
-        acknowledged = produce(kafka.bootstrap_servers, topic)
-        assert len(acknowledged) == MESSAGES, f"only {len(acknowledged)} of {MESSAGES} acknowledged before the fault"
-        old_leader, _ = kafka.partition_state(topic)
+        default, flushed = topics(kafka, 3)
+        # the leader alone: a replica that was in sync still holds what the leader never fsynced
+        acknowledged = produce(kafka.bootstrap_servers, default, "leader-")
+        old_leader, _ = kafka.partition_state(default)
         victim = kafka.node(old_leader)
-        bytes_lost = victim.power_off()
+        victim_lost = victim.power_off()
         assert victim.pid is None
-        new_leader, _ = kafka.wait_partition(topic, not_leader=old_leader, timeout=60.0)
+        new_leader, _ = kafka.wait_partition(default, not_leader=old_leader, timeout=60.0)
         victim.start()
-        kafka.wait_partition(topic, isr=3, timeout=60.0)  # the victim caught up again from the new leader
-        result = PowerLoss(acknowledged, read_topic(kafka.bootstrap_servers, topic), bytes_lost)
-    print(f"R3 default flush, the leader (node {old_leader}) loses power, node {new_leader} leads: {result}")
+        kafka.wait_partition(default, isr=3, timeout=60.0)  # the victim caught up again from the new leader
+        kafka.wait_partition(flushed, isr=3, timeout=60.0)
+        read = {i for i in read_topic(kafka.bootstrap_servers, default) if i.startswith("leader-")}
+        leader_only = PowerLoss(acknowledged, read, victim_lost)
+        # then every broker at once
+        lost, kept = power_loss_of_every_node(kafka, default, flushed, "all-")
+    print(f"R3 default flush, the leader (node {old_leader}) loses power, node {new_leader} leads: {leader_only}")
+    print(f"R3 all three lose power: default flush {lost}; flush every message {kept}")
     assert new_leader != old_leader
-    assert result.bytes_lost > 0, f"the leader lost nothing, so nothing was at stake: {result}"
-    assert result.lost == 0, result
+    assert leader_only.bytes_lost > 0, f"the leader lost nothing, so nothing was at stake: {leader_only}"
+    assert leader_only.lost == 0, leader_only
+    assert lost.bytes_lost > 0, f"the power loss dropped nothing: {lost}"
+    assert lost.lost > 0, f"the coordinated power loss did not bite the default flush policy: {lost}"
+    assert kept.lost == 0, kept
+    assert kept.read >= kept.acknowledged
