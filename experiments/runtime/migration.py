@@ -28,7 +28,7 @@ import httpx
 from experiments.runtime.broker import BrokerServer
 from experiments.runtime.ports import free_port
 from experiments.runtime.queue_wiring import backend_fields
-from experiments.runtime.stack import ServiceProcess, Stack
+from experiments.runtime.stack import ServiceProcess, Stack, kafka_member
 from services.settings import BackendSettings, IngestSettings, ProcessorSettings
 
 Queue = Literal["memory", "nats", "kafka"]
@@ -79,15 +79,19 @@ def _next_index(stack: Stack) -> int:
 
 
 def _new_processor(
-    stack: Stack, like: ServiceProcess, to: Queue, broker: BrokerServer | None, port: int
+    stack: Stack, like: ServiceProcess, to: Queue, broker: BrokerServer | None, port: int, position: int
 ) -> ServiceProcess:
-    """A processor with `like`'s settings on queue `to` (at `broker`), its own ledger and name."""
+    """A processor with `like`'s settings on queue `to` (at `broker`), its own ledger and name.
+
+    On Kafka it is the static group member of its `position` (`kafka_member`), as the
+    processor there before it was: a switch back to Kafka gets the partitions at once.
+    """
     name = f"processor-{_next_index(stack)}"
     processor = _settings(like, ProcessorSettings).model_copy(
         update={"instance": name, "ledger_path": str(stack.workdir / f"ledger-{name}.sqlite")}
     )
-    # a Kafka processor is a static group member under its own name, as in Stack._wire
-    queue = {"queue_type": to, **backend_fields(to, broker), "kafka_group_instance_id": name if to == "kafka" else ""}
+    member = kafka_member(position) if to == "kafka" else ""
+    queue = {"queue_type": to, **backend_fields(to, broker), "kafka_group_instance_id": member}
     backend = _settings(like, BackendSettings).model_copy(update=queue)
     return ServiceProcess(
         name, like.app, port or free_port(), dict(like.env), stack.workdir / f"{name}.log", (processor, backend)
@@ -166,7 +170,7 @@ def planned_switch(
     report.mark("start")
     new: list[ServiceProcess] = []
     for i, like in enumerate(old):
-        p = _new_processor(stack, like, to, broker, (ports or [])[i] if ports and i < len(ports) else 0)
+        p = _new_processor(stack, like, to, broker, (ports or [])[i] if ports and i < len(ports) else 0, i)
         stack.processors.append(p)  # stopped with the stack if anything below fails
         new.append(p)
     report.new = [p.name for p in new]
@@ -202,8 +206,8 @@ def naive_switch(
     for p in old:
         p.stop()
     report.mark("old stopped")
-    for like in old:
-        p = _new_processor(stack, like, to, broker, like.port)
+    for i, like in enumerate(old):
+        p = _new_processor(stack, like, to, broker, like.port, i)
         stack.processors[stack.processors.index(like)] = p
         report.new.append(p.name)
         p.spawn()

@@ -170,6 +170,19 @@ class ServiceProcess:
                 child.wait(5)
 
 
+def kafka_member(position: int) -> str:
+    """The static group member id (`KAFKA_GROUP_INSTANCE_ID`) of the processor at `position` in a stack.
+
+    By position, not by name: a static member does not leave its group when it
+    stops, so a processor started again after a crash, or a later queue switch
+    back to Kafka with processors of new names, must come back under the same
+    id to get the partitions at once instead of after the old member's 45 s
+    session timeout (backends.kafka.config.KafkaConfig.consumer). Two live
+    processors never share a position.
+    """
+    return f"processor-{position}"
+
+
 @dataclass
 class StackConfig:
     """The deployment's knobs, and each service's settings.
@@ -317,10 +330,8 @@ class Stack(Managed):
                 wiring,
                 _fields(ProcessorSettings, cfg.processor_env),
             )
-            # a Kafka processor is a static group member under its own name: started again after a crash, it
-            # takes its partitions back at once (backends.kafka.config.KafkaConfig.consumer)
-            own = backend.model_copy(update={"kafka_group_instance_id": p.name}) if cfg.queue == "kafka" else backend
-            p.settings = (settings, own)
+            member = {"kafka_group_instance_id": kafka_member(i)} if cfg.queue == "kafka" else {}
+            p.settings = (settings, backend.model_copy(update=member))
             p.env = _unknown(cfg.env, cfg.processor_env)
         urls = ",".join(p.url for p in self.processors)
         ingest = _build(
