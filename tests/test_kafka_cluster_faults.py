@@ -21,19 +21,16 @@ import pytest
 from experiments.lab.context import RunContext
 from experiments.lab.phase import FAILOVER, run_phase
 from experiments.lab.record import PhaseSpec
-from experiments.lab.setup import Setup
 from experiments.results.chapters.durability import backlog_at_fault
 from experiments.runtime.broker import ReplicatedBroker
 from experiments.runtime.kafka.cluster import KafkaCluster
 from experiments.workload.faults import FaultRunner, FaultStep
 from experiments.workload.faults.nodes import ClusterNodes
 from tests.kafka_fixtures import require_kafka_or_skip
+from tests.test_kafka_faults import RATE, faulted_kafka_setup
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(300)]
 
-RATE = 150.0  # msg/s offered, one per request
-PROCESSING_MS = 40.0  # 4 workers ~ 100 msg/s < RATE: a backlog waits in the topic when the leader dies
-PREFETCH = "20"  # the backlog waits in the brokers, not fetched into the processor (see test_kafka_faults)
 DURATION_S = 10.0  # the dead leader is fenced after broker.session.timeout.ms (4 s), then a new one leads
 FAULT_AT_S = 2.0
 DOWN_S = 6.0  # the killed leader stays away through the election
@@ -46,7 +43,7 @@ async def test_leader_sigkill_moves_partition_leadership_and_loses_nothing(
     require_kafka_or_skip()
     monkeypatch.setenv("HARNESS_KAFKA", "process")
     ctx = RunContext("test_kafka_cluster_faults", results_dir=tmp_path / "results")
-    setup = Setup(backend="kafka", workers=4, processing_ms=PROCESSING_MS, nodes=3, env={"KAFKA_PREFETCH": PREFETCH})
+    setup = faulted_kafka_setup(3)  # the load, slow workers and small prefetch of test_kafka_faults
     step = FaultStep.parse("kill:leader", at_s=FAULT_AT_S, down_s=DOWN_S)
     async with ctx.session(setup) as session:
         kafka = session.kafka

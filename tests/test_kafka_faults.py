@@ -42,6 +42,11 @@ FAULT_AT_S = 2.0
 DOWN_S = 1.5
 
 
+def faulted_kafka_setup(nodes: int) -> Setup:
+    """A Kafka deployment of `nodes` brokers where a backlog waits in the brokers when a fault comes."""
+    return Setup(backend="kafka", workers=4, processing_ms=PROCESSING_MS, nodes=nodes, env={"KAFKA_PREFETCH": PREFETCH})
+
+
 @dataclass
 class Sampler:
     """Polls the broker's pid and run state and the processor's pid every 20 ms while a phase runs."""
@@ -106,8 +111,7 @@ async def test_kill_restart_and_pause_aimed_at_the_queue_hit_the_kafka_broker(
     require_kafka_or_skip()
     monkeypatch.setenv("HARNESS_KAFKA", "process")
     ctx = RunContext("test_kafka_faults", results_dir=tmp_path / "results")
-    setup = Setup(backend="kafka", workers=4, processing_ms=PROCESSING_MS, nodes=1, env={"KAFKA_PREFETCH": PREFETCH})
-    async with ctx.session(setup) as session:
+    async with ctx.session(faulted_kafka_setup(1)) as session:
         kafka = session.kafka
         assert isinstance(kafka, KafkaCluster)
         assert kafka.kind == "process"
