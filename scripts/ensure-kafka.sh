@@ -8,6 +8,9 @@
 # kept in libs/.pom-sha256); concurrent runs wait on a lock. Prints the libs
 # directory on stdout; everything else goes to stderr.
 # Needs Java 17+ and Maven: installed from Debian's packages when root and missing.
+# Then the class archive (experiments/runtime/kafka/class_archive.py): Kafka's classes
+# dumped once by a throwaway broker, so every later Kafka JVM starts on about half
+# the CPU; skipped when the venv is not there yet.
 # Called by scripts/test.sh, scripts/main.sh and the Python side when the cache is empty.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +26,13 @@ version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$pom")
 home=${QUEUE_LAB_KAFKA_HOME:-$HOME/.cache/queue-lab/kafka-$version}
 libs=$home/libs
 pom_sha=$(sha256sum "$pom" | cut -d' ' -f1)
+class_archive() {
+  if [ -x .venv/bin/python ]; then
+    .venv/bin/python -m experiments.runtime.kafka.class_archive || say "no class archive: Kafka JVMs start without it"
+  fi
+}
 if [ "$(cat "$libs/.pom-sha256" 2>/dev/null)" = "$pom_sha" ]; then
+  class_archive
   echo "$libs"
   exit 0
 fi
@@ -47,6 +56,7 @@ exec 9>"$home/.lock"
 flock 9
 # Another run may have filled it while this one waited.
 if [ "$(cat "$libs/.pom-sha256" 2>/dev/null)" = "$pom_sha" ]; then
+  class_archive
   echo "$libs"
   exit 0
 fi
@@ -67,4 +77,6 @@ rm -rf "$libs"
 mv "$tmp" "$libs"
 trap - EXIT
 say "Kafka $version: $(find "$libs" -name '*.jar' | wc -l) jars, $(du -sh "$libs" | cut -f1) in $((SECONDS - t0))s"
+exec 9>&-  # the class archive takes its own lock
+class_archive
 echo "$libs"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from experiments.runtime.kafka.class_archive import ensure_archive
 from experiments.runtime.kafka.cluster import KafkaCluster
 from experiments.runtime.kafka.jars import KafkaUnavailable, java_binary, kafka_libs
 from tests.ci import ci_is_set
@@ -24,6 +25,7 @@ def require_kafka_or_skip() -> None:
         if ci_is_set():
             pytest.fail(f"CI is set and Kafka is unavailable: {exc}")
         pytest.skip(f"Kafka unavailable: {exc}. With CI=true this is a failure.")
+    ensure_archive()  # once per machine (scripts/ensure-kafka.sh does it under make): every JVM then starts faster
 
 
 def _cluster(tmp: Path, nodes: int) -> Iterator[KafkaCluster]:

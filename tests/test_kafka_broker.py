@@ -12,6 +12,7 @@ still there.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -19,6 +20,7 @@ from confluent_kafka import AcknowledgeType, ShareConsumer
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
 from experiments.runtime.broker import BrokerServer
+from experiments.runtime.kafka.class_archive import archive_path
 from experiments.runtime.kafka.cluster import KafkaCluster
 from experiments.runtime.kafka.external import ExternalKafka, NotOurBroker
 from experiments.runtime.kafka.provider import kafka_server_from_env
@@ -46,6 +48,15 @@ def test_one_node_binds_loopback_and_round_trips_acks_all(kafka_broker: KafkaClu
         (b"m-1", b"m-1", [("Nats-Msg-Id", b"m-1")]),
         (b"m-2", b"m-2", [("Nats-Msg-Id", b"m-2")]),
     ]
+
+
+def test_the_broker_maps_the_class_archive(kafka_broker: KafkaCluster) -> None:
+    """The JVM took the archive (a stale or refused one would start it without, silently): it is mapped."""
+    archive = archive_path()
+    assert archive.is_file()
+    assert kafka_broker.pid is not None
+    maps = Path(f"/proc/{kafka_broker.pid}/maps").read_text()
+    assert str(archive) in maps, f"{archive} is not mapped by the broker's JVM"
 
 
 def _share_group_from_earliest(bootstrap: str, group: str) -> None:

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
+from experiments.runtime.kafka.class_archive import archive_options
 from experiments.runtime.kafka.config import CLUSTER_ID, HOST, NodePlan, server_properties
 from experiments.runtime.kafka.jars import LOG4J_CONFIG, classpath, java_binary
 from experiments.runtime.kafka.readiness import KafkaNotReady, wait_ready
@@ -76,6 +77,7 @@ class ProcessKafkaNode:
         self.ready_timeout = ready_timeout
         self._proc: subprocess.Popen[bytes] | None = None
         self.started_in_s: float | None = None  # the last start's wall time, format included
+        self.extra_jvm_options: list[str] = []  # after the lab's own (the class archive's dump sets one)
 
     @property
     def node_id(self) -> int:
@@ -110,13 +112,19 @@ class ProcessKafkaNode:
         return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
 
     def _java(self, main: str, *args: str) -> list[str]:
-        return [java_binary(), *jvm_options(self.heap, self.logs_dir), "-cp", classpath(), main, *args]
+        options = [*jvm_options(self.heap, self.logs_dir), *self._class_archive(), *self.extra_jvm_options]
+        return [java_binary(), *options, "-cp", classpath(), main, *args]
+
+    def _class_archive(self) -> list[str]:
+        """Kafka's classes mapped from the machine's CDS archive (`class_archive`), unless this JVM dumps one."""
+        dumping = any(o.startswith("-XX:ArchiveClassesAtExit") for o in self.extra_jvm_options)
+        return [] if dumping else archive_options()
 
     def _tool(self, main: str, *args: str) -> list[str]:
         """A short-lived tool's JVM: C1 only and the serial collector, less CPU to start and finish."""
         fast = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xmx256m"]
         options = [o for o in jvm_options(self.heap, self.logs_dir) if not o.startswith(("-Xm", "-XX:"))]
-        return [java_binary(), *fast, *options, "-cp", classpath(), main, *args]
+        return [java_binary(), *fast, *self._class_archive(), *options, "-cp", classpath(), main, *args]
 
     @property
     def formatted(self) -> bool:
