@@ -39,8 +39,10 @@ a leader and every broker is registered and unfenced.
 from __future__ import annotations
 
 import contextlib
+import struct
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -48,8 +50,9 @@ from typing import Any, Literal
 
 from confluent_kafka.admin import ClusterMetadata
 
-from experiments.runtime.kafka.config import NodePlan, PeerPorts
+from experiments.runtime.kafka.config import HOST, NodePlan, PeerPorts
 from experiments.runtime.kafka.lazy import LazyKafkaNode, power_off_all
+from experiments.runtime.kafka.node_view import partition_view
 from experiments.runtime.kafka.process import DEFAULT_HEAP, ProcessKafkaNode
 from experiments.runtime.kafka.readiness import KafkaNotReady, admin_client
 from experiments.runtime.lazyfs.mount import Writeback
@@ -264,17 +267,48 @@ class KafkaCluster(Managed):
         # log_level 0: a node just killed is still listed until fenced, and every ask would log its refusal
         return admin_client(bootstrap, log_level=0).list_topics(timeout=timeout)
 
+    def partition_views(
+        self, topic: str, partition: int = 0, timeout: float = 1.0
+    ) -> dict[str, tuple[int, list[int]] | None]:
+        """Each running node's own (leader id, ISR ids) of a partition, asked of it alone (`node_view`); None
+        where it does not answer in `timeout` or does not know the partition."""
+        nodes = self.running
+
+        def ask(node: Node) -> tuple[int, list[int]] | None:
+            try:
+                return partition_view(HOST, node.port, topic, partition, timeout)
+            except (OSError, LookupError, struct.error):
+                return None
+
+        if not nodes:
+            return {}
+        with ThreadPoolExecutor(len(nodes)) as pool:
+            return dict(zip((node_name(n.node_id) for n in nodes), pool.map(ask, nodes), strict=True))
+
     def partition_state(self, topic: str, partition: int = 0, timeout: float = 5.0) -> tuple[int, list[int]]:
-        """(leader id, in-sync replica ids) of a partition; leader -1 when it has none."""
-        found = self.metadata(timeout).topics[topic].partitions[partition]
-        return int(found.leader), sorted(int(r) for r in found.isrs)
+        """(leader id, in-sync replica ids) of a partition as most answering nodes see it; leader -1 when it has none.
+
+        Each node is asked alone: a node cut off from its peers keeps naming
+        itself leader with the old ISR, and a client like librdkafka would take
+        its answer or another's at random. LookupError when no node answers or
+        no view is shared by more than half of those that do (news on its way).
+        """
+        views = [v for v in self.partition_views(topic, partition, min(timeout, 2.0)).values() if v is not None]
+        if not views:
+            raise LookupError(f"no running node knows {topic}[{partition}]")
+        votes = Counter((leader, tuple(isr)) for leader, isr in views)
+        (leader, isr), count = votes.most_common(1)[0]
+        if count * 2 <= len(views) and len(views) > 1:
+            raise LookupError(f"{topic}[{partition}]: the nodes disagree, no majority view yet: {views}")
+        return leader, list(isr)
 
     def leader_of(self, queue: str, timeout: float = 1.0) -> str | None:
-        """`ReplicatedBroker`: the leader of partition 0 of topic `queue` (a topic of several partitions has a
-        leader per partition; faults aim at partition 0's). None while it has none or no node answers."""
-        try:  # at least 1 s: each ask is a fresh AdminClient, which must connect first
-            leader, _ = self.partition_state(queue, 0, timeout=max(1.0, timeout))
-        except Exception:  # topic not known yet, no node answering: no leader to name
+        """`ReplicatedBroker`: the leader of partition 0 of topic `queue` as most nodes see it (a topic of several
+        partitions has a leader per partition; faults aim at partition 0's). None while it has none, while
+        the nodes disagree, or when no node answers."""
+        try:
+            leader, _ = self.partition_state(queue, 0, timeout=max(0.5, timeout))
+        except LookupError:  # topic not known yet, no node answering, views disagreeing: no leader to name
             return None
         return node_name(leader) if leader >= 0 else None
 
