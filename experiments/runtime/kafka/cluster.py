@@ -2,10 +2,11 @@
 
 `KafkaCluster` is a `KafkaServer` (the verbs act on every node, so a
 single-node experiment runs on three unchanged) plus what only a cluster has:
-nodes by id, the leader and in-sync replicas of a partition, a wait for a new
-leader. Every node is a voter of one static controller quorum and a broker;
-three nodes get replication factor 3, `min.insync.replicas=2` and unclean
-leader election off (see `experiments.runtime.kafka.config`).
+nodes by id, the leader and in-sync replicas of a partition (the view most
+nodes share, each asked alone: `node_view`), a wait for a new leader. Every
+node is a voter of one static controller quorum and a broker; three nodes get
+replication factor 3, `min.insync.replicas=2` and unclean leader election off
+(see `experiments.runtime.kafka.config`).
 
 Built `lazy` (processes only), every node keeps its data dir on its own lazy
 file system (`LazyKafkaNode`): a node, or the whole cluster at once, can lose
