@@ -110,9 +110,12 @@ def test_jetstream_only_faults_skip_kafka() -> None:
     assert runs_on(FaultStep.parse("kill:leader"), "kafka")
     assert runs_on(FaultStep.parse("pause:follower"), "kafka")
     assert not runs_on(FaultStep.parse("stepdown"), "kafka")
-    assert not runs_on(FaultStep.parse("partition:leader"), "kafka")
+    assert not runs_on(FaultStep.parse("rolling"), "kafka")
+    assert not runs_on(FaultStep.parse("lagging-majority"), "kafka")
+    assert runs_on(FaultStep.parse("partition:leader"), "kafka"), "a partitionable Kafka cluster takes a partition"
     assert runs_on(FaultStep.parse("stepdown"), "nats")
     assert fault_runs(["kill:leader", "stepdown"], ["nats", "kafka"]) == 3
+    assert fault_runs(["partition:leader", "stepdown"], ["nats", "kafka"]) == 3
 
 
 def test_cluster_roles_resolve_on_a_kafka_cluster_and_jetstream_only_faults_are_refused(tmp_path: Path) -> None:
@@ -127,6 +130,16 @@ def test_cluster_roles_resolve_on_a_kafka_cluster_and_jetstream_only_faults_are_
     assert FaultRunner(FaultStep.parse("kill:queue"), deployment).victim is kafka
     with pytest.raises(ValueError, match="stepdown:leader needs a NATS cluster of 3 nodes"):
         FaultRunner(FaultStep.parse("stepdown"), deployment)
+    with pytest.raises(ValueError, match="partition:leader needs a cluster of 3 built partitionable=True"):
+        FaultRunner(FaultStep.parse("partition:leader"), deployment)  # no per-link proxies on this one
+    cut = KafkaCluster(tmp_path / "cut", nodes=3, partitionable=True)  # proxies start (threads), no JVM
+    try:
+        victim = FaultRunner(FaultStep.parse("partition:leader"), Deployment(stack, cut)).victim
+        assert isinstance(victim, ClusterNodes)
+        assert victim.cluster is cut
+        assert len(cut.proxies) == 12
+    finally:
+        cut.close()
     one = KafkaCluster(tmp_path / "one", nodes=1)
     with pytest.raises(ValueError, match=r"needs a cluster of 3 nodes .* this run has a process Kafka of 1 node"):
         FaultRunner(FaultStep.parse("kill:leader"), Deployment(stack, one))

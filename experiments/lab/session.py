@@ -66,13 +66,13 @@ def _kafka_for(setup: Setup, store_dir: Path) -> KafkaServer:
     A lazy store needs brokers the harness runs as processes, whatever
     `HARNESS_KAFKA` says (as for NATS): one node unless `setup.nodes` asks for 3.
     """
-    if setup.partitionable or setup.client_proxy:
-        raise ValueError("Setup: partitions and a client proxy are NATS-only so far")
+    if setup.client_proxy:
+        raise ValueError("Setup: a client proxy is NATS-only so far")
     overrides = KAFKA_FLUSH_EACH if setup.backend == "kafka-flush" else None
     if setup.store == "lazyfs":
         return KafkaCluster(store_dir, nodes=setup.nodes or 1, lazy=True, writeback_s=setup.writeback_s,
-                            overrides=overrides)  # fmt: skip
-    return kafka_server_from_env(store_dir, nodes=setup.nodes, overrides=overrides)
+                            overrides=overrides, partitionable=setup.partitionable)  # fmt: skip
+    return kafka_server_from_env(store_dir, nodes=setup.nodes, overrides=overrides, partitionable=setup.partitionable)
 
 
 class Session:

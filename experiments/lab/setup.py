@@ -35,7 +35,7 @@ class Setup:
     store: Literal["disk", "lazyfs"] = "disk"  # lazyfs: each broker node's store (NATS or Kafka) on a lazy FS
     writeback_s: float | None = None  # lazyfs only: pending data made durable after this long; None = never
     nodes: int | None = None  # nats-servers or Kafka brokers: 1 or 3; None: HARNESS_NATS_NODES / HARNESS_KAFKA_NODES
-    partitionable: bool = False  # a cluster with per-route proxies (partition faults)
+    partitionable: bool = False  # a cluster with per-link proxies, NATS or Kafka (partition faults)
     standby: Literal["nats", "kafka"] | None = None  # a second broker beside the first queue, for a switch to it
     client_proxy: bool = False  # the processors reach the broker through a TCP proxy (drop-connections)
 

@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,27 @@ class ReplicatedBroker(Protocol):
         ...
 
 
+@runtime_checkable
+class Partitionable(Protocol):
+    """A cluster one of whose nodes can be cut off from its peers while its clients still reach it.
+
+    NATS (per-route proxies) and Kafka (per-link proxies for the controller
+    quorum and replication), each when built `partitionable=True`; `proxies`
+    is empty otherwise, and `isolate` refuses.
+    """
+
+    @property
+    def proxies(self) -> Mapping[Any, object]: ...
+
+    def isolate(self, name: str) -> None:
+        """Cut every link between node `name` and its peers (new ones too); its clients still reach it."""
+        ...
+
+    def heal(self) -> None:
+        """Let every link through again."""
+        ...
+
+
 # (variable, value) -> (kind, why): resolved once per process, so the engine is
 # probed and the choice logged once however many brokers a run makes.
 _resolved: dict[tuple[str, str], tuple[BrokerKind, str]] = {}
@@ -184,4 +205,7 @@ if TYPE_CHECKING:
         return n, k
 
     def _replicated(n: NatsCluster, k: KafkaCluster) -> tuple[ReplicatedBroker, ReplicatedBroker]:
+        return n, k
+
+    def _partitionable(n: NatsCluster, k: KafkaCluster) -> tuple[Partitionable, Partitionable]:
         return n, k

@@ -4,9 +4,11 @@ JetStream and Kafka side by side: for each replicated queue in `queues`, one
 node at R1 and a cluster of `nodes` at R`nodes` (JetStream: an R3 stream;
 Kafka: three KRaft brokers, a topic of replication factor 3 with
 `min.insync.replicas=2`), at the same rates. Each fault runs on each queue
-whose cluster can take it: `kill`, `pause`, `power-loss` of a role on both;
-`stepdown`, `partition`, `rolling` and `lagging-majority` act through
-JetStream's API or routes and run on NATS only.
+whose cluster can take it: `kill`, `pause`, `power-loss` of a role and
+`partition` on both (a partition needs a cluster built with per-link
+proxies, so it runs on a fresh one: NATS routes; Kafka's controller quorum
+and replication links); `stepdown`, `rolling` and `lagging-majority` act
+through JetStream's API or routes and run on NATS only.
 
 `label` marks a row with nodes and replicas. `failover` runs one cluster
 fault through the phase pipeline (`lab.phase.run_phase` with `FAILOVER`
@@ -75,7 +77,8 @@ def replica_env(queue: QueueFamily, replicas: int) -> dict[str, str]:
 
 
 def runs_on(step: FaultStep, queue: QueueFamily) -> bool:
-    """Whether `queue`'s cluster can take the fault: JetStream-only faults (stepdown, partition...) skip Kafka."""
+    """Whether `queue`'s cluster can take the fault: JetStream-only faults (stepdown, rolling, lagging-majority)
+    skip Kafka; `partition` runs on both."""
     return queue == "nats" or "nats-cluster" not in step.fault.needs
 
 

@@ -2,14 +2,35 @@
 
 `KafkaCluster` is a `KafkaServer` (the verbs act on every node, so a
 single-node experiment runs on three unchanged) plus what only a cluster has:
-nodes by id, the leader and in-sync replicas of a partition, a wait for a new
-leader. Every node is a voter of one static controller quorum and a broker;
-three nodes get replication factor 3, `min.insync.replicas=2` and unclean
-leader election off (see `experiments.runtime.kafka.config`).
+nodes by id, the leader and in-sync replicas of a partition (the view most
+nodes share, each asked alone: `node_view`), a wait for a new leader. Every
+node is a voter of one static controller quorum and a broker; three nodes get
+replication factor 3, `min.insync.replicas=2` and unclean leader election off
+(see `experiments.runtime.kafka.config`).
 
 Built `lazy` (processes only), every node keeps its data dir on its own lazy
 file system (`LazyKafkaNode`): a node, or the whole cluster at once, can lose
 power (`power_off`: SIGKILL and drop what it never fsynced).
+
+Built `partitionable` (three nodes), every link between two nodes goes
+through a TCP proxy of its own (`experiments.runtime.tcp_proxy`), so one
+node can be cut off from its peers while its clients still reach it
+(`isolate`, `heal`). Kafka advertises one address per listener, which every
+peer would dial, so each node has a controller listener `C<i>` and a
+replication listener `R<i>` per peer i (`config.PeerPorts`): node i's
+controller quorum (`controller.quorum.voters` and the leader endpoints the
+quorum hands out, both on listener `C<i>`), its broker's link to the active
+controller (heartbeats, AlterPartition) and its replica fetchers (and any
+other inter-broker request: share-group state, transaction markers) on
+listener `R<i>` reach peer j only at the addresses j advertises for them:
+the proxies (i, j, "controller") and (i, j, "replication"). Clients keep
+PLAINTEXT, direct. `isolate(k<n>)` resets (TCP RST, new connections too)
+every proxy from or to that node: cut are its raft traffic both ways
+(votes, fetches of the metadata log), its heartbeats to the active
+controller (or, if it is the active controller, every other broker's to
+it), and replication both ways (it fetches from no leader, no follower
+fetches from it). Not cut: any client's connection to any node, and a
+node's links to itself (its own broker and controller in one JVM, direct).
 
 Start formats the nodes (the storage tool once, copied to the others), launches every
 JVM, then waits until each node's metadata lists all brokers: the quorum has
@@ -18,8 +39,11 @@ a leader and every broker is registered and unfenced.
 
 from __future__ import annotations
 
+import contextlib
+import struct
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,17 +51,20 @@ from typing import Any, Literal
 
 from confluent_kafka.admin import ClusterMetadata
 
-from experiments.runtime.kafka.config import NodePlan
+from experiments.runtime.kafka.config import HOST, NodePlan, PeerPorts
 from experiments.runtime.kafka.lazy import LazyKafkaNode, power_off_all
+from experiments.runtime.kafka.node_view import partition_view
 from experiments.runtime.kafka.process import DEFAULT_HEAP, ProcessKafkaNode
 from experiments.runtime.kafka.readiness import KafkaNotReady, admin_client
 from experiments.runtime.lazyfs.mount import Writeback
 from experiments.runtime.lifetime import Managed
 from experiments.runtime.ports import free_ports
+from experiments.runtime.tcp_proxy import TcpProxy
 
 NAME_PREFIX = "k"  # node names: k1, k2, k3 (node ids 1..3)
 Node = Any  # ProcessKafkaNode | LazyKafkaNode | DockerKafkaNode (docker is imported only when asked for)
 KafkaKind = Literal["process", "docker"]
+Link = Literal["controller", "replication"]
 
 
 def node_name(node_id: int) -> str:
@@ -60,12 +87,16 @@ class KafkaCluster(Managed):
         image: str | None = None,
         lazy: bool = False,
         writeback_s: Writeback = None,
+        partitionable: bool = False,
     ) -> None:
         """`ports`: fixed client ports per node (`diplom up`), else free ones; `overrides`: broker configs;
         `image`: the docker kind's image (else queue-lab/kafka:<version>, built here when missing);
-        `lazy`: each node's data dir on a lazy file system (`writeback_s`: None = never), for power loss."""
+        `lazy`: each node's data dir on a lazy file system (`writeback_s`: None = never), for power loss;
+        `partitionable`: every link between nodes through a proxy of its own (see the module)."""
         if nodes not in (1, 3):
             raise ValueError("a lab Kafka has 1 node or 3 (a quorum that survives one loss)")
+        if partitionable and nodes < 3:
+            raise ValueError("a partitionable Kafka has 3 nodes (one node has no links to cut)")
         if lazy and kind != "process":
             raise ValueError("a lazy store (power loss) needs nodes that run as local processes (kind='process')")
         self.lazy = lazy
@@ -79,6 +110,9 @@ class KafkaCluster(Managed):
         picked = free_ports(2 * nodes)
         client_ports = ports or picked[:nodes]
         plans = [NodePlan(i + 1, client_ports[i], picked[nodes + i]) for i in range(nodes)]
+        self.proxies: dict[tuple[int, int, Link], TcpProxy] = {}  # (from node id, to node id, link)
+        if partitionable:
+            plans = self._proxied(plans)
         self.nodes: list[Node] = []
         for plan in plans:
             node_dir = self.store_dir / f"n{plan.node_id}"
@@ -107,6 +141,25 @@ class KafkaCluster(Managed):
                     ProcessKafkaNode(plan, plans, node_dir, heap=heap, overrides=overrides, ready_timeout=ready_timeout)
                 )
         self.started_in_s: float | None = None  # the last full start's wall time, formatting included
+
+    def _proxied(self, plans: list[NodePlan]) -> list[NodePlan]:
+        """`plans` with a controller and a replication listener per peer, another peer's behind a proxy."""
+        ids = [p.node_id for p in plans]
+        out: list[NodePlan] = []
+        for plan in plans:
+            extra = iter(free_ports(2 * len(ids) - 1))
+            peers: list[PeerPorts] = []
+            for peer in ids:
+                controller = plan.controller_port if peer == plan.node_id else next(extra)
+                replication = next(extra)
+                if peer == plan.node_id:
+                    peers.append(PeerPorts(peer, controller, controller, replication, replication))
+                    continue
+                c = self.proxies[(peer, plan.node_id, "controller")] = TcpProxy(controller).start()
+                r = self.proxies[(peer, plan.node_id, "replication")] = TcpProxy(replication).start()
+                peers.append(PeerPorts(peer, controller, c.port, replication, r.port))
+            out.append(NodePlan(plan.node_id, plan.broker_port, plan.controller_port, tuple(peers)))
+        return out
 
     # --- what every provider has -------------------------------------------------
     @property
@@ -197,6 +250,9 @@ class KafkaCluster(Managed):
             for n in self.nodes:
                 n.close()
         finally:
+            for proxy in self.proxies.values():
+                proxy.close()
+            self.proxies.clear()
             if self._tmp is not None:
                 self._tmp.cleanup()
                 self._tmp = None
@@ -212,17 +268,48 @@ class KafkaCluster(Managed):
         # log_level 0: a node just killed is still listed until fenced, and every ask would log its refusal
         return admin_client(bootstrap, log_level=0).list_topics(timeout=timeout)
 
+    def partition_views(
+        self, topic: str, partition: int = 0, timeout: float = 1.0
+    ) -> dict[str, tuple[int, list[int]] | None]:
+        """Each running node's own (leader id, ISR ids) of a partition, asked of it alone (`node_view`); None
+        where it does not answer in `timeout` or does not know the partition."""
+        nodes = self.running
+
+        def ask(node: Node) -> tuple[int, list[int]] | None:
+            try:
+                return partition_view(HOST, node.port, topic, partition, timeout)
+            except (OSError, LookupError, struct.error):
+                return None
+
+        if not nodes:
+            return {}
+        with ThreadPoolExecutor(len(nodes)) as pool:
+            return dict(zip((node_name(n.node_id) for n in nodes), pool.map(ask, nodes), strict=True))
+
     def partition_state(self, topic: str, partition: int = 0, timeout: float = 5.0) -> tuple[int, list[int]]:
-        """(leader id, in-sync replica ids) of a partition; leader -1 when it has none."""
-        found = self.metadata(timeout).topics[topic].partitions[partition]
-        return int(found.leader), sorted(int(r) for r in found.isrs)
+        """(leader id, in-sync replica ids) of a partition as most answering nodes see it; leader -1 when it has none.
+
+        Each node is asked alone: a node cut off from its peers keeps naming
+        itself leader with the old ISR, and a client like librdkafka would take
+        its answer or another's at random. LookupError when no node answers or
+        no view is shared by more than half of those that do (news on its way).
+        """
+        views = [v for v in self.partition_views(topic, partition, min(timeout, 2.0)).values() if v is not None]
+        if not views:
+            raise LookupError(f"no running node knows {topic}[{partition}]")
+        votes = Counter((leader, tuple(isr)) for leader, isr in views)
+        (leader, isr), count = votes.most_common(1)[0]
+        if count * 2 <= len(views) and len(views) > 1:
+            raise LookupError(f"{topic}[{partition}]: the nodes disagree, no majority view yet: {views}")
+        return leader, list(isr)
 
     def leader_of(self, queue: str, timeout: float = 1.0) -> str | None:
-        """`ReplicatedBroker`: the leader of partition 0 of topic `queue` (a topic of several partitions has a
-        leader per partition; faults aim at partition 0's). None while it has none or no node answers."""
-        try:  # at least 1 s: each ask is a fresh AdminClient, which must connect first
-            leader, _ = self.partition_state(queue, 0, timeout=max(1.0, timeout))
-        except Exception:  # topic not known yet, no node answering: no leader to name
+        """`ReplicatedBroker`: the leader of partition 0 of topic `queue` as most nodes see it (a topic of several
+        partitions has a leader per partition; faults aim at partition 0's). None while it has none, while
+        the nodes disagree, or when no node answers."""
+        try:
+            leader, _ = self.partition_state(queue, 0, timeout=max(0.5, timeout))
+        except LookupError:  # topic not known yet, no node answering, views disagreeing: no leader to name
             return None
         return node_name(leader) if leader >= 0 else None
 
@@ -251,3 +338,18 @@ class KafkaCluster(Managed):
         raise TimeoutError(
             f"{topic}[{partition}]: no leader (not {not_leader}) with ISR >= {isr} in {timeout}s: {last}"
         )
+
+    def isolate(self, name: str) -> None:
+        """Cut every link to and from node `name` (TCP RST, new connections too); its clients still reach it."""
+        if not self.proxies:
+            raise RuntimeError("this cluster was not built partitionable=True (no per-link proxies)")
+        node_id = self.node(name).node_id
+        for (a, b, _), proxy in self.proxies.items():
+            if node_id in (a, b):
+                proxy.set_mode("reset")
+
+    def heal(self) -> None:
+        """Let every link through again."""
+        for proxy in self.proxies.values():
+            with contextlib.suppress(RuntimeError):
+                proxy.set_mode("pass")

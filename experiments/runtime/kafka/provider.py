@@ -96,7 +96,10 @@ def kafka_server_from_env(
         from experiments.runtime.kafka.external import ExternalKafka
 
         return ExternalKafka.from_env(env)
-    return KafkaCluster(store_dir, nodes=nodes or kafka_nodes_from_env(env), kind=kind, **kwargs)
+    nodes = nodes or kafka_nodes_from_env(env)
+    if nodes == 1:
+        kwargs.pop("partitionable", None)  # one node has no links to cut (as for NATS)
+    return KafkaCluster(store_dir, nodes=nodes, kind=kind, **kwargs)
 
 
 if TYPE_CHECKING:

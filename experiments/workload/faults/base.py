@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
-from experiments.runtime.broker import BrokerServer, ReplicatedBroker
+from experiments.runtime.broker import BrokerServer, Partitionable, ReplicatedBroker
 from experiments.runtime.nats.cluster import NatsCluster
 from experiments.runtime.processes import freeze
 from experiments.runtime.stack import ServiceProcess, Stack
@@ -45,7 +45,8 @@ NEED_HINTS: dict[Need, str] = {  # how a notebook gets what a fault needs
     "nats-cluster": "a NATS cluster of 3 nodes (this fault acts through JetStream's API, monitoring or routes; "
     "its Kafka counterpart is not built yet)",
     "lazy-store": "a broker on lazy stores: Setup(store='lazyfs')",
-    "partitionable": "a cluster built partitionable=True (per-route proxies): Setup(partitionable=True)",
+    "partitionable": "a cluster of 3 built partitionable=True (NATS: per-route proxies; Kafka: per-link proxies "
+    "for the controller quorum and replication): Setup(partitionable=True)",
     "second-queue": "a second queue beside the first: Setup(standby='nats' or 'kafka')",
     "client-proxy": "the processor's broker connection through a proxy: Setup(client_proxy=True)",
 }
@@ -185,7 +186,7 @@ def resolve_role(step: StepLike, deployment: Deployment, needs: frozenset[Need] 
             )
         if "nats-cluster" in needs and not isinstance(broker, NatsCluster):
             raise ValueError(f"fault {step.label} needs {NEED_HINTS['nats-cluster']}; this run has {_describe(broker)}")
-        if "partitionable" in needs and not getattr(broker, "proxies", None):
+        if "partitionable" in needs and not (isinstance(broker, Partitionable) and broker.proxies):
             raise ValueError(f"fault {step.label} needs {NEED_HINTS['partitionable']}")
         return ClusterNodes(broker, step.target, replicated_queue(deployment.stack, broker))
     if broker is not None and broker.kind == "external" and step.target in ("queue", "broker"):

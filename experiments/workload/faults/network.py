@@ -1,8 +1,12 @@
 """Network faults: a node cut off from its peers, or every client connection of the broker reset.
 
 `partition`: the leader (or the node the role names) is cut off from its
-peers through the cluster's per-route proxies while its clients still reach
-it; healed after `down_s`. `drop-connections`: every connection through the
+peers through the cluster's per-link proxies while its clients still reach
+it; healed after `down_s`. On NATS the routes (`NatsCluster.isolate`); on
+Kafka the controller quorum and replication links (`KafkaCluster.isolate`:
+the partition leader can no longer reach the active controller nor be
+fetched from, so with acks=all and min ISR 2 it acknowledges nothing while
+the others elect a new leader). Any `Partitionable` cluster qualifies. `drop-connections`: every connection through the
 proxy in front of the broker's client port gets a TCP RST, and new ones are
 reset too, for `down_s`; then connections pass again (the clients must
 reconnect by themselves).
@@ -13,6 +17,7 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar
 
+from experiments.runtime.broker import Partitionable
 from experiments.workload.faults.base import (
     NEED_HINTS,
     Deployment,
@@ -23,19 +28,26 @@ from experiments.workload.faults.base import (
     finish,
     held_down,
 )
-from experiments.workload.faults.nodes import nats_cluster_of
+from experiments.workload.faults.nodes import ClusterNodes
+
+
+def partitionable_of(victim: object) -> Partitionable:
+    """The cluster behind a victim of a partition (`needs` has "partitionable": resolve_role checked it)."""
+    if not isinstance(victim, ClusterNodes) or not isinstance(victim.cluster, Partitionable):
+        raise TypeError(f"the nodes of a partitionable cluster expected, got {victim!r}")
+    return victim.cluster
 
 
 class Partition(FaultBase):
-    """The victim node's routes to its peers reset for `down_s`, then healed."""
+    """The victim node's links to its peers reset for `down_s`, then healed."""
 
     kind: ClassVar[str] = "partition"
     family: ClassVar[str] = "network"
-    needs: ClassVar[frozenset[Need]] = frozenset({"cluster", "nats-cluster", "partitionable"})
+    needs: ClassVar[frozenset[Need]] = frozenset({"cluster", "partitionable"})
     default_target: ClassVar[str] = "leader"
 
     def run(self, step: StepLike, victim: Any) -> FaultReport:
-        cluster = nats_cluster_of(victim)
+        cluster = partitionable_of(victim)
         report = FaultReport(started=time.perf_counter())
         names = victim.pick()
         try:

@@ -5,7 +5,7 @@
 stream, a Kafka cluster and its topic's partition 0): the roles are
 resolved at the moment the fault fires (the leader then, not at setup), and
 from then on witnesses note when a new leader is first seen: a poll of the
-cluster's own view (JetStream's `/jsz`, Kafka's metadata) for both, and
+cluster's own view (JetStream's `/jsz`, Kafka's metadata as most nodes see it) for both, and
 JetStream's leader-elected advisory as well for NATS (Kafka has no leader
 event a client can subscribe to).
 """
