@@ -40,7 +40,6 @@ a leader and every broker is registered and unfenced.
 from __future__ import annotations
 
 import contextlib
-import struct
 import tempfile
 import time
 from collections import Counter
@@ -278,7 +277,7 @@ class KafkaCluster(Managed):
         def ask(node: Node) -> tuple[int, list[int]] | None:
             try:
                 return partition_view(HOST, node.port, topic, partition, timeout)
-            except (OSError, LookupError, struct.error):
+            except (OSError, LookupError):
                 return None
 
         if not nodes:
