@@ -71,7 +71,7 @@ CLAIMS = (
     Claim(
         "cluster.failover-loses-nothing",
         EXPERIMENT,
-        "An R3 stream loses no acknowledged message when its leader is killed or steps down.",
+        "An R3 stream loses no acknowledged message when its leader is killed, cut off from its peers or steps down.",
         R3_TOLERATES_ONE,
         lambda ev: _faults(nats_rows(ev.rows), "JetStream R3"),
         ("the processor acknowledged before the new leader had the message", *LOSS_CAUSES[:2]),
@@ -80,7 +80,7 @@ CLAIMS = (
         "cluster.kafka-failover-loses-nothing",
         EXPERIMENT,
         "A Kafka topic of replication factor 3 (min.insync.replicas=2, acks=all, unclean leader election off) loses "
-        "no acknowledged message when the leader of its partition is killed.",
+        "no acknowledged message when the leader of its partition is killed or cut off from its peers.",
         ACKS_ALL,
         lambda ev: _faults(kafka_rows(ev.rows), "Kafka RF3"),
         (
